@@ -1,0 +1,6 @@
+namespace MoeCluster.Node;
+
+public static class Program
+{
+    public static int Main(string[] args) => Cli.Run(args);
+}
