@@ -1,0 +1,26 @@
+namespace MoeCluster.Model.Generation;
+
+/// <summary>One sequence to generate. Stops at the first of: an EOS/stop token id (not included in the output),
+/// <see cref="MaxTokens"/> generated tokens, or cancellation.</summary>
+public sealed record GenerationRequest(string Id, IReadOnlyList<int> PromptTokens, int MaxTokens)
+{
+    public SamplingOptions Sampling { get; init; } = SamplingOptions.GreedyDecoding;
+    public IReadOnlyList<int> StopTokenIds { get; init; } = [];
+    /// <summary>Also return the float32 logits of the last prompt position (for cross-implementation checks).</summary>
+    public bool ReturnPromptLogits { get; init; }
+}
+
+public enum FinishReason { Stop, Length, Cancelled, Error }
+
+/// <summary>What the scheduler reports after a step, in order. Token events stream; Finished ends a request.</summary>
+public abstract record GenerationEvent(string RequestId);
+public sealed record TokenGenerated(string RequestId, int Token, int Index) : GenerationEvent(RequestId);
+public sealed record PromptLogits(string RequestId, float[] Logits) : GenerationEvent(RequestId);
+public sealed record SequenceFinished(string RequestId, FinishReason Reason, int PromptTokens, IReadOnlyList<int> Generated, string? Error = null)
+    : GenerationEvent(RequestId);
+
+/// <summary>Thrown for a request that can never run (too long for the context, empty prompt, bad sampling options).</summary>
+public sealed class InvalidGenerationRequestException(string field, string message) : Exception(message)
+{
+    public string Field { get; } = field;
+}

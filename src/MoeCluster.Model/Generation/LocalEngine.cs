@@ -1,0 +1,61 @@
+using MoeCluster.Model.Layers;
+using static TorchSharp.torch;
+
+namespace MoeCluster.Model.Generation;
+
+/// <summary>The model core's own generation loop: one process, continuous batching over a <see cref="BatchScheduler"/>.
+/// This is the reference the cluster's output is compared with. Not thread-safe.</summary>
+public sealed class LocalEngine : IDisposable
+{
+    readonly MoeTransformer model;
+    readonly KvCache[] caches;
+    public BatchScheduler Scheduler { get; }
+    /// <summary>Tokens routed to each expert since start, [layer][expert].</summary>
+    public long[][] TokensPerExpert { get; }
+
+    public LocalEngine(MoeTransformer model, BatchingOptions options)
+    {
+        this.model = model;
+        Scheduler = new BatchScheduler(options);
+        caches = model.CreateCaches(options.MaxBatchSize, options.ContextLength);
+        TokensPerExpert = Enumerable.Range(0, model.Config.NumLayers).Select(_ => new long[model.Config.NumExperts]).ToArray();
+    }
+
+    /// <summary>Runs one step; returns false when there was nothing to do.</summary>
+    public bool Step(List<GenerationEvent> events)
+    {
+        var plan = Scheduler.PlanStep(events);
+        if (plan is null) return false;
+        using var scope = NewDisposeScope();
+        var tokens = tensor(plan.Tokens.Select(t => (long)t).ToArray(), ScalarType.Int64, model.Options.Device);
+        var logits = model.Forward(tokens, plan.Layout, caches, TokensPerExpert).cpu().contiguous();
+        Scheduler.CompleteStep(plan, logits.data<float>().ToArray(), model.Config.VocabSize, events);
+        return true;
+    }
+
+    /// <summary>Generates every request to completion (continuous batching) and returns their final events by id.</summary>
+    public IReadOnlyDictionary<string, SequenceFinished> Run(IEnumerable<GenerationRequest> requests, Action<GenerationEvent>? onEvent = null)
+    {
+        var pending = new Queue<GenerationRequest>(requests);
+        var finished = new Dictionary<string, SequenceFinished>();
+        var events = new List<GenerationEvent>();
+        while (true)
+        {
+            while (pending.Count > 0 && Scheduler.Waiting < Scheduler.Options.MaxQueuedRequests)
+                if (!Scheduler.TryEnqueue(pending.Peek())) break; else pending.Dequeue();
+            events.Clear();
+            bool worked = Step(events);
+            foreach (var e in events)
+            {
+                onEvent?.Invoke(e);
+                if (e is SequenceFinished f) finished[f.RequestId] = f;
+            }
+            if (!worked && pending.Count == 0) return finished;
+        }
+    }
+
+    public void Dispose()
+    {
+        foreach (var c in caches) c.Dispose();
+    }
+}

@@ -1,0 +1,28 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace MoeCluster.Model.Layers;
+
+/// <summary>SwiGLU feed-forward: down(silu(gate(x)) · up(x)). Used for routed experts, the shared expert and dense
+/// MLP layers; parameter names follow the checkpoint (Mixtral calls the projections w1/w3/w2).</summary>
+public sealed class ExpertMlp : nn.Module<Tensor, Tensor>
+{
+    readonly Linear gate, up, down;
+
+    public ExpertMlp(int hidden, int intermediate, bool mixtralNames, ModuleOptions o) : base(nameof(ExpertMlp))
+    {
+        gate = new Linear(hidden, intermediate, false, o);
+        up = new Linear(hidden, intermediate, false, o);
+        down = new Linear(intermediate, hidden, false, o);
+        register_module(mixtralNames ? "w1" : "gate_proj", gate);
+        register_module(mixtralNames ? "w3" : "up_proj", up);
+        register_module(mixtralNames ? "w2" : "down_proj", down);
+    }
+
+    /// <summary>x: [n, D] → [n, D].</summary>
+    public override Tensor forward(Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        return down.forward(nn.functional.silu(gate.forward(x)) * up.forward(x)).MoveToOuterDisposeScope();
+    }
+}

@@ -1,0 +1,22 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace MoeCluster.Model.Layers;
+
+/// <summary>y = x Wᵀ (+ b), with parameters named <c>weight</c>/<c>bias</c> as in the checkpoint. Weights are
+/// allocated uninitialised: they are always loaded (or initialised explicitly for training).</summary>
+public sealed class Linear : nn.Module<Tensor, Tensor>
+{
+    public readonly Parameter weight;
+    public readonly Parameter? bias;
+
+    public Linear(long inFeatures, long outFeatures, bool hasBias, ModuleOptions o) : base(nameof(Linear))
+    {
+        weight = new Parameter(empty([outFeatures, inFeatures], o.DType, o.Device), requires_grad: false);
+        if (hasBias) bias = new Parameter(zeros([outFeatures], o.DType, o.Device), requires_grad: false);
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor x) => nn.functional.linear(x, weight, bias);
+}
