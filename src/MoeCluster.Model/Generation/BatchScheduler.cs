@@ -25,10 +25,15 @@ public sealed class BatchScheduler(BatchingOptions options)
     {
         public GenerationRequest Request { get; } = request;
         public int Slot { get; } = slot;
+        /// <summary>Tokens of this sequence already in the KV cache.</summary>
         public int Prefilled;
         public readonly List<int> Generated = new();
         public readonly Sampler Sampler = new(request.Sampling);
-        public bool InPrefill => Prefilled < Request.PromptTokens.Count;
+        /// <summary>Tokens that must be in the cache before the next decode step: the prompt, plus every generated
+        /// token but the last (after a cache loss the sequence is re-prefilled up to here, then decodes on).</summary>
+        public int CacheTarget => Request.PromptTokens.Count + Math.Max(0, Generated.Count - 1);
+        public bool InPrefill => Prefilled < CacheTarget;
+        public int TokenAt(int i) => i < Request.PromptTokens.Count ? Request.PromptTokens[i] : Generated[i - Request.PromptTokens.Count];
     }
 
     readonly Queue<GenerationRequest> waiting = new();
@@ -41,7 +46,7 @@ public sealed class BatchScheduler(BatchingOptions options)
     public int Running => running.Count;
     public bool IsIdle => waiting.Count == 0 && running.Count == 0;
     /// <summary>Tokens held in KV caches right now (for the memory gauge).</summary>
-    public long CachedTokens => running.Values.Sum(s => (long)s.Prefilled + Math.Max(0, s.Generated.Count - 1));
+    public long CachedTokens => running.Values.Sum(s => (long)s.Prefilled);
 
     /// <summary>Checks a request can ever run here; throws <see cref="InvalidGenerationRequestException"/> naming the field.</summary>
     public void Validate(GenerationRequest r)
@@ -102,11 +107,12 @@ public sealed class BatchScheduler(BatchingOptions options)
         foreach (var s in running.Values.Where(s => s.InPrefill))
         {
             if (budget <= 0) break;
-            int n = Math.Min(budget, s.Request.PromptTokens.Count - s.Prefilled);
-            for (int i = 0; i < n; i++) tokens.Add(s.Request.PromptTokens[s.Prefilled + i]);
+            int n = Math.Min(budget, s.CacheTarget - s.Prefilled);
+            for (int i = 0; i < n; i++) tokens.Add(s.TokenAt(s.Prefilled + i));
             segments.Add(new SequenceSegment(s.Slot, s.Prefilled, n));
             ids.Add(s.Request.Id);
-            samples.Add(s.Prefilled + n == s.Request.PromptTokens.Count);
+            // Sample only when this chunk completes the prompt; a re-prefill already knows its next token.
+            samples.Add(s.Generated.Count == 0 && s.Prefilled + n == s.CacheTarget);
             budget -= n;
         }
         return new StepPlan(tokens.ToArray(), new StepLayout(segments), ids, samples);
@@ -120,7 +126,7 @@ public sealed class BatchScheduler(BatchingOptions options)
         {
             if (!running.TryGetValue(plan.SegmentRequests[i], out var s)) continue;
             var segment = plan.Layout.Segments[i];
-            if (s.InPrefill) s.Prefilled += segment.Length;
+            s.Prefilled = Math.Max(s.Prefilled, segment.End);
             if (!plan.SamplesAfterStep[i]) continue;
             var row = logits.Slice(i * vocab, vocab);
             if (s.Generated.Count == 0 && s.Request.ReturnPromptLogits) events.Add(new PromptLogits(s.Request.Id, row.ToArray()));
@@ -131,6 +137,19 @@ public sealed class BatchScheduler(BatchingOptions options)
             if (s.Generated.Count >= s.Request.MaxTokens) Finish(s, FinishReason.Length, events);
         }
     }
+
+    /// <summary>The KV cache of these sequences was lost (an attention actor restarted or moved): they are re-prefilled
+    /// from their prompt and generated tokens at the next step and then continue, producing the same tokens.</summary>
+    public int InvalidateCache(IEnumerable<int> slots)
+    {
+        var lost = slots.ToHashSet();
+        int n = 0;
+        foreach (var s in running.Values.Where(s => lost.Contains(s.Slot))) { s.Prefilled = 0; n++; }
+        return n;
+    }
+
+    /// <summary>Every running sequence must be re-prefilled (all KV caches lost).</summary>
+    public void InvalidateAllCaches() => InvalidateCache(running.Values.Select(s => s.Slot));
 
     /// <summary>Ends every running request of a failed step with an error (they are not retried here).</summary>
     public void FailRunning(string error, List<GenerationEvent> events)

@@ -54,6 +54,13 @@ public sealed class LocalEngine : IDisposable
         }
     }
 
+    /// <summary>Loses every KV cache (as a failed attention node would) and lets the scheduler re-prefill.</summary>
+    public void DropCaches()
+    {
+        foreach (var c in caches) { c.Keys.zero_(); c.Values.zero_(); }
+        Scheduler.InvalidateAllCaches();
+    }
+
     public void Dispose()
     {
         foreach (var c in caches) c.Dispose();

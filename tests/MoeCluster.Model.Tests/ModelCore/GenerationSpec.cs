@@ -90,4 +90,53 @@ public class GenerationSpec
         Assert.NotEqual(first, Run(SamplingOptions.GreedyDecoding));
         Assert.NotEqual(first, Run(sampling with { Seed = 43 }));
     }
+
+    [Fact]
+    public void Sequences_whose_kv_cache_was_lost_are_re_prefilled_and_produce_the_same_tokens()
+    {
+        using var model = TinyModels.Random(Architecture.Qwen2Moe);
+        var requests = new[] { new GenerationRequest("a", [3, 1, 4, 1, 5], 14), new GenerationRequest("b", [9, 2, 6], 10) };
+        using var reference = new LocalEngine(model, Options);
+        var expected = reference.Run(requests);
+
+        using var engine = new LocalEngine(model, Options with { MaxPrefillTokensPerStep = 4 });
+        foreach (var r in requests) Assert.True(engine.Scheduler.TryEnqueue(r));
+        var events = new List<GenerationEvent>();
+        for (int i = 0; i < 6; i++) engine.Step(events);
+        engine.DropCaches();
+        while (engine.Step(events)) { }
+        var finished = events.OfType<SequenceFinished>().ToDictionary(f => f.RequestId);
+        foreach (var r in requests) Assert.Equal(expected[r.Id].Generated, finished[r.Id].Generated);
+        // Each token is reported once, even though part of the sequence was computed twice.
+        Assert.Equal(finished["a"].Generated.Count, events.OfType<TokenGenerated>().Count(t => t.RequestId == "a"));
+    }
+
+    [Fact]
+    public void A_full_queue_refuses_new_requests_and_cancelling_frees_the_slot()
+    {
+        using var model = TinyModels.Random(Architecture.Mixtral);
+        using var engine = new LocalEngine(model, Options with { MaxBatchSize = 1, MaxQueuedRequests = 1 });
+        Assert.True(engine.Scheduler.TryEnqueue(new GenerationRequest("a", [1, 2], 30)));
+        var events = new List<GenerationEvent>();
+        engine.Step(events);                                               // "a" takes the only slot
+        Assert.True(engine.Scheduler.TryEnqueue(new GenerationRequest("b", [1, 2], 5)));
+        Assert.False(engine.Scheduler.TryEnqueue(new GenerationRequest("c", [1, 2], 5)));
+        Assert.True(engine.Scheduler.CachedTokens > 0);
+        Assert.True(engine.Scheduler.Cancel("a"));
+        engine.Step(events);
+        Assert.Contains(events, e => e is SequenceFinished { RequestId: "a", Reason: FinishReason.Cancelled });
+        Assert.Equal(1, engine.Scheduler.Running);                         // "b" got the freed slot
+        Assert.Equal(2, engine.Scheduler.CachedTokens);                    // only b's prompt is cached now
+    }
+
+    [Fact]
+    public void Requests_that_cannot_fit_the_context_are_rejected_naming_the_field()
+    {
+        var s = new BatchScheduler(Options);
+        var e = Assert.Throws<InvalidGenerationRequestException>(() => s.TryEnqueue(new GenerationRequest("x", Enumerable.Repeat(1, 60).ToArray(), 10)));
+        Assert.Equal("max_tokens", e.Field);
+        Assert.Equal("prompt", Assert.Throws<InvalidGenerationRequestException>(() => s.TryEnqueue(new GenerationRequest("y", [], 10))).Field);
+        Assert.Equal("temperature", Assert.Throws<InvalidGenerationRequestException>(() =>
+            s.TryEnqueue(new GenerationRequest("z", [1], 1) { Sampling = new SamplingOptions { Temperature = -1 } })).Field);
+    }
 }
