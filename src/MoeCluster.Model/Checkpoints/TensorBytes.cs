@@ -10,16 +10,16 @@ namespace MoeCluster.Model.Checkpoints;
 /// </summary>
 internal static class TensorBytes
 {
-    const long ChunkBytes = 1L << 30;
+    internal const long ChunkBytes = 1L << 30;
 
     /// <summary>Fills contiguous CPU tensor <paramref name="target"/> from the file at <paramref name="fileOffset"/>.</summary>
-    public static void Fill(torch.Tensor target, SafeFileHandle file, long fileOffset, TensorEntry entry)
+    public static void Fill(torch.Tensor target, SafeFileHandle file, long fileOffset, TensorEntry entry, long chunkBytes = ChunkBytes)
     {
         long elementSize = target.element_size();
         long elements = target.numel();
         if (elements == 0) return;
         using var flat = target.view(-1);
-        long chunk = Math.Max(1, ChunkBytes / elementSize);
+        long chunk = Math.Max(1, chunkBytes / elementSize);
         for (long first = 0; first < elements; first += chunk)
         {
             using var part = flat.narrow(0, first, Math.Min(chunk, elements - first));
@@ -44,13 +44,13 @@ internal static class TensorBytes
     }
 
     /// <summary>Writes contiguous CPU tensor <paramref name="source"/>'s bytes to <paramref name="stream"/>.</summary>
-    public static void Write(torch.Tensor source, Stream stream)
+    public static void Write(torch.Tensor source, Stream stream, long chunkBytes = ChunkBytes)
     {
         long elementSize = source.element_size();
         long elements = source.numel();
         if (elements == 0) return;
         using var flat = source.view(-1);
-        long chunk = Math.Max(1, ChunkBytes / elementSize);
+        long chunk = Math.Max(1, chunkBytes / elementSize);
         for (long first = 0; first < elements; first += chunk)
         {
             using var part = flat.narrow(0, first, Math.Min(chunk, elements - first));
