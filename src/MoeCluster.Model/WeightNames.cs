@@ -16,6 +16,14 @@ public sealed class WeightNames(Architecture architecture)
 
     string MoePrefix(int layer) => architecture == Architecture.Mixtral ? $"{L(layer)}.block_sparse_moe" : $"{L(layer)}.mlp";
 
+    /// <summary>Prefix of one routed expert's parameters ("…experts.{e}."), as an <c>ExpertMlp</c> names them.</summary>
+    public string ExpertPrefix(int layer, int expert) => $"{MoePrefix(layer)}.experts.{expert}.";
+
+    /// <summary>Prefix of a layer's feed-forward block (MoE or dense): "…block_sparse_moe." or "…mlp.".</summary>
+    public string FeedForwardPrefix(int layer) => $"{MoePrefix(layer)}.";
+
+    public string LayerPrefix(int layer) => $"{L(layer)}.";
+
     public string RouterGate(int layer) => $"{MoePrefix(layer)}.gate.weight";
 
     /// <summary>(gate, up, down) projections of one routed expert. Mixtral calls them w1, w3, w2.</summary>
