@@ -174,6 +174,17 @@ public sealed class ByteLevelBpeTokenizerSpec : IDisposable
     }
 
     [Fact]
+    public void Concurrent_encodes_give_the_same_ids_as_sequential_ones()
+    {
+        var tokenizer = _dir.Load();
+        var texts = Enumerable.Range(0, 64).Select(i => $"request {i}: the quick brown fox 数据 🙂 #{i * 7919}\n").ToArray();
+        var expected = texts.Select(t => tokenizer.Encode(t)).ToArray();
+        var actual = new IReadOnlyList<int>[texts.Length];
+        Parallel.For(0, texts.Length, new ParallelOptions { MaxDegreeOfParallelism = 4 }, i => actual[i] = tokenizer.Encode(texts[i]));
+        Assert.Equal(expected, actual);
+    }
+
+    [Fact]
     public void Ids_outside_the_vocabulary_are_ignored_by_decode()
     {
         var tokenizer = _dir.Load();

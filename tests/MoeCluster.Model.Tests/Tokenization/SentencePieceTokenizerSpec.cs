@@ -104,6 +104,26 @@ public sealed class SentencePieceTokenizerSpec : IDisposable
     }
 
     [Fact]
+    public void Added_tokens_from_tokenizer_config_extend_the_vocab_and_are_matched_whole()
+    {
+        int toolId = Pieces.Count;
+        _dir.WriteJson("tokenizer_config.json", new Dictionary<string, object>
+        {
+            ["added_tokens_decoder"] = new Dictionary<string, object>
+            {
+                [toolId.ToString()] = new { content = "<tool>", special = true },
+            },
+        });
+        var tokenizer = _dir.Load();
+        var ids = tokenizer.Encode("Hello<tool>world", addSpecialTokens: false);
+        Assert.Single(ids, toolId);
+        Assert.Equal(toolId + 1, tokenizer.VocabSize);
+        Assert.Equal(toolId, tokenizer.SpecialTokens["<tool>"]);
+        Assert.DoesNotContain("<tool>", tokenizer.Decode(ids));
+        Assert.Contains("<tool>", tokenizer.Decode(ids, skipSpecialTokens: false));
+    }
+
+    [Fact]
     public void Tokenizer_json_that_is_not_byte_level_defers_to_tokenizer_model()
     {
         // Llama ships both; its tokenizer.json is BPE with a Metaspace pre-tokenizer and byte_fallback.
