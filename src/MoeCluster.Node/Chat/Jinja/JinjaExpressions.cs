@@ -55,7 +55,7 @@ sealed record Unary(string Op, Expr Operand) : Expr
         return Op switch
         {
             "not" => !JinjaValues.Truthy(v),
-            "-" => v switch { long l => -l, double d => -d, _ => throw new JinjaException($"cannot negate {JinjaValues.TypeName(v)}") },
+            "-" => v switch { long l => (object)(-l), double d => -d, _ => throw new JinjaException($"cannot negate {JinjaValues.TypeName(v)}") },
             _ => v,
         };
     }

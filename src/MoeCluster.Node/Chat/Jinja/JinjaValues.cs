@@ -133,7 +133,8 @@ public static class JinjaValues
         {
             return op switch
             {
-                "+" => x + y,
+                // object arms: a switch mixing long and double arms would make every result a double.
+                "+" => (object)(x + y),
                 "-" => x - y,
                 "*" => x * y,
                 "/" => y == 0 ? throw new JinjaException("division by zero") : (double)x / y,
@@ -212,7 +213,7 @@ public static class JinjaValues
             case "string": return ToText(v);
             case "int": return v switch { long i => i, double d => (long)d, string s when long.TryParse(s.Trim(), CultureInfo.InvariantCulture, out var p) => p, _ => 0L };
             case "float": return v switch { long i => (double)i, double d => d, string s when double.TryParse(s.Trim(), CultureInfo.InvariantCulture, out var p) => p, _ => 0.0 };
-            case "abs": return v switch { long i => Math.Abs(i), double d => Math.Abs(d), _ => throw new JinjaException("abs needs a number") };
+            case "abs": return v switch { long i => (object)Math.Abs(i), double d => Math.Abs(d), _ => throw new JinjaException("abs needs a number") };
             case "replace": return ToText(v).Replace(ToText(args[0]), ToText(args[1]), StringComparison.Ordinal);
             case "items": return v is IDictionary<string, object?> dict ? dict.Select(p => (object?)new List<object?> { p.Key, p.Value }).ToList() : throw new JinjaException("items needs a mapping");
             case "tojson": return ToJson(v, kwargs.TryGetValue("indent", out var ind) && ind is long n ? (int)n : null);
