@@ -96,7 +96,7 @@ public static class ReplicationPlanner
                 var node = state.Retire(expert);
                 var why = forced
                     ? Invariant($"{expert} has {Replicas(before)}, more than the limit of {maxReplicas} (MaxReplicasPerExpert {options.MaxReplicasPerExpert}, {capacities.Count} nodes)")
-                    : Invariant($"{Share(expert, load, state)}, {load.TokensOf(expert) / (before * state.TargetPerReplica(expert.Layer)):0.00}x the per-replica target of {state.TargetPerReplica(expert.Layer):0} per replica (retires below {options.RetireThreshold}x)");
+                    : Invariant($"{Share(expert, load, state)}, {load.TokensOf(expert) / (before * state.TargetPerReplica(expert.Layer)):0.00}x the per-replica target of {state.TargetPerReplica(expert.Layer):0} on each of {before} replicas (retires below {options.RetireThreshold}x)");
                 changes.Add(new ReplicationChange(expert, ChangeKind.Retire, node, Invariant($"{why}; {Replicas(before)} -> {before - 1}, retired from {node}")));
             }
 
@@ -129,7 +129,9 @@ public static class ReplicationPlanner
     {
         var tokens = load.TokensOf(expert);
         var layerTokens = state.LayerTokens(expert.Layer);
-        return Invariant($"{expert} received {100.0 * tokens / layerTokens:0}% of layer {expert.Layer} tokens ({tokens} of {layerTokens}) over {load.Steps} steps");
+        var percent = 100.0 * tokens / layerTokens;
+        var shown = percent is > 0 and < 1 ? "<1" : Invariant($"{percent:0}"); // "0%" would hide a trickle
+        return Invariant($"{expert} received {shown}% of layer {expert.Layer} tokens ({tokens} of {layerTokens}) over {load.Steps} steps");
     }
 
     private static string Replicas(int count) => count == 1 ? "1 replica" : Invariant($"{count} replicas");
