@@ -107,6 +107,42 @@ public class ChartTemplateTests
     }
 
     [Fact]
+    public void Every_included_template_is_defined()
+    {
+        var actions = Chart.TemplateFiles.Append(RepoPaths.Chart("templates/NOTES.txt")).Distinct()
+            .SelectMany(f => HelmTemplateStripper.Actions(File.ReadAllText(f))).Where(a => !a.IsComment).ToList();
+        var defined = actions.Select(a => System.Text.RegularExpressions.Regex.Match(a.Words, "^define \"([^\"]+)\""))
+            .Where(m => m.Success).Select(m => m.Groups[1].Value).ToHashSet();
+        var included = actions.SelectMany(a => System.Text.RegularExpressions.Regex.Matches(a.Body, "include \"([^\"]+)\""))
+            .Select(m => m.Groups[1].Value).ToHashSet();
+
+        Assert.Contains("moecluster.seedNodes", included);
+        Assert.Empty(included.Except(defined));
+    }
+
+    [Fact]
+    public void Every_action_has_balanced_parentheses_outside_strings()
+    {
+        foreach (var file in Chart.TemplateFiles.Append(RepoPaths.Chart("templates/NOTES.txt")).Distinct())
+        {
+            foreach (var action in HelmTemplateStripper.Actions(File.ReadAllText(file)).Where(a => !a.IsComment))
+            {
+                var depth = 0;
+                var inString = false;
+                for (var i = 0; i < action.Body.Length; i++)
+                {
+                    var c = action.Body[i];
+                    if (inString) { if (c == '\\') i++; else if (c == '"') inString = false; continue; }
+                    if (c == '"') inString = true;
+                    else if (c == '(') depth++;
+                    else if (c == ')' && --depth < 0) break;
+                }
+                Assert.True(depth == 0 && !inString, $"{Path.GetFileName(file)}: unbalanced parentheses or quotes in {{{{{action.Body}}}}}");
+            }
+        }
+    }
+
+    [Fact]
     public void Dashboard_is_a_grafana_dashboard_with_panels()
     {
         using var dashboard = System.Text.Json.JsonDocument.Parse(File.ReadAllText(RepoPaths.Chart("dashboards/moecluster-dashboard.json")));
