@@ -12,6 +12,7 @@ public static class Cli
             Commands.ServeCommand.Create(),
             Commands.GenerateCommand.Create(),
             Commands.PlacementCommand.Create(),
+            Commands.DemoCommand.Create(),
         };
         foreach (var extra in ExtraCommands) root.Subcommands.Add(extra());
         return root.Parse(args).Invoke();
