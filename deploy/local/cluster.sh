@@ -22,11 +22,11 @@ build() {
 running() { for f in "$state"/node-*.pid; do [ -e "$f" ] || continue; kill -0 "$(cat "$f")" 2>/dev/null && basename "$f" .pid | cut -d- -f2; done | sort -n; }
 
 start_node() {
-  local i=$1 roles=$2
+  local i=$1 roles=$2 min=${3:-1}
   local port=$((base_port + i)) http=$((base_http + i))
   nohup dotnet "$bin" serve --model "$model" --roles "$roles" --hostname 127.0.0.1 --port "$port" \
     --http-host 127.0.0.1 --http-port "$http" --seed-nodes "akka.tcp://moecluster@127.0.0.1:$base_port" \
-    --data-dir "$state/data-$i" --threads 1 --downing-stable-after 5 >"$state/node-$i.log" 2>&1 &
+    --data-dir "$state/data-$i" --threads 1 --downing-stable-after 5 --min-expert-nodes "$min" >"$state/node-$i.log" 2>&1 &
   echo $! >"$state/node-$i.pid"
   echo "node $i: pid $!  roles $roles  remoting 127.0.0.1:$port  http://127.0.0.1:$http  log $state/node-$i.log"
 }
@@ -50,8 +50,8 @@ case "${1:-}" in
     [ -z "$(running)" ] || { echo "already running (nodes $(running | tr '\n' ' ')); run '$0 down' first" >&2; exit 1; }
     build
     if [ "$n" -eq 1 ]; then start_node 0 gateway,attention,expert; else
-      start_node 0 gateway,attention
-      for i in $(seq 1 $((n - 1))); do start_node "$i" expert; done
+      start_node 0 gateway,attention $((n - 1))
+      for i in $(seq 1 $((n - 1))); do start_node "$i" expert $((n - 1)); done
     fi
     wait_ready && status ;;
   add)

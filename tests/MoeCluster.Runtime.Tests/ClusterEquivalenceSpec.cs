@@ -64,15 +64,14 @@ public class ClusterEquivalenceSpec
     {
         using var model = TinyModels.Random(a);
         var checkpoint = TinyCheckpoint.Write(model);
-        var runtime = new RuntimeOptions { ModelDirectory = checkpoint, Batching = Batching };
+        var runtime = new RuntimeOptions { ModelDirectory = checkpoint, Batching = Batching, MinExpertNodes = 2 };
         // Node 0: gateway + attention; nodes 1 and 2: experts only, so every expert call crosses the network.
         var nodes = await InProcessNode.StartClusterAsync(checkpoint, runtime, 3,
             i => i == 0 ? runtime with { Roles = [NodeRoles.Gateway, NodeRoles.Attention] } : runtime with { Roles = [NodeRoles.Expert] });
         try
         {
             await AssertSameTokens(nodes, checkpoint);
-            var placement = nodes[0].GenerationService();
-            var hosts = await Placement.NodesHostingExpertsAsync(nodes[0]);
+            var hosts = await PlacementView.NodesHostingExpertsAsync(nodes[0]);
             Assert.Equal(2, hosts.Count);   // spread over both expert nodes
         }
         finally { foreach (var n in nodes.Reverse()) await n.DisposeAsync(); }

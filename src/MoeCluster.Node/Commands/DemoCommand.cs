@@ -56,7 +56,7 @@ public static class DemoCommand
                 {
                     HttpHost = "127.0.0.1", HttpPort = httpPort + i, DataDirectory = Path.Combine(Path.GetTempPath(), $"moecluster-demo-{port}"),
                     Cluster = new ClusterNodeOptions { Hostname = "127.0.0.1", Port = port + i, SeedNodes = [seed], DowningStableAfter = TimeSpan.FromSeconds(5) },
-                    Runtime = new RuntimeOptions { ModelDirectory = model, Roles = roles[i], ComputeThreads = 1, Batching = new BatchingOptions { MaxBatchSize = 16, ContextLength = 256 } },
+                    Runtime = new RuntimeOptions { ModelDirectory = model, Roles = roles[i], ComputeThreads = 1, MinExpertNodes = 2, Batching = new BatchingOptions { MaxBatchSize = 16, ContextLength = 256 } },
                 };
                 var app = NodeHost.Build(o, i == 0 ? Console.Error.WriteLine : _ => { });
                 await app.StartAsync(ct);

@@ -30,6 +30,7 @@ public static class ServeCommand
     public static readonly Option<string?> Journal = new("--journal-connection-string") { Description = "PostgreSQL connection string for the job journal instead of SQLite" };
     public static readonly Option<string?> ApiKeysFile = new("--api-keys-file") { Description = "file with one API key per line (or MOECLUSTER_API_KEYS=k1,k2)" };
     public static readonly Option<string?> TlsCertificate = new("--tls-certificate") { Description = "PKCS#12 file enabling TLS between nodes (password in MOECLUSTER_TLS_CERTIFICATE_PASSWORD)" };
+    public static readonly Option<int?> MinExpertNodes = new("--min-expert-nodes") { Description = "expert nodes that must join before the cluster starts placing experts (default 1)" };
     public static readonly Option<double?> DowningStableAfter = new("--downing-stable-after") { Description = "seconds the split-brain resolver waits before downing unreachable nodes (default 20)" };
 
     public static Command Create()
@@ -37,7 +38,7 @@ public static class ServeCommand
         var command = new Command("serve", "Run a MoeCluster node (or a whole single-node cluster) and its HTTP API.")
         {
             Config, Model, Roles, Hostname, PublicHostname, Port, HttpHost, HttpPort, SeedNodes, Device, DType, ExpertSlots,
-            MaxBatch, Context, MaxQueue, Threads, Engine, DataDir, Journal, ApiKeysFile, TlsCertificate, DowningStableAfter,
+            MaxBatch, Context, MaxQueue, Threads, Engine, DataDir, Journal, ApiKeysFile, TlsCertificate, DowningStableAfter, MinExpertNodes,
         };
         command.SetAction(parse =>
         {
@@ -90,6 +91,7 @@ public static class ServeCommand
                 DType = s.Get(DType, (string?)null) ?? "float32",
                 ExpertSlots = s.Get(ExpertSlots, (int?)null) ?? 0,
                 ComputeThreads = s.Get(Threads, (int?)null) ?? 0,
+                MinExpertNodes = s.Get(MinExpertNodes, (int?)null) ?? 1,
                 Batching = new BatchingOptions
                 {
                     MaxBatchSize = s.Get(MaxBatch, (int?)null) ?? 32,

@@ -35,7 +35,12 @@ public static class MoeClusterHosting
                 SendBufferSize = node.MaxFrameBytes * 2,
                 ReceiveBufferSize = node.MaxFrameBytes * 2,
             })
-            .WithClustering(new ClusterOptions { Roles = roles.ToArray(), SeedNodes = seeds })
+            .WithClustering(new ClusterOptions
+            {
+                Roles = roles.ToArray(),
+                SeedNodes = seeds,
+                MinimumNumberOfMembersPerRole = new Dictionary<string, int> { [NodeRoles.Expert] = Math.Max(1, runtime.MinExpertNodes) },
+            })
             .WithActors((system, registry) =>
             {
                 var sharding = ClusterSharding.Get(system);

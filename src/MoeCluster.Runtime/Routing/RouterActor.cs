@@ -38,6 +38,7 @@ public sealed class RouterActor : ReceiveActor, IWithTimers
     }
 
     sealed record DispatchTimeout(long DispatchId, int Attempt);
+    sealed record HostResolved(string Node, IActorRef? Host);
 
     readonly int layer;
     readonly ModelSource model;
@@ -48,6 +49,7 @@ public sealed class RouterActor : ReceiveActor, IWithTimers
     readonly Dictionary<long, Dispatch> dispatches = new();
     readonly Dictionary<long, (long dispatch, int group)> regionCalls = new();
     readonly LoadWindow window;
+    readonly Dictionary<string, ICanTell> hosts = new();
     TopKRouter? gate;
     ExpertMlp? sharedExpert, denseMlp;
     MoeCluster.Model.Layers.Linear? sharedGate;
@@ -69,6 +71,7 @@ public sealed class RouterActor : ReceiveActor, IWithTimers
         Receive<TokensComputed>(OnNodeResults);
         Receive<ExpertComputed>(OnRegionResult);
         Receive<DispatchTimeout>(OnTimeout);
+        Receive<HostResolved>(m => { if (m.Host is null) hosts.Remove(m.Node); else hosts[m.Node] = m.Host; });
         Receive<GetExpertLoad>(_ => Sender.Tell(new ExpertLoad(layer, window.Totals(), window.Steps)));
     }
 
@@ -130,12 +133,22 @@ public sealed class RouterActor : ReceiveActor, IWithTimers
         foreach (var (node, items) in byNode)
         {
             MoeMetrics.ExpertBatches.WithLabels(node).Inc();
-            Context.ActorSelection($"{node}/user/{ExpertHostActor.Name}").Tell(new DispatchTokens(id, layer, items), Self);
+            Host(node).Tell(new DispatchTokens(id, layer, items), Self);
         }
         // The shared expert runs here while the routed experts run elsewhere.
         d.Shared = MoeBlock.GatedSharedOutput(sharedExpert, sharedGate, normed)?.DetachFromDisposeScope();
         Timers.StartSingleTimer(id, new DispatchTimeout(id, 1), expertTimeout);
         TryComplete(id, d);
+    }
+
+    /// <summary>The expert host of a node, resolved once (path parsing per step costs more than the message).</summary>
+    ICanTell Host(string node)
+    {
+        if (hosts.TryGetValue(node, out var host)) return host;
+        var selection = Context.ActorSelection($"{node}/user/{ExpertHostActor.Name}");
+        hosts[node] = selection;
+        selection.ResolveOne(expertTimeout).PipeTo(Self, success: r => new HostResolved(node, r), failure: _ => new HostResolved(node, null));
+        return selection;
     }
 
     Tensor Rows(Dispatch d, int group)
@@ -196,6 +209,7 @@ public sealed class RouterActor : ReceiveActor, IWithTimers
         log.Warning("layer {0}: re-sending experts [{1}] through the shard region after {2}s without an answer", layer,
             string.Join(", ", missing.Select(i => d.Groups.Groups[i].Expert)), expertTimeout.TotalSeconds);
         MoeMetrics.Recoveries.WithLabels("expert_retry").Inc();
+        hosts.Clear();   // a node that came back at the same address is a new incarnation: resolve again
         d.Attempt = 2;
         foreach (var i in missing) SendThroughRegion(t.DispatchId, d, i);
         Timers.StartSingleTimer(t.DispatchId, new DispatchTimeout(t.DispatchId, 2), expertTimeout);

@@ -4,7 +4,7 @@ using MoeCluster.Runtime.Hosting;
 
 namespace MoeCluster.TestSupport;
 
-public static class Placement
+public static class PlacementView
 {
     public static async Task<IReadOnlyDictionary<string, string>> ExpertNodesAsync(InProcessNode gatewayNode)
     {
