@@ -21,7 +21,7 @@ public static class ServingExtensions
         services.AddSingleton(sp => new ChatPromptRenderer(sp.GetService<ModelTokenizer>(), sp.GetRequiredService<ILogger<ChatPromptRenderer>>()));
         services.AddSingleton(sp => new CompletionRunner(sp.GetRequiredService<IGenerationService>(), sp.GetService<ModelTokenizer>(),
             sp.GetRequiredService<ChatPromptRenderer>(), options));
-        services.AddSingleton<IJobLineRunner>(sp => new JobLineRunner(sp.GetRequiredService<CompletionRunner>()));
+        services.AddSingleton<IJobLineRunner>(sp => new JobLineRunner(() => sp.GetRequiredService<CompletionRunner>()));
         return services;
     }
 

@@ -34,8 +34,16 @@ public sealed record JobResultLine(
 /// body (chat when it has "messages", else completion) or an OpenAI Batch line
 /// <c>{"custom_id", "method", "url": "/v1/chat/completions"|"/v1/completions", "body": {...}}</c>.
 /// A bad line yields an error result; only overload (retry later) and cancellation yield no result.</summary>
-public sealed class JobLineRunner(CompletionRunner runner) : IJobLineRunner
+public sealed class JobLineRunner : IJobLineRunner
 {
+    readonly Lazy<CompletionRunner> completions;
+
+    public JobLineRunner(CompletionRunner runner) => completions = new(runner);
+
+    /// <summary>Resolves the runner (and so the gateway) on the first line, not when the job actors start: a node
+    /// resumes jobs at start-up, possibly before its gateway is registered.</summary>
+    public JobLineRunner(Func<CompletionRunner> runner) => completions = new(runner);
+
     public async Task<LineOutcome> RunAsync(int line, string text, CancellationToken cancellation)
     {
         string? customId = null;
@@ -57,6 +65,7 @@ public sealed class JobLineRunner(CompletionRunner runner) : IJobLineRunner
                 body = inner;
             }
             var request = CompletionRequest.Parse(body, kind) with { Stream = false };
+            var runner = completions.Value;
             var prepared = runner.Prepare(request);
             var outcome = await runner.RunAsync(prepared, null, null, cancellation);
             if (outcome is null) return new LineAbandoned(line);
