@@ -22,7 +22,7 @@ public static class MoeClusterHosting
     {
         var roles = runtime.Roles.ToList();
         if (roles.Contains(NodeRoles.Expert) && runtime.ExpertSlots > 0) roles.Add(NodeRoles.ExpertSlotsPrefix + runtime.ExpertSlots);
-        var seeds = node.SeedNodes.Count > 0 ? node.SeedNodes.ToArray() : [node.SelfAddress];
+        var seeds = (node.SeedNodes.Count > 0 ? node.SeedNodes.ToArray() : [node.SelfAddress]).Select(node.WithProtocol).ToArray();
 
         builder
             .AddHocon(ConfigurationFactory.ParseString(Hocon(node)), HoconAddMode.Prepend)
@@ -34,6 +34,8 @@ public static class MoeClusterHosting
                 MaxFrameSize = node.MaxFrameBytes,
                 SendBufferSize = node.MaxFrameBytes * 2,
                 ReceiveBufferSize = node.MaxFrameBytes * 2,
+                EnableSsl = node.TlsCertificatePath is not null,
+                Ssl = node.TlsCertificatePath is null ? null! : ClusterTls.Options(node),
             })
             .WithClustering(new ClusterOptions
             {
