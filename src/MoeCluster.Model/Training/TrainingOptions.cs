@@ -17,7 +17,7 @@ public sealed record TrainingOptions
     public int VocabSize { get; init; } = 2048;
 
     /// <summary>Model width D (<c>--hidden</c>); must be a multiple of <see cref="Heads"/>.</summary>
-    public int Hidden { get; init; } = 160;
+    public int Hidden { get; init; } = 128;
 
     /// <summary>Decoder layers (<c>--layers</c>).</summary>
     public int Layers { get; init; } = 4;
@@ -44,7 +44,7 @@ public sealed record TrainingOptions
     public int BatchSize { get; init; } = 16;
 
     /// <summary>Optimiser steps (<c>--steps</c>).</summary>
-    public int Steps { get; init; } = 1000;
+    public int Steps { get; init; } = 800;
 
     /// <summary>Peak learning rate of AdamW, reached after <see cref="WarmupSteps"/> and decayed to a tenth by a cosine
     /// (<c>--lr</c>).</summary>
