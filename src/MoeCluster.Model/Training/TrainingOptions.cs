@@ -66,7 +66,7 @@ public sealed record TrainingOptions
     public int HeldOutEvery { get; init; } = 20;
 
     /// <summary>Steps between held-out evaluations during training (<c>--eval-every</c>).</summary>
-    public int EvalEvery { get; init; } = 100;
+    public int EvalEvery { get; init; } = 50;
 
     /// <summary>Held-out sequences used by the periodic evaluation and recorded as the fixed "subset" in eval.json
     /// (the final evaluation uses the whole held-out split) (<c>--eval-sequences</c>).</summary>

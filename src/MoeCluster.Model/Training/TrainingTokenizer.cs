@@ -1,3 +1,4 @@
+using System.Text.Encodings.Web;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using MoeCluster.Model.Tokenization;
@@ -51,6 +52,7 @@ public static class TrainingTokenizer
     public static int EndOfTextId(ModelTokenizer tokenizer, string directory) =>
         tokenizer.TokenToId(EndOfText) ?? throw new InvalidDataException($"{directory}: tokenizer has no '{EndOfText}' token");
 
+    // Relaxed escaping keeps "<|endoftext|>" readable; both spellings are the same JSON.
     internal static void WriteJson(string path, JsonNode json) =>
-        File.WriteAllText(path, json.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+        File.WriteAllText(path, json.ToJsonString(new JsonSerializerOptions { WriteIndented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }) + "\n");
 }
