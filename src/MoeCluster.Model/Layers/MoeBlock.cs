@@ -45,11 +45,14 @@ public sealed class MoeBlock : nn.Module<Tensor, Tensor>
     }
 
     /// <summary>sigmoid(shared_expert_gate(x)) · shared_expert(x), or null when the model has no shared expert.</summary>
-    public Tensor? SharedOutput(Tensor x)
+    public Tensor? SharedOutput(Tensor x) => GatedSharedOutput(shared_expert, shared_expert_gate, x);
+
+    /// <summary>Qwen2-MoE's shared expert scaled by its sigmoid gate; null when there is none.</summary>
+    public static Tensor? GatedSharedOutput(ExpertMlp? shared, Linear? gate, Tensor x)
     {
-        if (shared_expert is null) return null;
+        if (shared is null || gate is null) return null;
         using var scope = NewDisposeScope();
-        return (nn.functional.sigmoid(shared_expert_gate!.forward(x)) * shared_expert.forward(x)).MoveToOuterDisposeScope();
+        return (nn.functional.sigmoid(gate.forward(x)) * shared.forward(x)).MoveToOuterDisposeScope();
     }
 
     /// <summary>Σ over each token's experts of gate weight × expert output, in ascending expert order (so every

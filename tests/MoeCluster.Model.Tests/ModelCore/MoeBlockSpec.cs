@@ -1,5 +1,6 @@
 using MoeCluster.Model.Layers;
 using TorchSharp;
+using MoeCluster.TestSupport;
 using static TorchSharp.torch;
 
 namespace MoeCluster.Model.Tests.ModelCore;

@@ -1,6 +1,7 @@
+using MoeCluster.Model;
 using MoeCluster.Model.Layers;
 
-namespace MoeCluster.Model.Tests.ModelCore;
+namespace MoeCluster.TestSupport;
 
 /// <summary>Tiny configs of each architecture, with the options that make each one different switched on.</summary>
 public static class TinyModels

@@ -1,7 +1,8 @@
+using MoeCluster.Model;
 using MoeCluster.Model.Checkpoints;
 using static TorchSharp.torch;
 
-namespace MoeCluster.Model.Tests.ModelCore;
+namespace MoeCluster.TestSupport;
 
 /// <summary>Writes a model as a real Hugging Face checkpoint directory (config.json + safetensors).</summary>
 public static class TinyCheckpoint

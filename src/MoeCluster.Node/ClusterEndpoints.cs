@@ -1,0 +1,39 @@
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Akka.Actor;
+using Akka.Cluster;
+using Akka.Hosting;
+using MoeCluster.Runtime.Experts;
+using MoeCluster.Runtime.Hosting;
+
+namespace MoeCluster.Node;
+
+/// <summary>Read-only views of the cluster for operators: where each expert lives, and who is a member.</summary>
+public static class ClusterEndpoints
+{
+    public static WebApplication MapClusterEndpoints(this WebApplication app)
+    {
+        app.MapGet("/v1/cluster/placement", async (ActorRegistry registry) =>
+        {
+            if (!registry.TryGet<PlacementWatcherKey>(out var watcher))
+                return Results.Json(new { error = new { message = "this node has no gateway role; ask a gateway node", type = "invalid_request_error" } }, statusCode: 404);
+            var p = await watcher.Ask<PlacementWatcherActor.Placement>(new PlacementWatcherActor.GetPlacement(), TimeSpan.FromSeconds(5));
+            return Results.Json(new
+            {
+                experts = p.ExpertNodes.OrderBy(e => e.Key, StringComparer.Ordinal).ToDictionary(e => e.Key, e => e.Value),
+                nodes = p.ExpertNodes.GroupBy(e => e.Value).OrderBy(g => g.Key).ToDictionary(g => g.Key, g => g.Select(e => e.Key).OrderBy(k => k, StringComparer.Ordinal).ToArray()),
+            });
+        });
+        app.MapGet("/v1/cluster/members", (ActorSystem system) =>
+        {
+            var state = Cluster.Get(system).State;
+            return Results.Json(state.Members.Select(m => new
+            {
+                address = m.Address.ToString(),
+                status = state.Unreachable.Contains(m) ? "unreachable" : m.Status.ToString().ToLowerInvariant(),
+                roles = m.Roles.OrderBy(r => r).ToArray(),
+            }));
+        });
+        return app;
+    }
+}

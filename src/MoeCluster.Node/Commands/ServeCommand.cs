@@ -1,0 +1,104 @@
+using Microsoft.AspNetCore.Builder;
+using System.CommandLine;
+using MoeCluster.Model.Generation;
+using MoeCluster.Runtime;
+using MoeCluster.Runtime.Hosting;
+
+namespace MoeCluster.Node.Commands;
+
+/// <summary>`moecluster serve`: run one node. Every option can also come from MOECLUSTER_&lt;NAME&gt; or --config FILE.</summary>
+public static class ServeCommand
+{
+    public static readonly Option<string?> Config = new("--config") { Description = "JSON file of settings (keys = option names without dashes)" };
+    public static readonly Option<string?> Model = new("--model") { Description = "Hugging Face checkpoint directory (config.json, *.safetensors, tokenizer)" };
+    public static readonly Option<string[]> Roles = new("--roles") { Description = "gateway, attention, expert (comma separated); default all", AllowMultipleArgumentsPerToken = true };
+    public static readonly Option<string?> Hostname = new("--hostname") { Description = "interface for cluster remoting (default 127.0.0.1)" };
+    public static readonly Option<string?> PublicHostname = new("--public-hostname") { Description = "address other nodes use to reach this one" };
+    public static readonly Option<int?> Port = new("--port") { Description = $"cluster remoting port (default {NodeDefaults.RemotingPort})" };
+    public static readonly Option<string?> HttpHost = new("--http-host") { Description = "interface for HTTP (default 0.0.0.0)" };
+    public static readonly Option<int?> HttpPort = new("--http-port") { Description = $"HTTP port: OpenAI API, /healthz, /readyz, /metrics (default {NodeDefaults.HttpPort})" };
+    public static readonly Option<string[]> SeedNodes = new("--seed-nodes") { Description = "akka.tcp://moecluster@host:port, comma separated; empty = this node starts a new cluster", AllowMultipleArgumentsPerToken = true };
+    public static readonly Option<string?> Device = new("--device") { Description = "cpu (default) or cuda:N" };
+    public static readonly Option<string?> DType = new("--dtype") { Description = "float32 (default) or bfloat16" };
+    public static readonly Option<int?> ExpertSlots = new("--expert-slots") { Description = "most experts this node may hold (0 = no limit)" };
+    public static readonly Option<int?> MaxBatch = new("--max-batch-size") { Description = "sequences decoded together (KV-cache slots), default 32" };
+    public static readonly Option<int?> Context = new("--context-length") { Description = "longest prompt + completion, default 512" };
+    public static readonly Option<int?> MaxQueue = new("--max-queue") { Description = "requests waiting beyond the batch before 'overloaded', default 256" };
+    public static readonly Option<int?> Threads = new("--threads") { Description = "TorchSharp compute threads (default: libtorch's choice)" };
+    public static readonly Option<string?> Engine = new("--engine") { Description = "cluster (default) or local (one process, no cluster)" };
+    public static readonly Option<string?> DataDir = new("--data-dir") { Description = "directory for the batch-job journal (SQLite), default ./data" };
+    public static readonly Option<string?> Journal = new("--journal-connection-string") { Description = "PostgreSQL connection string for the job journal instead of SQLite" };
+    public static readonly Option<string?> ApiKeysFile = new("--api-keys-file") { Description = "file with one API key per line (or MOECLUSTER_API_KEYS=k1,k2)" };
+    public static readonly Option<string?> TlsCertificate = new("--tls-certificate") { Description = "PKCS#12 file enabling TLS between nodes (password in MOECLUSTER_TLS_CERTIFICATE_PASSWORD)" };
+    public static readonly Option<int?> MinExpertNodes = new("--min-expert-nodes") { Description = "expert nodes that must join before the cluster starts placing experts (default 1)" };
+    public static readonly Option<double?> DowningStableAfter = new("--downing-stable-after") { Description = "seconds the split-brain resolver waits before downing unreachable nodes (default 20)" };
+
+    public static Command Create()
+    {
+        var command = new Command("serve", "Run a MoeCluster node (or a whole single-node cluster) and its HTTP API.")
+        {
+            Config, Model, Roles, Hostname, PublicHostname, Port, HttpHost, HttpPort, SeedNodes, Device, DType, ExpertSlots,
+            MaxBatch, Context, MaxQueue, Threads, Engine, DataDir, Journal, ApiKeysFile, TlsCertificate, DowningStableAfter, MinExpertNodes,
+        };
+        command.SetAction(parse =>
+        {
+            var options = Resolve(parse);
+            var app = NodeHost.Build(options);
+            Console.Error.WriteLine($"node {options.Cluster.SelfAddress} roles [{string.Join(",", options.Runtime.Roles)}], HTTP on :{options.HttpPort}");
+            app.Run();
+            return 0;
+        });
+        return command;
+    }
+
+    public static ServeOptions Resolve(ParseResult parse)
+    {
+        var s = NodeSettings.From(parse, Config);
+        var model = s.Get(Model, (string?)null);
+        if (string.IsNullOrWhiteSpace(model)) model = DefaultModel.Directory();
+        var roles = s.Get(Roles, NodeRoles.All).SelectMany(r => r.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)).ToArray();
+        foreach (var r in roles)
+            if (!NodeRoles.All.Contains(r)) throw new ArgumentException($"--roles: '{r}' is not a role; roles are {string.Join(", ", NodeRoles.All)}");
+        var seeds = s.Get(SeedNodes, Array.Empty<string>()).SelectMany(x => x.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)).ToArray();
+        var engine = s.Get(Engine, (string?)null) ?? "cluster";
+        if (engine is not ("cluster" or "local")) throw new ArgumentException($"--engine: '{engine}' is not supported; use cluster or local");
+        var keys = (Environment.GetEnvironmentVariable("MOECLUSTER_API_KEYS") ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToList();
+        var keysFile = s.Get(ApiKeysFile, (string?)null);
+        if (!string.IsNullOrEmpty(keysFile)) keys.AddRange(File.ReadAllLines(keysFile).Select(l => l.Trim()).Where(l => l.Length > 0 && !l.StartsWith('#')));
+        return new ServeOptions
+        {
+            Engine = engine,
+            HttpHost = s.Get(HttpHost, (string?)null) ?? "0.0.0.0",
+            HttpPort = s.Get(HttpPort, (int?)null) ?? NodeDefaults.HttpPort,
+            DataDirectory = s.Get(DataDir, (string?)null) ?? Path.Combine(Environment.CurrentDirectory, "data"),
+            JournalConnectionString = s.Get(Journal, (string?)null),
+            ApiKeys = keys,
+            Cluster = new ClusterNodeOptions
+            {
+                Hostname = s.Get(Hostname, (string?)null) ?? "127.0.0.1",
+                PublicHostname = s.Get(PublicHostname, (string?)null),
+                Port = s.Get(Port, (int?)null) ?? NodeDefaults.RemotingPort,
+                SeedNodes = seeds,
+                DowningStableAfter = TimeSpan.FromSeconds(s.Get(DowningStableAfter, (double?)null) ?? 20),
+                TlsCertificatePath = s.Get(TlsCertificate, (string?)null),
+                TlsCertificatePassword = Environment.GetEnvironmentVariable("MOECLUSTER_TLS_CERTIFICATE_PASSWORD"),
+            },
+            Runtime = new RuntimeOptions
+            {
+                ModelDirectory = model,
+                Roles = roles,
+                Device = s.Get(Device, (string?)null) ?? "cpu",
+                DType = s.Get(DType, (string?)null) ?? "float32",
+                ExpertSlots = s.Get(ExpertSlots, (int?)null) ?? 0,
+                ComputeThreads = s.Get(Threads, (int?)null) ?? 0,
+                MinExpertNodes = s.Get(MinExpertNodes, (int?)null) ?? 1,
+                Batching = new BatchingOptions
+                {
+                    MaxBatchSize = s.Get(MaxBatch, (int?)null) ?? 32,
+                    ContextLength = s.Get(Context, (int?)null) ?? 512,
+                    MaxQueuedRequests = s.Get(MaxQueue, (int?)null) ?? 256,
+                },
+            },
+        };
+    }
+}

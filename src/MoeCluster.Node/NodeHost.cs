@@ -1,0 +1,57 @@
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Akka.Actor;
+using Akka.Hosting;
+using MoeCluster.Model;
+using MoeCluster.Model.Generation;
+using MoeCluster.Model.Layers;
+using MoeCluster.Model.Tokenization;
+using MoeCluster.Runtime;
+using MoeCluster.Runtime.Gateway;
+using MoeCluster.Runtime.Hosting;
+
+namespace MoeCluster.Node;
+
+/// <summary>Builds the node process: ASP.NET Core for HTTP, Akka.Hosting for the cluster, and the services the HTTP
+/// layer needs. Thin on purpose: the runtime's wiring lives in <see cref="MoeClusterHosting"/>.</summary>
+public static class NodeHost
+{
+    public static WebApplication Build(ServeOptions o, Action<string>? log = null)
+    {
+        log ??= Console.Error.WriteLine;
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.WebHost.UseUrls($"http://{(o.HttpHost == "0.0.0.0" ? "*" : o.HttpHost)}:{o.HttpPort}");
+        builder.Logging.SetMinimumLevel(LogLevel.Warning);
+        var options = ModuleOptions.Parse(o.Runtime.DType, o.Runtime.Device);
+        var model = new ModelSource(o.Runtime.ModelDirectory, options);
+        log($"model {o.Runtime.ModelDirectory}: {model.Config.Architecture.HuggingFaceName()}, {model.Config.NumLayers} layers, {model.Config.NumExperts} experts (top-{model.Config.TopK}), {o.Runtime.DType} on {o.Runtime.Device}");
+        builder.Services.AddSingleton(model);
+        builder.Services.AddSingleton(model.Config);
+        builder.Services.AddSingleton(_ => ModelTokenizer.Load(o.Runtime.ModelDirectory)!);
+
+        if (o.Engine == "local")
+        {
+            builder.Services.AddSingleton<IGenerationService>(_ =>
+            {
+                log("loading the whole model into this process (--engine local)…");
+                return new LocalGenerationService(MoeTransformer.Load(o.Runtime.ModelDirectory, options, o.Runtime.Batching.ContextLength), o.Runtime.Batching);
+            });
+            builder.Services.AddAkka(ClusterNodeOptions.ActorSystemName, _ => { });
+        }
+        else
+        {
+            builder.Services.AddAkka(ClusterNodeOptions.ActorSystemName, b => b.AddMoeClusterRuntime(o.Cluster, o.Runtime, model));
+            if (o.Runtime.Roles.Contains(NodeRoles.Gateway))
+                builder.Services.AddSingleton<IGenerationService>(sp =>
+                    new ClusterGenerationService(sp.GetRequiredService<ActorSystem>(), sp.GetRequiredService<ActorRegistry>().Get<GatewayKey>(), model.Config));
+        }
+
+        var app = builder.Build();
+        app.MapClusterEndpoints();
+        app.Lifetime.ApplicationStopped.Register(model.Dispose);
+        return app;
+    }
+}

@@ -1,0 +1,19 @@
+using MoeCluster.Runtime;
+using MoeCluster.Runtime.Hosting;
+
+namespace MoeCluster.Node;
+
+/// <summary>Everything `moecluster serve` needs, after resolving flags, environment and config file.</summary>
+public sealed record ServeOptions
+{
+    public required ClusterNodeOptions Cluster { get; init; }
+    public required RuntimeOptions Runtime { get; init; }
+    public string HttpHost { get; init; } = "0.0.0.0";
+    public int HttpPort { get; init; } = NodeDefaults.HttpPort;
+    /// <summary>"cluster" (default): this process is a node of an Akka cluster. "local": one process, no cluster.</summary>
+    public string Engine { get; init; } = "cluster";
+    public string? DataDirectory { get; init; }
+    public string? JournalConnectionString { get; init; }
+    public IReadOnlyList<string> ApiKeys { get; init; } = [];
+    public bool ServesApi => Engine == "local" || Runtime.Roles.Contains(NodeRoles.Gateway);
+}

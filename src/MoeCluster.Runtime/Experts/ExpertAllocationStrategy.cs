@@ -1,0 +1,90 @@
+using System.Collections.Immutable;
+using Akka.Actor;
+using Akka.Cluster;
+using Akka.Cluster.Sharding;
+
+namespace MoeCluster.Runtime.Experts;
+
+/// <summary>Places shards (one expert, or one attention layer, per shard) on the node that has the fewest, within its
+/// capacity (role <c>expert-slots-N</c>), preferring the node with the fewest shards of the same layer so one layer's
+/// traffic fans out over many nodes. Deterministic (ties by address) and stable: a shard never moves unless a node has
+/// two or more shards more than another (a join), and at most a few move per rebalance round, so placement does not
+/// flap. Attention shards are never rebalanced: moving one throws its KV cache away.</summary>
+public sealed class ExpertAllocationStrategy(bool rebalance, int maxMovesPerRound = 4) : IShardAllocationStrategy, IActorSystemDependentAllocationStrategy
+{
+    Cluster? cluster;
+
+    public void Start(ActorSystem system) => cluster = Cluster.Get(system);
+
+    public Task<IActorRef> AllocateShard(IActorRef requester, string shardId, IImmutableDictionary<IActorRef, IImmutableList<string>> current)
+    {
+        var candidates = Usable(current).ToList();
+        if (candidates.Count == 0) return Task.FromResult(requester);
+        int layer = LayerOf(shardId);
+        var withRoom = candidates.Where(c => c.Capacity == 0 || c.Shards.Count < c.Capacity).ToList();
+        var pool = withRoom.Count > 0 ? withRoom : candidates;   // over capacity beats refusing to serve
+        var best = pool
+            .OrderBy(c => c.Shards.Count)
+            .ThenBy(c => c.Shards.Count(s => LayerOf(s) == layer))
+            .ThenBy(c => c.Address, StringComparer.Ordinal)
+            .First();
+        return Task.FromResult(best.Region);
+    }
+
+    public Task<IImmutableSet<string>> Rebalance(IImmutableDictionary<IActorRef, IImmutableList<string>> current, IImmutableSet<string> inProgress)
+    {
+        IImmutableSet<string> none = ImmutableHashSet<string>.Empty;
+        if (!rebalance || inProgress.Count > 0) return Task.FromResult(none);
+        var regions = Usable(current).ToList();
+        if (regions.Count < 2) return Task.FromResult(none);
+        var moves = ImmutableHashSet.CreateBuilder<string>();
+        var counts = regions.ToDictionary(r => r.Region, r => r.Shards.Count);
+        for (int i = 0; i < maxMovesPerRound; i++)
+        {
+            var most = regions.OrderByDescending(r => counts[r.Region]).ThenBy(r => r.Address, StringComparer.Ordinal).First();
+            var least = regions.Where(r => r.Capacity == 0 || counts[r.Region] < r.Capacity)
+                .OrderBy(r => counts[r.Region]).ThenBy(r => r.Address, StringComparer.Ordinal).FirstOrDefault();
+            if (least is null || counts[most.Region] - counts[least.Region] < 2) break;
+            // Move the shard of the layer this node holds most of, so layers stay spread.
+            var shard = most.Shards.Where(s => !moves.Contains(s))
+                .GroupBy(LayerOf).OrderByDescending(g => g.Count()).ThenBy(g => g.Key)
+                .Select(g => g.OrderBy(s => s, StringComparer.Ordinal).Last()).FirstOrDefault();
+            if (shard is null) break;
+            moves.Add(shard);
+            counts[most.Region]--;
+            counts[least.Region]++;
+        }
+        return Task.FromResult<IImmutableSet<string>>(moves.ToImmutable());
+    }
+
+    sealed record Candidate(IActorRef Region, string Address, int Capacity, IImmutableList<string> Shards);
+
+    IEnumerable<Candidate> Usable(IImmutableDictionary<IActorRef, IImmutableList<string>> current)
+    {
+        var state = cluster?.State;
+        foreach (var (region, shards) in current)
+        {
+            var address = region.Path.Address.HasGlobalScope ? region.Path.Address : cluster?.SelfAddress ?? region.Path.Address;
+            var member = state?.Members.FirstOrDefault(m => m.Address == address);
+            // A leaving or unreachable node takes no new shards.
+            if (member is not null && (member.Status != MemberStatus.Up || state!.Unreachable.Contains(member))) continue;
+            yield return new Candidate(region, address.ToString(), member is null ? 0 : CapacityOf(member), shards);
+        }
+    }
+
+    static int CapacityOf(Member m)
+    {
+        var role = m.Roles.FirstOrDefault(r => r.StartsWith(NodeRoles.ExpertSlotsPrefix, StringComparison.Ordinal));
+        return role is not null && int.TryParse(role.AsSpan(NodeRoles.ExpertSlotsPrefix.Length), out var n) ? n : 0;
+    }
+
+    /// <summary>Layer of "L3.E5" or "gw@L3"; -1 when neither.</summary>
+    public static int LayerOf(string shardId)
+    {
+        int at = shardId.LastIndexOf('L');
+        if (at < 0) return -1;
+        int end = at + 1;
+        while (end < shardId.Length && char.IsDigit(shardId[end])) end++;
+        return end > at + 1 ? int.Parse(shardId.AsSpan(at + 1, end - at - 1)) : -1;
+    }
+}

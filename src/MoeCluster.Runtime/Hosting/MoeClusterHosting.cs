@@ -1,0 +1,96 @@
+using Akka.Actor;
+using Akka.Cluster.Hosting;
+using Akka.Cluster.Sharding;
+using Akka.Configuration;
+using Akka.Hosting;
+using Akka.Remote.Hosting;
+using MoeCluster.Runtime.Attention;
+using MoeCluster.Runtime.Experts;
+using MoeCluster.Runtime.Gateway;
+
+namespace MoeCluster.Runtime.Hosting;
+
+/// <summary>The one place the runtime's Akka configuration lives: remoting, clustering with the split-brain resolver,
+/// the tensor serializer, the expert and attention shard regions with their allocation strategy, and the node-local
+/// actors of each role. The node program and the multi-node tests both call this.</summary>
+public static class MoeClusterHosting
+{
+    public const string ExpertTypeName = "expert";
+    public const string AttentionTypeName = "attention";
+
+    public static AkkaConfigurationBuilder AddMoeClusterRuntime(this AkkaConfigurationBuilder builder, ClusterNodeOptions node, RuntimeOptions runtime, ModelSource model)
+    {
+        var roles = runtime.Roles.ToList();
+        if (roles.Contains(NodeRoles.Expert) && runtime.ExpertSlots > 0) roles.Add(NodeRoles.ExpertSlotsPrefix + runtime.ExpertSlots);
+        var seeds = (node.SeedNodes.Count > 0 ? node.SeedNodes.ToArray() : [node.SelfAddress]).Select(node.WithProtocol).ToArray();
+
+        builder
+            .AddHocon(ConfigurationFactory.ParseString(Hocon(node)), HoconAddMode.Prepend)
+            .WithRemoting(new RemoteOptions
+            {
+                HostName = node.Hostname,
+                PublicHostName = node.PublicHostname ?? node.Hostname,
+                Port = node.Port,
+                MaxFrameSize = node.MaxFrameBytes,
+                SendBufferSize = node.MaxFrameBytes * 2,
+                ReceiveBufferSize = node.MaxFrameBytes * 2,
+                EnableSsl = node.TlsCertificatePath is not null,
+                Ssl = node.TlsCertificatePath is null ? null! : ClusterTls.Options(node),
+            })
+            .WithClustering(new ClusterOptions
+            {
+                Roles = roles.ToArray(),
+                SeedNodes = seeds,
+                MinimumNumberOfMembersPerRole = new Dictionary<string, int> { [NodeRoles.Expert] = Math.Max(1, runtime.MinExpertNodes) },
+            })
+            .WithActors((system, registry) =>
+            {
+                var sharding = ClusterSharding.Get(system);
+                var settings = ClusterShardingSettings.Create(system);
+                var experts = roles.Contains(NodeRoles.Expert)
+                    ? sharding.Start(ExpertTypeName, id => ExpertActor.Props(id, model), settings.WithRole(NodeRoles.Expert),
+                        MessageExtractors.Experts(), new ExpertAllocationStrategy(rebalance: true), PoisonPill.Instance)
+                    : sharding.StartProxy(ExpertTypeName, NodeRoles.Expert, MessageExtractors.Experts());
+                var attention = roles.Contains(NodeRoles.Attention)
+                    ? sharding.Start(AttentionTypeName, id => AttentionActor.Props(id, model), settings.WithRole(NodeRoles.Attention),
+                        MessageExtractors.Attention(), new ExpertAllocationStrategy(rebalance: false), PoisonPill.Instance)
+                    : sharding.StartProxy(AttentionTypeName, NodeRoles.Attention, MessageExtractors.Attention());
+                registry.Register<ExpertRegionKey>(experts);
+                registry.Register<AttentionRegionKey>(attention);
+                if (roles.Contains(NodeRoles.Expert)) system.ActorOf(ExpertHostActor.Props(experts), ExpertHostActor.Name);
+                if (roles.Contains(NodeRoles.Gateway))
+                {
+                    var directory = new ExpertDirectory();
+                    registry.Register<PlacementWatcherKey>(system.ActorOf(PlacementWatcherActor.Props(experts, directory), "placement-watcher"));
+                    var gatewayName = $"gw-{node.PublicHostname ?? node.Hostname}-{node.Port}";
+                    registry.Register<GatewayKey>(system.ActorOf(GatewayActor.Props(gatewayName, model, runtime, attention, experts, directory), GatewayActor.Name));
+                }
+            });
+        if (runtime.ComputeThreads > 0) TorchSharp.torch.set_num_threads(runtime.ComputeThreads);
+        return builder;
+    }
+
+    static string Hocon(ClusterNodeOptions node) => $$"""
+        akka {
+          loglevel = INFO
+          actor {
+            serializers { moe-tensor = "MoeCluster.Runtime.Serialization.TensorMessageSerializer, MoeCluster.Runtime" }
+            serialization-bindings { "MoeCluster.Runtime.Protocol.ITensorMessage, MoeCluster.Runtime" = moe-tensor }
+          }
+          cluster {
+            downing-provider-class = "Akka.Cluster.SBR.SplitBrainResolverProvider, Akka.Cluster"
+            split-brain-resolver {
+              active-strategy = keep-majority
+              stable-after = {{(int)node.DowningStableAfter.TotalMilliseconds}}ms
+            }
+            sharding {
+              # Experts hold weights: an idle expert must stay loaded.
+              passivate-idle-entity-after = off
+              remember-entities = off
+              rebalance-interval = 10s
+              handoff-timeout = 60s
+            }
+          }
+        }
+        """;
+}

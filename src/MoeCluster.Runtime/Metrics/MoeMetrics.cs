@@ -1,0 +1,51 @@
+using Prometheus;
+
+namespace MoeCluster.Runtime.Metrics;
+
+/// <summary>Every Prometheus series the runtime exports (names follow vLLM's where the meaning is the same, with the
+/// moecluster_ prefix; units in names; counters end in _total). docs/METRICS.md lists each one.
+/// Per-expert series are bounded: see <see cref="ExpertSeriesLimit"/>.</summary>
+public static class MoeMetrics
+{
+    static readonly double[] LatencyBuckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+    static readonly double[] SizeBuckets = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096];
+
+    public static readonly Gauge RequestsWaiting = Prom.CreateGauge("moecluster_requests_waiting", "Requests queued at the gateway, not yet running.");
+    public static readonly Gauge RequestsRunning = Prom.CreateGauge("moecluster_requests_running", "Sequences in the running batch (holding a KV-cache slot).");
+    public static readonly Counter RequestsRejected = Prom.CreateCounter("moecluster_requests_rejected_total", "Requests refused by the gateway.", "reason");
+    public static readonly Counter RequestsFinished = Prom.CreateCounter("moecluster_request_success_total", "Requests finished, by reason (stop, length, cancelled, error).", "finished_reason");
+    public static readonly Counter PromptTokens = Prom.CreateCounter("moecluster_prompt_tokens_total", "Prompt tokens prefilled.");
+    public static readonly Counter GenerationTokens = Prom.CreateCounter("moecluster_generation_tokens_total", "Tokens generated.");
+    public static readonly Histogram StepTokens = Prom.CreateHistogram("moecluster_step_tokens", "Tokens in one batched step (batch size in tokens).", new HistogramConfiguration { Buckets = SizeBuckets });
+    public static readonly Histogram StepSequences = Prom.CreateHistogram("moecluster_step_sequences", "Sequences in one batched step.", new HistogramConfiguration { Buckets = SizeBuckets });
+    public static readonly Histogram StepSeconds = Prom.CreateHistogram("moecluster_step_duration_seconds", "Wall time of one batched step through every layer.", new HistogramConfiguration { Buckets = LatencyBuckets });
+    public static readonly Counter StepRetries = Prom.CreateCounter("moecluster_step_retries_total", "Steps retried after a timeout or failure inside the step.", "reason");
+    public static readonly Histogram TimeToFirstToken = Prom.CreateHistogram("moecluster_time_to_first_token_seconds", "From request arrival to its first generated token.", new HistogramConfiguration { Buckets = LatencyBuckets });
+    public static readonly Histogram InterTokenLatency = Prom.CreateHistogram("moecluster_inter_token_latency_seconds", "Between consecutive generated tokens of one request.", new HistogramConfiguration { Buckets = LatencyBuckets });
+    public static readonly Histogram RequestLatency = Prom.CreateHistogram("moecluster_e2e_request_latency_seconds", "From request arrival to its end.", new HistogramConfiguration { Buckets = LatencyBuckets });
+    public static readonly Histogram QueueTime = Prom.CreateHistogram("moecluster_request_queue_time_seconds", "Time a request waited for a KV-cache slot.", new HistogramConfiguration { Buckets = LatencyBuckets });
+    public static readonly Gauge KvCacheBytes = Prom.CreateGauge("moecluster_kv_cache_bytes_in_use", "Bytes of KV cache holding live sequence positions (all layers).");
+    public static readonly Gauge KvCacheCapacityBytes = Prom.CreateGauge("moecluster_kv_cache_capacity_bytes", "Bytes of KV cache allocated (all layers, all slots).");
+
+    /// <summary>Per-expert token counts produce layers × experts series (DeepSeek-V3: 58 × 256 = 14,848), so they are
+    /// exported only while layers × experts ≤ this limit; above it only the per-layer series are kept.</summary>
+    public static int ExpertSeriesLimit { get; set; } = 2048;
+    public static readonly Counter ExpertTokens = Prom.CreateCounter("moecluster_expert_routed_tokens_total", "Tokens routed to each expert (bounded: see docs/METRICS.md).", "layer", "expert", "node");
+    public static readonly Counter LayerTokens = Prom.CreateCounter("moecluster_layer_routed_tokens_total", "Token-expert assignments made by each MoE layer's router.", "layer");
+    public static readonly Gauge LayerBalancedness = Prom.CreateGauge("moecluster_layer_balancedness", "Mean ÷ max tokens per expert over the router's window (1 = perfectly balanced).", "layer");
+    public static readonly Gauge LayerHottestShare = Prom.CreateGauge("moecluster_layer_hottest_expert_share", "Share of a layer's tokens that went to its busiest expert over the window.", "layer");
+    public static readonly Gauge ExpertReplicas = Prom.CreateGauge("moecluster_expert_replicas", "Loaded replicas of experts, by layer.", "layer");
+    public static readonly Gauge ExpertsHosted = Prom.CreateGauge("moecluster_experts_hosted", "Experts loaded on this node.");
+    public static readonly Counter ExpertBatches = Prom.CreateCounter("moecluster_expert_dispatches_total", "Per-node expert batches sent by routers.", "node");
+    public static readonly Counter BytesBetweenNodes = Prom.CreateCounter("moecluster_remote_activation_bytes_total", "Activation bytes serialised for other nodes.", "direction");
+    public static readonly Gauge ClusterMembers = Prom.CreateGauge("moecluster_cluster_members", "Cluster members by role and status.", "role", "status");
+    public static readonly Counter PlacementMoves = Prom.CreateCounter("moecluster_placement_moves_total", "Experts moved between nodes (rebalance, join, leave).");
+    public static readonly Counter Recoveries = Prom.CreateCounter("moecluster_recoveries_total", "Recoveries after failures, by kind (kv_cache_reprefill, expert_retry).", "kind");
+
+    static class Prom
+    {
+        public static Gauge CreateGauge(string name, string help, params string[] labels) => Prometheus.Metrics.CreateGauge(name, help, labels);
+        public static Counter CreateCounter(string name, string help, params string[] labels) => Prometheus.Metrics.CreateCounter(name, help, labels);
+        public static Histogram CreateHistogram(string name, string help, HistogramConfiguration c) => Prometheus.Metrics.CreateHistogram(name, help, c);
+    }
+}

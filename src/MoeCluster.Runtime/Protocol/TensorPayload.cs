@@ -1,0 +1,91 @@
+using static TorchSharp.torch;
+
+namespace MoeCluster.Runtime.Protocol;
+
+/// <summary>
+/// A tensor travelling inside an actor message.
+///
+/// <para><b>The ownership rule</b> (the one rule every actor follows): a sender puts a tensor it owns into a payload
+/// with <see cref="Own"/> — the tensor is detached from every dispose scope and from then on belongs to the message.
+/// The receiver calls <see cref="Take"/> exactly once and owns the result: it disposes it (or hands it on the same way).
+/// Within one process the tensor itself travels, never copied or serialised. When a message crosses to another node,
+/// the serializer copies the bytes out and disposes the sender-side tensor: on a remote hop the serializer is the last
+/// local owner. A payload whose message is never delivered (dead letters) is released by the tensor's finalizer.</para>
+/// </summary>
+public sealed class TensorPayload
+{
+    Tensor? tensor;
+    readonly byte[]? bytes;
+    bool taken;
+
+    public ScalarType DType { get; }
+    public long[] Shape { get; }
+
+    TensorPayload(Tensor t)
+    {
+        tensor = t;
+        DType = t.dtype;
+        Shape = t.shape;
+    }
+
+    /// <summary>Deserialised form: raw little-endian bytes of a contiguous tensor.</summary>
+    public TensorPayload(ScalarType dtype, long[] shape, byte[] data)
+    {
+        DType = dtype;
+        Shape = shape;
+        bytes = data;
+    }
+
+    /// <summary>Hands <paramref name="t"/> to the message. The caller must not use or dispose it afterwards.</summary>
+    public static TensorPayload Own(Tensor t) => new(t.DetachFromDisposeScope());
+
+    /// <summary>The receiver's one call: returns a tensor the caller owns (on <paramref name="device"/>).</summary>
+    public Tensor Take(Device? device = null)
+    {
+        lock (this)
+        {
+            if (taken) throw new InvalidOperationException("tensor payload already taken: a message's tensor has exactly one receiver");
+            taken = true;
+            var t = tensor ?? FromBytes();
+            tensor = null;
+            if (device is not null && t.device.type != device.type)
+            {
+                var moved = t.to(device);
+                t.Dispose();
+                t = moved;
+            }
+            return t;
+        }
+    }
+
+    /// <summary>For the serializer: the bytes of the tensor; disposes a live sender-side tensor (see the rule above).</summary>
+    public byte[] ToBytesForWire()
+    {
+        lock (this)
+        {
+            if (bytes is not null) return bytes;
+            if (tensor is null) throw new InvalidOperationException("tensor payload already taken; it cannot be sent again");
+            using var cpu = tensor.device.type == TorchSharp.DeviceType.CPU ? tensor.contiguous() : tensor.cpu().contiguous();
+            var data = cpu.bytes.ToArray();
+            tensor.Dispose();
+            tensor = null;
+            taken = true;
+            return data;
+        }
+    }
+
+    Tensor FromBytes()
+    {
+        var t = empty(Shape, DType);
+        t.bytes = bytes;
+        return t;
+    }
+
+    public long ByteLength => Shape.Aggregate(1L, (a, b) => a * b) * DType switch
+    {
+        ScalarType.Float32 or ScalarType.Int32 => 4,
+        ScalarType.BFloat16 or ScalarType.Float16 => 2,
+        ScalarType.Int64 or ScalarType.Float64 => 8,
+        _ => 1,
+    };
+}

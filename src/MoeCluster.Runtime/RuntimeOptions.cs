@@ -1,0 +1,41 @@
+using MoeCluster.Model.Generation;
+
+namespace MoeCluster.Runtime;
+
+/// <summary>Node roles. A node may hold any mix; a one-node cluster holds all three.</summary>
+public static class NodeRoles
+{
+    public const string Gateway = "gateway";
+    public const string Attention = "attention";
+    public const string Expert = "expert";
+    public static readonly string[] All = [Gateway, Attention, Expert];
+
+    /// <summary>Expert capacity travels as a role so the shard allocation strategy can read it from cluster state.</summary>
+    public const string ExpertSlotsPrefix = "expert-slots-";
+}
+
+/// <summary>What one node of the runtime needs to know. Bound from the command line, a config file or environment.</summary>
+public sealed record RuntimeOptions
+{
+    /// <summary>Hugging Face checkpoint directory; every node reads the weights it hosts from here.</summary>
+    public required string ModelDirectory { get; init; }
+    public IReadOnlyList<string> Roles { get; init; } = NodeRoles.All;
+    /// <summary>"cpu" or "cuda:N".</summary>
+    public string Device { get; init; } = "cpu";
+    /// <summary>"float32" (default on CPU) or "bfloat16".</summary>
+    public string DType { get; init; } = "float32";
+    /// <summary>How many expert replicas this node may hold; 0 = unlimited.</summary>
+    public int ExpertSlots { get; init; }
+    public BatchingOptions Batching { get; init; } = new();
+    /// <summary>After this long without an expert node's answer, the router re-sends the missing experts' tokens
+    /// through the shard region (which reaches the expert wherever it lives now).</summary>
+    public TimeSpan ExpertTimeout { get; init; } = TimeSpan.FromSeconds(10);
+    /// <summary>A step not finished in this time is retried from its first layer (KV writes are idempotent).</summary>
+    public TimeSpan StepTimeout { get; init; } = TimeSpan.FromSeconds(60);
+    public int MaxStepAttempts { get; init; } = 3;
+    /// <summary>Expert nodes that must have joined before the cluster moves members to Up (Akka's min-nr-of-members
+    /// per role), so the first expert node does not receive every expert only to hand most of them off again.</summary>
+    public int MinExpertNodes { get; init; } = 1;
+    /// <summary>TorchSharp intra-op threads; 0 = leave libtorch's default.</summary>
+    public int ComputeThreads { get; init; }
+}

@@ -1,0 +1,79 @@
+using MoeCluster.Model;
+using MoeCluster.Model.Generation;
+using MoeCluster.Runtime;
+using MoeCluster.TestSupport;
+
+namespace MoeCluster.Runtime.Tests;
+
+/// <summary>The cluster must produce exactly the tokens the single-process model core produces.</summary>
+public class ClusterEquivalenceSpec
+{
+    static readonly BatchingOptions Batching = new() { MaxBatchSize = 4, ContextLength = 64, MaxPrefillTokensPerStep = 16 };
+
+    static readonly GenerationRequest[] Requests =
+    [
+        new("short", [4, 8], 10),
+        new("long", Enumerable.Range(10, 21).ToArray(), 7),
+        new("mid", [50, 51, 52, 53, 54, 55, 56], 12),
+    ];
+
+    static Dictionary<string, IReadOnlyList<int>> SingleProcess(string checkpoint)
+    {
+        using var model = MoeTransformer.Load(checkpoint, Model.Layers.ModuleOptions.Cpu32);
+        var result = new Dictionary<string, IReadOnlyList<int>>();
+        foreach (var r in Requests)
+        {
+            using var engine = new LocalEngine(model, Batching);
+            result[r.Id] = engine.Run([r])[r.Id].Generated;
+        }
+        return result;
+    }
+
+    static async Task AssertSameTokens(IReadOnlyList<InProcessNode> nodes, string checkpoint)
+    {
+        var expected = SingleProcess(checkpoint);
+        var service = await nodes[0].WaitUntilReadyAsync();
+        // Alone, one after another…
+        foreach (var r in Requests)
+        {
+            var f = await service.GenerateToEndAsync(r with { Id = r.Id + "-alone" });
+            Assert.Equal(FinishReason.Length, f.Reason);
+            Assert.Equal(expected[r.Id], f.Generated);
+        }
+        // …and concurrently, batched together.
+        var together = await Task.WhenAll(Requests.Select(r => service.GenerateToEndAsync(r)));
+        foreach (var f in together) Assert.Equal(expected[f.RequestId], f.Generated);
+    }
+
+    [Theory]
+    [InlineData(Architecture.Mixtral)]
+    [InlineData(Architecture.Qwen2Moe)]
+    public async Task A_one_node_cluster_generates_the_single_process_tokens(Architecture a)
+    {
+        using var model = TinyModels.Random(a);
+        var checkpoint = TinyCheckpoint.Write(model);
+        var nodes = await InProcessNode.StartClusterAsync(checkpoint, new RuntimeOptions { ModelDirectory = checkpoint, Batching = Batching }, 1);
+        try { await AssertSameTokens(nodes, checkpoint); }
+        finally { foreach (var n in nodes.Reverse()) await n.DisposeAsync(); }
+    }
+
+    [Theory]
+    [InlineData(Architecture.Mixtral)]
+    [InlineData(Architecture.Qwen2Moe)]
+    public async Task A_three_node_cluster_of_separate_actor_systems_generates_the_single_process_tokens(Architecture a)
+    {
+        using var model = TinyModels.Random(a);
+        var checkpoint = TinyCheckpoint.Write(model);
+        var runtime = new RuntimeOptions { ModelDirectory = checkpoint, Batching = Batching, MinExpertNodes = 2 };
+        // Node 0: gateway + attention; nodes 1 and 2: experts only, so every expert call crosses the network.
+        var nodes = await InProcessNode.StartClusterAsync(checkpoint, runtime, 3,
+            i => i == 0 ? runtime with { Roles = [NodeRoles.Gateway, NodeRoles.Attention] } : runtime with { Roles = [NodeRoles.Expert] });
+        try
+        {
+            await AssertSameTokens(nodes, checkpoint);
+            var hosts = await PlacementView.NodesHostingExpertsAsync(nodes[0]);
+            Assert.Equal(2, hosts.Count);   // spread over both expert nodes
+        }
+        finally { foreach (var n in nodes.Reverse()) await n.DisposeAsync(); }
+    }
+}
