@@ -2,7 +2,7 @@ using System.Globalization;
 using System.Text.Json.Nodes;
 using MoeCluster.Model.Layers;
 using MoeCluster.Model.Tests.Checkpoints;
-using MoeCluster.Model.Tests.ModelCore;
+using MoeCluster.TestSupport;
 using MoeCluster.Model.Tokenization;
 using MoeCluster.Model.Training;
 using static TorchSharp.torch;

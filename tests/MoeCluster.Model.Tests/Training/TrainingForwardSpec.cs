@@ -1,5 +1,5 @@
 using MoeCluster.Model.Layers;
-using MoeCluster.Model.Tests.ModelCore;
+using MoeCluster.TestSupport;
 using MoeCluster.Model.Training;
 using TorchSharp;
 using static TorchSharp.torch;
