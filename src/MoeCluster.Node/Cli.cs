@@ -15,6 +15,7 @@ public static class Cli
             Commands.DemoCommand.Create(),
             Commands.JobsCommand.Create(),
             Commands.BenchCommand.Create(),
+            Commands.TrainCommand.Create(),
         };
         foreach (var extra in ExtraCommands) root.Subcommands.Add(extra());
         return root.Parse(args).Invoke();

@@ -72,7 +72,8 @@ public static class MoeClusterHosting
 
     static string Hocon(ClusterNodeOptions node) => $$"""
         akka {
-          loglevel = INFO
+          loglevel = {{node.LogLevel}}
+          log-dead-letters-during-shutdown = off
           actor {
             serializers { moe-tensor = "MoeCluster.Runtime.Serialization.TensorMessageSerializer, MoeCluster.Runtime" }
             serialization-bindings { "MoeCluster.Runtime.Protocol.ITensorMessage, MoeCluster.Runtime" = moe-tensor }
