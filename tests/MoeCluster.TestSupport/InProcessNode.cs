@@ -27,9 +27,11 @@ public sealed class InProcessNode : IAsyncDisposable
         Model = model;
     }
 
-    public static async Task<InProcessNode> StartAsync(string modelDirectory, RuntimeOptions runtime, int port, IReadOnlyList<string> seeds)
+    public static async Task<InProcessNode> StartAsync(string modelDirectory, RuntimeOptions runtime, int port, IReadOnlyList<string> seeds,
+        Func<ClusterNodeOptions, ClusterNodeOptions>? configure = null)
     {
         var node = new ClusterNodeOptions { Hostname = "127.0.0.1", Port = port, SeedNodes = seeds, DowningStableAfter = TimeSpan.FromSeconds(3) };
+        node = configure?.Invoke(node) ?? node;
         var model = new ModelSource(modelDirectory, ModuleOptions.Parse(runtime.DType, runtime.Device));
         var host = new HostBuilder()
             .ConfigureLogging(l => l.SetMinimumLevel(LogLevel.Warning))

@@ -20,6 +20,20 @@ public sealed record ClusterNodeOptions
     /// <summary>PKCS#12 certificate enabling TLS between nodes (null = plain TCP).</summary>
     public string? TlsCertificatePath { get; init; }
     public string? TlsCertificatePassword { get; init; }
+    /// <summary>Akka log level: DEBUG, INFO (default), WARNING, ERROR.</summary>
+    public string LogLevel { get; init; } = "INFO";
+    /// <summary>Further certificate thumbprints accepted from peers (certificate rotation); the node's own is always accepted.</summary>
+    public IReadOnlyList<string> TrustedThumbprints { get; init; } = [];
 
-    public string SelfAddress => $"akka.tcp://{ActorSystemName}@{PublicHostname ?? Hostname}:{Port}";
+    public string SelfAddress => $"{Protocol}://{ActorSystemName}@{PublicHostname ?? Hostname}:{Port}";
+
+    /// <summary>akka.ssl.tcp when TLS is on, else akka.tcp.</summary>
+    public string Protocol => TlsCertificatePath is null ? "akka.tcp" : "akka.ssl.tcp";
+
+    /// <summary>Seed addresses may be written with either protocol; they are used with this node's.</summary>
+    public string WithProtocol(string address)
+    {
+        int at = address.IndexOf("://", StringComparison.Ordinal);
+        return at < 0 ? address : Protocol + address[at..];
+    }
 }

@@ -22,7 +22,7 @@ public static class MoeClusterHosting
     {
         var roles = runtime.Roles.ToList();
         if (roles.Contains(NodeRoles.Expert) && runtime.ExpertSlots > 0) roles.Add(NodeRoles.ExpertSlotsPrefix + runtime.ExpertSlots);
-        var seeds = node.SeedNodes.Count > 0 ? node.SeedNodes.ToArray() : [node.SelfAddress];
+        var seeds = (node.SeedNodes.Count > 0 ? node.SeedNodes.ToArray() : [node.SelfAddress]).Select(node.WithProtocol).ToArray();
 
         builder
             .AddHocon(ConfigurationFactory.ParseString(Hocon(node)), HoconAddMode.Prepend)
@@ -34,6 +34,8 @@ public static class MoeClusterHosting
                 MaxFrameSize = node.MaxFrameBytes,
                 SendBufferSize = node.MaxFrameBytes * 2,
                 ReceiveBufferSize = node.MaxFrameBytes * 2,
+                EnableSsl = node.TlsCertificatePath is not null,
+                Ssl = node.TlsCertificatePath is null ? null! : ClusterTls.Options(node),
             })
             .WithClustering(new ClusterOptions
             {
@@ -47,12 +49,12 @@ public static class MoeClusterHosting
                 var settings = ClusterShardingSettings.Create(system);
                 var experts = roles.Contains(NodeRoles.Expert)
                     ? sharding.Start(ExpertTypeName, id => ExpertActor.Props(id, model), settings.WithRole(NodeRoles.Expert),
-                        new ExpertMessageExtractor(), new ExpertAllocationStrategy(rebalance: true), PoisonPill.Instance)
-                    : sharding.StartProxy(ExpertTypeName, NodeRoles.Expert, new ExpertMessageExtractor());
+                        MessageExtractors.Experts(), new ExpertAllocationStrategy(rebalance: true), PoisonPill.Instance)
+                    : sharding.StartProxy(ExpertTypeName, NodeRoles.Expert, MessageExtractors.Experts());
                 var attention = roles.Contains(NodeRoles.Attention)
                     ? sharding.Start(AttentionTypeName, id => AttentionActor.Props(id, model), settings.WithRole(NodeRoles.Attention),
-                        new AttentionMessageExtractor(), new ExpertAllocationStrategy(rebalance: false), PoisonPill.Instance)
-                    : sharding.StartProxy(AttentionTypeName, NodeRoles.Attention, new AttentionMessageExtractor());
+                        MessageExtractors.Attention(), new ExpertAllocationStrategy(rebalance: false), PoisonPill.Instance)
+                    : sharding.StartProxy(AttentionTypeName, NodeRoles.Attention, MessageExtractors.Attention());
                 registry.Register<ExpertRegionKey>(experts);
                 registry.Register<AttentionRegionKey>(attention);
                 if (roles.Contains(NodeRoles.Expert)) system.ActorOf(ExpertHostActor.Props(experts), ExpertHostActor.Name);
@@ -70,7 +72,8 @@ public static class MoeClusterHosting
 
     static string Hocon(ClusterNodeOptions node) => $$"""
         akka {
-          loglevel = INFO
+          loglevel = {{node.LogLevel}}
+          log-dead-letters-during-shutdown = off
           actor {
             serializers { moe-tensor = "MoeCluster.Runtime.Serialization.TensorMessageSerializer, MoeCluster.Runtime" }
             serialization-bindings { "MoeCluster.Runtime.Protocol.ITensorMessage, MoeCluster.Runtime" = moe-tensor }
