@@ -52,12 +52,12 @@ public static class MoeClusterHosting
                 var settings = ClusterShardingSettings.Create(system);
                 var experts = roles.Contains(NodeRoles.Expert)
                     ? sharding.Start(ExpertTypeName, id => ExpertActor.Props(id, model), settings.WithRole(NodeRoles.Expert),
-                        new ExpertMessageExtractor(), new ExpertAllocationStrategy(rebalance: true), PoisonPill.Instance)
-                    : sharding.StartProxy(ExpertTypeName, NodeRoles.Expert, new ExpertMessageExtractor());
+                        MessageExtractors.Experts(), new ExpertAllocationStrategy(rebalance: true), PoisonPill.Instance)
+                    : sharding.StartProxy(ExpertTypeName, NodeRoles.Expert, MessageExtractors.Experts());
                 var attention = roles.Contains(NodeRoles.Attention)
                     ? sharding.Start(AttentionTypeName, id => AttentionActor.Props(id, model), settings.WithRole(NodeRoles.Attention),
-                        new AttentionMessageExtractor(), new ExpertAllocationStrategy(rebalance: false), PoisonPill.Instance)
-                    : sharding.StartProxy(AttentionTypeName, NodeRoles.Attention, new AttentionMessageExtractor());
+                        MessageExtractors.Attention(), new ExpertAllocationStrategy(rebalance: false), PoisonPill.Instance)
+                    : sharding.StartProxy(AttentionTypeName, NodeRoles.Attention, MessageExtractors.Attention());
                 registry.Register<ExpertRegionKey>(experts);
                 registry.Register<AttentionRegionKey>(attention);
                 if (roles.Contains(NodeRoles.Expert)) system.ActorOf(ExpertHostActor.Props(experts, model), ExpertHostActor.Name);
@@ -80,7 +80,8 @@ public static class MoeClusterHosting
 
     static string Hocon(ClusterNodeOptions node) => $$"""
         akka {
-          loglevel = INFO
+          loglevel = {{node.LogLevel}}
+          log-dead-letters-during-shutdown = off
           actor {
             serializers { moe-tensor = "MoeCluster.Runtime.Serialization.TensorMessageSerializer, MoeCluster.Runtime" }
             serialization-bindings { "MoeCluster.Runtime.Protocol.ITensorMessage, MoeCluster.Runtime" = moe-tensor }

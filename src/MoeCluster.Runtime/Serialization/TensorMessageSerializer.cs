@@ -1,6 +1,7 @@
 using Akka.Actor;
 using Akka.Serialization;
 using MoeCluster.Model.Layers;
+using MoeCluster.Runtime.Metrics;
 using MoeCluster.Runtime.Protocol;
 using static TorchSharp.torch;
 
@@ -40,11 +41,13 @@ public sealed class TensorMessageSerializer(ExtendedActorSystem system) : Serial
             default: throw new ArgumentException($"{obj.GetType()} is not a tensor message");
         }
         w.Flush();
+        MoeMetrics.BytesBetweenNodes.WithLabels("sent").Inc(stream.Length);
         return stream.ToArray();
     }
 
     public override object FromBinary(byte[] bytes, string manifest)
     {
+        MoeMetrics.BytesBetweenNodes.WithLabels("received").Inc(bytes.Length);
         using var r = new BinaryReader(new MemoryStream(bytes));
         return manifest switch
         {
