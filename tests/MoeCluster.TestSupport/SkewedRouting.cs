@@ -30,13 +30,20 @@ public static class SkewedRouting
         foreach (var layer in c.MoeLayers)
         {
             var gate = parameters[names.FeedForwardPrefix(layer) + "gate.weight"];       // [E, D]
+            // The other experts' rows lose their u component, so the rest of each token's top-k still depends on the
+            // token (the other half of the assignments spreads over them) instead of following u too.
+            gate.sub_(gate.matmul(u).unsqueeze(1) * u.unsqueeze(0));
             gate[hotExpert].copy_(u * gateScale);
         }
     }
 
     /// <summary>Share of the token-expert assignments that go to <paramref name="expert"/> in each MoE layer when
     /// the model runs over <paramref name="tokens"/> as one sequence.</summary>
-    public static IReadOnlyDictionary<int, double> ShareOf(MoeTransformer model, int expert, int[] tokens)
+    public static IReadOnlyDictionary<int, double> ShareOf(MoeTransformer model, int expert, int[] tokens) =>
+        Shares(model, tokens).ToDictionary(p => p.Key, p => p.Value[expert]);
+
+    /// <summary>Share of the token-expert assignments of each expert ([expert]) in each MoE layer.</summary>
+    public static IReadOnlyDictionary<int, double[]> Shares(MoeTransformer model, int[] tokens)
     {
         var c = model.Config;
         var counts = Enumerable.Range(0, c.NumLayers).Select(_ => new long[c.NumExperts]).ToArray();
@@ -44,6 +51,6 @@ public static class SkewedRouting
         var caches = model.CreateCaches(1, tokens.Length);
         try { model.Forward(tensor(tokens.Select(t => (long)t).ToArray()), StepLayout.Single(0, 0, tokens.Length), caches, counts); }
         finally { foreach (var cache in caches) cache.Dispose(); }
-        return c.MoeLayers.ToDictionary(l => l, l => (double)counts[l][expert] / counts[l].Sum());
+        return c.MoeLayers.ToDictionary(l => l, l => counts[l].Select(n => (double)n / counts[l].Sum()).ToArray());
     }
 }

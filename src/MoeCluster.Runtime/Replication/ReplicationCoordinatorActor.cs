@@ -63,6 +63,7 @@ public sealed class ReplicationCoordinatorActor : ReceiveActor, IWithTimers
         this.config = config;
         cluster = Cluster.Get(Context.System);
         window = new SlidingLoadWindow(options.WindowSteps);
+        window.Record(0, new Dictionary<ExpertId, long>());   // step 0: the first poll's increase then spans its steps
         Receive<Tick>(_ => Collect());
         Receive<LoadCollected>(OnLoad);
         Receive<AddFinished>(OnAdded);
