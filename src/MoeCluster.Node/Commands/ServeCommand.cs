@@ -31,6 +31,8 @@ public static class ServeCommand
     public static readonly Option<string?> ApiKeysFile = new("--api-keys-file") { Description = "file with one API key per line (or MOECLUSTER_API_KEYS=k1,k2)" };
     public static readonly Option<string?> TlsCertificate = new("--tls-certificate") { Description = "PKCS#12 file enabling TLS between nodes (password in MOECLUSTER_TLS_CERTIFICATE_PASSWORD)" };
     public static readonly Option<int?> MinExpertNodes = new("--min-expert-nodes") { Description = "expert nodes that must join before the cluster starts placing experts (default 1)" };
+    public static readonly Option<bool?> Replication = new("--replication") { Description = "replicate hot experts on other expert nodes (coordinator on the gateway role; default off)" };
+    public static readonly Option<double?> ReplicationInterval = new("--replication-interval") { Description = "seconds between replication decisions (default 5)" };
     public static readonly Option<double?> DowningStableAfter = new("--downing-stable-after") { Description = "seconds the split-brain resolver waits before downing unreachable nodes (default 20)" };
 
     public static Command Create()
@@ -39,6 +41,7 @@ public static class ServeCommand
         {
             Config, Model, Roles, Hostname, PublicHostname, Port, HttpHost, HttpPort, SeedNodes, Device, DType, ExpertSlots,
             MaxBatch, Context, MaxQueue, Threads, Engine, DataDir, Journal, ApiKeysFile, TlsCertificate, DowningStableAfter, MinExpertNodes,
+            Replication, ReplicationInterval,
         };
         command.SetAction(parse =>
         {
@@ -92,6 +95,11 @@ public static class ServeCommand
                 ExpertSlots = s.Get(ExpertSlots, (int?)null) ?? 0,
                 ComputeThreads = s.Get(Threads, (int?)null) ?? 0,
                 MinExpertNodes = s.Get(MinExpertNodes, (int?)null) ?? 1,
+                Replication = new Runtime.Replication.HotExpertOptions
+                {
+                    Enabled = s.Get(Replication, (bool?)null) ?? false,
+                    Interval = TimeSpan.FromSeconds(s.Get(ReplicationInterval, (double?)null) ?? 5),
+                },
                 Batching = new BatchingOptions
                 {
                     MaxBatchSize = s.Get(MaxBatch, (int?)null) ?? 32,

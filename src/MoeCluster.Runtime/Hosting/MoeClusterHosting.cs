@@ -7,6 +7,7 @@ using Akka.Remote.Hosting;
 using MoeCluster.Runtime.Attention;
 using MoeCluster.Runtime.Experts;
 using MoeCluster.Runtime.Gateway;
+using MoeCluster.Runtime.Replication;
 
 namespace MoeCluster.Runtime.Hosting;
 
@@ -22,6 +23,8 @@ public static class MoeClusterHosting
     {
         var roles = runtime.Roles.ToList();
         if (roles.Contains(NodeRoles.Expert) && runtime.ExpertSlots > 0) roles.Add(NodeRoles.ExpertSlotsPrefix + runtime.ExpertSlots);
+        if (runtime.Replication.Enabled) runtime.Replication.Thresholds.Validate();   // a bad threshold fails the node at start
+        var directory = new ExpertDirectory();   // gateway nodes: where routers send each expert's tokens
         var seeds = (node.SeedNodes.Count > 0 ? node.SeedNodes.ToArray() : [node.SelfAddress]).Select(node.WithProtocol).ToArray();
 
         builder
@@ -57,15 +60,20 @@ public static class MoeClusterHosting
                     : sharding.StartProxy(AttentionTypeName, NodeRoles.Attention, MessageExtractors.Attention());
                 registry.Register<ExpertRegionKey>(experts);
                 registry.Register<AttentionRegionKey>(attention);
-                if (roles.Contains(NodeRoles.Expert)) system.ActorOf(ExpertHostActor.Props(experts), ExpertHostActor.Name);
+                if (roles.Contains(NodeRoles.Expert)) system.ActorOf(ExpertHostActor.Props(experts, model), ExpertHostActor.Name);
                 if (roles.Contains(NodeRoles.Gateway))
                 {
-                    var directory = new ExpertDirectory();
                     registry.Register<PlacementWatcherKey>(system.ActorOf(PlacementWatcherActor.Props(experts, directory), "placement-watcher"));
                     var gatewayName = $"gw-{node.PublicHostname ?? node.Hostname}-{node.Port}";
                     registry.Register<GatewayKey>(system.ActorOf(GatewayActor.Props(gatewayName, model, runtime, attention, experts, directory), GatewayActor.Name));
+                    registry.Register<ReplicaDirectoryKey>(system.ActorOf(ReplicaDirectoryActor.Props(directory), ReplicaDirectoryActor.Name));
                 }
             });
+        // Hot-expert replication: one coordinator for the cluster, on the oldest gateway node.
+        if (runtime.Replication.Enabled && roles.Contains(NodeRoles.Gateway))
+            builder.WithSingleton<ReplicationCoordinatorKey>(ReplicationCoordinatorActor.Name,
+                ReplicationCoordinatorActor.Props(runtime.Replication, directory, model.Config),
+                new ClusterSingletonOptions { Role = NodeRoles.Gateway }, createProxyToo: false);
         if (runtime.ComputeThreads > 0) TorchSharp.torch.set_num_threads(runtime.ComputeThreads);
         return builder;
     }

@@ -83,13 +83,18 @@ public sealed class TensorMessageSerializer(ExtendedActorSystem system) : Serial
     static void Write(BinaryWriter w, IReadOnlyList<ExpertInput> items)
     {
         w.Write(items.Count);
-        foreach (var i in items) { w.Write(i.Expert); Write(w, i.Rows); }
+        foreach (var i in items) { w.Write(i.Expert); w.Write(i.Replica); Write(w, i.Rows); }
     }
 
     static IReadOnlyList<ExpertInput> ReadItems(BinaryReader r)
     {
         var items = new ExpertInput[r.ReadInt32()];
-        for (int i = 0; i < items.Length; i++) items[i] = new ExpertInput(r.ReadInt32(), ReadTensor(r));
+        for (int i = 0; i < items.Length; i++)
+        {
+            int expert = r.ReadInt32();
+            bool replica = r.ReadBoolean();
+            items[i] = new ExpertInput(expert, ReadTensor(r), replica);
+        }
         return items;
     }
 
