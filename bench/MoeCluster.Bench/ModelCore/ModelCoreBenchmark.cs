@@ -10,6 +10,8 @@ namespace MoeCluster.Bench.ModelCore;
 /// <summary>How many steps each measurement takes; quick mode is a smoke check, not a figure to publish.</summary>
 public sealed record BenchSettings(bool Quick)
 {
+    /// <summary>Every figure is the best of this many rounds (the ceilings too).</summary>
+    public int Rounds => Quick ? 1 : 3;
     public int PrefillBatch => 8;
     public int DecodeBatch => 32;
     public int PrefillWarmup => 1;

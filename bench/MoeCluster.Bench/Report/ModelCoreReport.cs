@@ -7,10 +7,12 @@ namespace MoeCluster.Bench.Report;
 
 /// <summary>Everything one <c>model-core</c> run measured, rendered as the Markdown that goes into docs/BENCHMARKS.md.</summary>
 public sealed record ModelCoreReport(
-    DateTime StartedUtc, double RunSeconds, bool Quick, MachineInfo Machine, int TorchThreads, HardwareCeilings Ceilings,
+    DateTime StartedUtc, double RunSeconds, BenchSettings Settings, MachineInfo Machine, string LoadAtEnd, int TorchThreads, HardwareCeilings Ceilings,
     IReadOnlyList<WorkloadResult> Workloads, IReadOnlyList<EngineResult> Engines, IReadOnlyList<DecodeProfile> Profiles)
 {
     public const double PrefillComputeGoal = 0.8, BatchDecodeComputeGoal = 0.5, SingleDecodeBandwidthGoal = 0.6;
+
+    bool Quick => Settings.Quick;
 
     public string ToMarkdown()
     {
@@ -21,11 +23,13 @@ public sealed record ModelCoreReport(
                       $"on {StartedUtc:yyyy-MM-dd HH:mm} UTC in {RunSeconds:0} s{(Quick ? " (quick smoke run: few iterations, not for comparison)" : "")}._");
         md.AppendLine();
         md.AppendLine($"- **Machine:** {Machine.CpuModel}, {Machine.Cores} cores, shared with other agents " +
-                      $"(load average at start: {Machine.LoadAverage}); SIMD flags: {string.Join(", ", Machine.SimdFlags)}.");
+                      $"(load average at start: {Machine.LoadAverage}; at end: {LoadAtEnd}); SIMD flags: {string.Join(", ", Machine.SimdFlags)}.");
         md.AppendLine($"- **TorchSharp:** {TorchThreads} intra-op threads (`torch.set_num_threads` = core count), CPU libtorch.");
         md.AppendLine($"- **Model:** {BenchSmall.Name} — {BenchSmall.Describe(c)}; {cost.TotalParams / 1e6:0.0}M parameters, " +
                       $"{(c.NumLayers * cost.LayerActiveParams + cost.HeadParams) / 1e6:0.0}M active per token with the LM head.");
-        md.AppendLine($"- **Method:** median of {Describe(Workloads)} steps after warm-up; ceilings are the best of several runs after warm-up.");
+        md.AppendLine($"- **Method:** each figure is the best of {Settings.Rounds} round(s) that interleave the dtypes and the ceilings; " +
+                      $"within a round, the median of {Describe(Workloads)} timed steps after warm-up. Ceilings are the best of " +
+                      $"{(Quick ? 3 : 7)} runs per round. Contention only slows a run down, so best-of-rounds estimates the unshared machine.");
         md.AppendLine();
 
         md.AppendLine("#### Ceilings measured in this run");
