@@ -12,6 +12,8 @@ using MoeCluster.Model.Tokenization;
 using MoeCluster.Runtime;
 using MoeCluster.Runtime.Gateway;
 using MoeCluster.Runtime.Hosting;
+using MoeCluster.Node.Http;
+using MoeCluster.Node.Jobs;
 
 namespace MoeCluster.Node;
 
@@ -32,6 +34,16 @@ public static class NodeHost
         builder.Services.AddSingleton(model.Config);
         builder.Services.AddSingleton(_ => ModelTokenizer.Load(o.Runtime.ModelDirectory)!);
 
+        var serving = new ServingOptions
+        {
+            ModelName = ServingOptions.ModelNameFor(o.Runtime.ModelDirectory),
+            ApiKeys = o.ApiKeys,
+            DataDirectory = o.DataDirectory ?? Path.Combine(Environment.CurrentDirectory, "data"),
+            JournalConnectionString = o.JournalConnectionString,
+            ContextLength = o.Runtime.Batching.ContextLength,
+        };
+        if (o.ServesApi) builder.Services.AddMoeClusterServing(serving);
+
         if (o.Engine == "local")
         {
             builder.Services.AddSingleton<IGenerationService>(_ =>
@@ -39,17 +51,22 @@ public static class NodeHost
                 log("loading the whole model into this process (--engine local)…");
                 return new LocalGenerationService(MoeTransformer.Load(o.Runtime.ModelDirectory, options, o.Runtime.Batching.ContextLength), o.Runtime.Batching);
             });
-            builder.Services.AddAkka(ClusterNodeOptions.ActorSystemName, _ => { });
+            builder.Services.AddAkka(ClusterNodeOptions.ActorSystemName, b => b.AddMoeClusterJobs(serving));
         }
         else
         {
-            builder.Services.AddAkka(ClusterNodeOptions.ActorSystemName, b => b.AddMoeClusterRuntime(o.Cluster, o.Runtime, model));
+            builder.Services.AddAkka(ClusterNodeOptions.ActorSystemName, b =>
+            {
+                b.AddMoeClusterRuntime(o.Cluster, o.Runtime, model);
+                if (o.ServesApi) b.AddMoeClusterJobs(serving);
+            });
             if (o.Runtime.Roles.Contains(NodeRoles.Gateway))
                 builder.Services.AddSingleton<IGenerationService>(sp =>
                     new ClusterGenerationService(sp.GetRequiredService<ActorSystem>(), sp.GetRequiredService<ActorRegistry>().Get<GatewayKey>(), model.Config));
         }
 
         var app = builder.Build();
+        if (o.ServesApi) app.MapMoeClusterApi();
         app.MapClusterEndpoints();
         app.Lifetime.ApplicationStopped.Register(model.Dispose);
         return app;

@@ -1,0 +1,44 @@
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using MoeCluster.Model.Tokenization;
+using MoeCluster.Node.Chat;
+using MoeCluster.Node.Jobs;
+using MoeCluster.Runtime.Gateway;
+using Prometheus;
+
+namespace MoeCluster.Node.Http;
+
+/// <summary>The two entry points the node host calls: register the serving services, then map every endpoint.</summary>
+public static class ServingExtensions
+{
+    /// <summary>Registers the serving surface. The host registers <see cref="IGenerationService"/> and, when the
+    /// checkpoint has one, <see cref="ModelTokenizer"/> (without it only token-id requests work).</summary>
+    public static IServiceCollection AddMoeClusterServing(this IServiceCollection services, ServingOptions options)
+    {
+        services.AddSingleton(options);
+        services.AddSingleton(sp => new ChatPromptRenderer(sp.GetService<ModelTokenizer>(), sp.GetRequiredService<ILogger<ChatPromptRenderer>>()));
+        services.AddSingleton(sp => new CompletionRunner(sp.GetRequiredService<IGenerationService>(), sp.GetService<ModelTokenizer>(),
+            sp.GetRequiredService<ChatPromptRenderer>(), options));
+        services.AddSingleton<IJobLineRunner>(sp => new JobLineRunner(() => sp.GetRequiredService<CompletionRunner>()));
+        return services;
+    }
+
+    /// <summary>Maps /v1/completions, /v1/chat/completions, /v1/models, /v1/generate, /v1/jobs..., /healthz, /readyz and
+    /// /metrics, behind request metrics, OpenAI-style errors and API keys (which guard /v1 only).</summary>
+    public static WebApplication MapMoeClusterApi(this WebApplication app)
+    {
+        app.UseMiddleware<HttpMetrics>();
+        app.UseMiddleware<ApiErrorMiddleware>();
+        app.UseMiddleware<ApiKeyMiddleware>();
+        OpenAiEndpoints.Map(app);
+        GenerateEndpoint.Map(app);
+        JobsEndpoints.Map(app);
+        HealthEndpoints.Map(app);
+        app.MapMetrics("/metrics");
+        app.Map("/v1/{**path}", context =>
+            throw new ApiException(404, $"unknown endpoint {context.Request.Method} {context.Request.Path}", null, "unknown_url"));
+        return app;
+    }
+}

@@ -1,0 +1,82 @@
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using MoeCluster.Node.Http;
+
+namespace MoeCluster.Node.Jobs;
+
+/// <summary>What running one line produced.</summary>
+public abstract record LineOutcome(int Line);
+
+/// <summary>The line's one result (a response or an error) — persisted, never recomputed.</summary>
+public sealed record LineFinished(int Line, string Result, bool IsError) : LineOutcome(Line);
+
+/// <summary>The gateway is overloaded: run the line again after <see cref="Delay"/>.</summary>
+public sealed record LineDeferred(int Line, TimeSpan Delay) : LineOutcome(Line);
+
+/// <summary>The run was cancelled (job cancelled, node stopping): no result; a resumed job runs the line again.</summary>
+public sealed record LineAbandoned(int Line) : LineOutcome(Line);
+
+/// <summary>Runs one JSONL line of a batch job.</summary>
+public interface IJobLineRunner
+{
+    Task<LineOutcome> RunAsync(int line, string text, CancellationToken cancellation);
+}
+
+/// <summary>One line of GET /v1/jobs/{id}/results.</summary>
+public sealed record JobResultLine(
+    [property: JsonPropertyName("line")] int Line,
+    [property: JsonPropertyName("custom_id"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? CustomId,
+    [property: JsonPropertyName("response"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] object? Response,
+    [property: JsonPropertyName("error"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] ApiErrorBody? Error);
+
+/// <summary>Runs a line as the HTTP API would run the same request body, non-streaming. A line is either a request
+/// body (chat when it has "messages", else completion) or an OpenAI Batch line
+/// <c>{"custom_id", "method", "url": "/v1/chat/completions"|"/v1/completions", "body": {...}}</c>.
+/// A bad line yields an error result; only overload (retry later) and cancellation yield no result.</summary>
+public sealed class JobLineRunner : IJobLineRunner
+{
+    readonly Lazy<CompletionRunner> completions;
+
+    public JobLineRunner(CompletionRunner runner) => completions = new(runner);
+
+    /// <summary>Resolves the runner (and so the gateway) on the first line, not when the job actors start: a node
+    /// resumes jobs at start-up, possibly before its gateway is registered.</summary>
+    public JobLineRunner(Func<CompletionRunner> runner) => completions = new(runner);
+
+    public async Task<LineOutcome> RunAsync(int line, string text, CancellationToken cancellation)
+    {
+        string? customId = null;
+        try
+        {
+            using var doc = RequestBody.ParseObject(Encoding.UTF8.GetBytes(text), $"line {line}");
+            var body = doc.RootElement;
+            customId = JsonFields.Get(body, "custom_id") is { ValueKind: JsonValueKind.String } c ? c.GetString() : null;
+            var kind = JsonFields.Get(body, "messages") is not null ? CompletionKind.Chat : CompletionKind.Completion;
+            if (JsonFields.Object(body, "body") is { } inner)
+            {
+                string url = JsonFields.String(body, "url") ?? "/v1/completions";
+                kind = url switch
+                {
+                    "/v1/chat/completions" => CompletionKind.Chat,
+                    "/v1/completions" => CompletionKind.Completion,
+                    _ => throw ApiException.BadRequest("url", $"'url' must be /v1/completions or /v1/chat/completions, got '{url}'"),
+                };
+                body = inner;
+            }
+            var request = CompletionRequest.Parse(body, kind) with { Stream = false };
+            var runner = completions.Value;
+            var prepared = runner.Prepare(request);
+            var outcome = await runner.RunAsync(prepared, null, null, cancellation);
+            if (outcome is null) return new LineAbandoned(line);
+            var response = CompletionResponses.Build(prepared, outcome);
+            return new LineFinished(line, JsonSerializer.Serialize(new JobResultLine(line, customId, response, null), OpenAiJson.Options), false);
+        }
+        catch (ApiException e) when (e.Status == 429) { return new LineDeferred(line, TimeSpan.FromSeconds(1)); }
+        catch (ApiException e) { return Failed(line, customId, e.ToError().Error); }
+        catch (OperationCanceledException) when (cancellation.IsCancellationRequested) { return new LineAbandoned(line); }
+    }
+
+    public static LineFinished Failed(int line, string? customId, ApiErrorBody error) =>
+        new(line, JsonSerializer.Serialize(new JobResultLine(line, customId, null, error), OpenAiJson.Options), true);
+}

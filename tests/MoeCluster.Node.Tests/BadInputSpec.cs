@@ -1,0 +1,136 @@
+using System.Text;
+using System.Text.Json.Nodes;
+using MoeCluster.Node.Http;
+using MoeCluster.Node.Tests.Support;
+using static MoeCluster.Node.Tests.Support.OpenAiErrors;
+
+namespace MoeCluster.Node.Tests;
+
+/// <summary>Every kind of bad request gets a 4xx OpenAI-style error naming the field at fault.</summary>
+[Collection(ServingCollection.Name)]
+public sealed class BadInputSpec(ServingFixture f)
+{
+    string Model => f.Model.Name;
+
+    public static TheoryData<string, string, int, string?> BadCompletions() => new()
+    {
+        // endpoint, JSON body (MODEL is replaced by the served model name), expected status, expected param
+        { "v1/completions", """{"model":"MODEL","prompt":"hi","max_tokens":"ten"}""", 400, "max_tokens" },
+        { "v1/completions", """{"model":"MODEL","prompt":"hi","max_tokens":0}""", 400, "max_tokens" },
+        { "v1/completions", """{"model":"MODEL","prompt":"hi","max_tokens":-5}""", 400, "max_tokens" },
+        { "v1/completions", """{"model":"MODEL","prompt":"hi","max_tokens":100000}""", 400, "max_tokens" },
+        { "v1/completions", """{"model":"MODEL","prompt":"hi","max_tokens":1e40}""", 400, "max_tokens" },
+        { "v1/completions", """{"model":"MODEL","prompt":"hi","max_tokens":2.5}""", 400, "max_tokens" },
+        { "v1/completions", """{"model":"MODEL","prompt":"hi","temperature":-0.1}""", 400, "temperature" },
+        { "v1/completions", """{"model":"MODEL","prompt":"hi","temperature":"hot"}""", 400, "temperature" },
+        { "v1/completions", """{"model":"MODEL","prompt":"hi","top_p":1.5}""", 400, "top_p" },
+        { "v1/completions", """{"model":"MODEL","prompt":"hi","top_p":0}""", 400, "top_p" },
+        { "v1/completions", """{"model":"MODEL","prompt":"hi","n":2}""", 400, "n" },
+        { "v1/completions", """{"model":"MODEL","prompt":"hi","seed":"abc"}""", 400, "seed" },
+        { "v1/completions", """{"model":"MODEL","prompt":"hi","stop":5}""", 400, "stop" },
+        { "v1/completions", """{"model":"MODEL","prompt":"hi","stop":["a","b","c","d","e"]}""", 400, "stop" },
+        { "v1/completions", """{"model":"MODEL","prompt":"hi","stream":"yes"}""", 400, "stream" },
+        { "v1/completions", """{"model":"MODEL","prompt":{"text":"hi"}}""", 400, "prompt" },
+        { "v1/completions", """{"model":"MODEL","prompt":[]}""", 400, "prompt" },
+        { "v1/completions", """{"model":"MODEL","prompt":[1,2,99999]}""", 400, "prompt" },
+        { "v1/completions", """{"model":"MODEL","prompt":[1,-2]}""", 400, "prompt[1]" },
+        { "v1/completions", """{"model":"MODEL","prompt":["a","b"]}""", 400, "prompt" },
+        { "v1/completions", """{"model":"MODEL"}""", 400, "prompt" },
+        { "v1/completions", """{"prompt":"hi"}""", 400, "model" },
+        { "v1/completions", """{"model":42,"prompt":"hi"}""", 400, "model" },
+        { "v1/completions", """{"model":"gpt-4o","prompt":"hi"}""", 404, "model" },
+        { "v1/completions", """{"model":"MODEL","prompt":"hi","logprobs":3}""", 400, "logprobs" },
+        { "v1/chat/completions", """{"model":"MODEL"}""", 400, "messages" },
+        { "v1/chat/completions", """{"model":"MODEL","messages":[]}""", 400, "messages" },
+        { "v1/chat/completions", """{"model":"MODEL","messages":"hi"}""", 400, "messages" },
+        { "v1/chat/completions", """{"model":"MODEL","messages":[{"content":"hi"}]}""", 400, "messages[0].role" },
+        { "v1/chat/completions", """{"model":"MODEL","messages":[{"role":"wizard","content":"hi"}]}""", 400, "messages[0].role" },
+        { "v1/chat/completions", """{"model":"MODEL","messages":[{"role":"user","content":7}]}""", 400, "messages[0].content" },
+        { "v1/chat/completions", """{"model":"MODEL","messages":[{"role":"user","content":[{"type":"image_url"}]}]}""", 400, "messages[0].content[0].type" },
+        { "v1/chat/completions", """{"model":"MODEL","messages":[{"role":"user","content":"hi"}],"max_completion_tokens":0}""", 400, "max_completion_tokens" },
+        { "v1/chat/completions", """{"model":"MODEL","messages":[{"role":"user","content":"hi"}],"n":3}""", 400, "n" },
+        { "v1/chat/completions", """{"model":"nope","messages":[{"role":"user","content":"hi"}]}""", 404, "model" },
+        { "v1/chat/completions", """{"model":"MODEL","messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function"}]}""", 400, "tools" },
+        { "v1/generate", """{"max_tokens":3}""", 400, "prompt_token_ids" },
+        { "v1/generate", """{"prompt_token_ids":[1,2],"max_tokens":0}""", 400, "max_tokens" },
+        { "v1/generate", """{"prompt_token_ids":[1,2],"return_prompt_logits":"yes"}""", 400, "return_prompt_logits" },
+        { "v1/generate", """{"prompt_token_ids":[1,2],"stop_token_ids":[1.5]}""", 400, "stop_token_ids[0]" },
+        { "v1/completions", """{"model":"MODEL","prompt":"hi"} trailing""", 400, null },
+        { "v1/completions", "{\"model\":\"MODEL\",\"prompt\":\"hi", 400, null },
+        { "v1/completions", """[1,2,3]""", 400, null },
+        { "v1/completions", "", 400, null },
+        { "v1/completions", "null", 400, null },
+    };
+
+    [Theory]
+    [MemberData(nameof(BadCompletions))]
+    public async Task A_bad_request_gets_an_openai_error_naming_the_field(string endpoint, string body, int status, string? param)
+    {
+        var (actual, json) = await f.Host.Http.PostRawAsync(endpoint, Encoding.UTF8.GetBytes(body.Replace("MODEL", Model)));
+        Assert.True(status == actual, $"{endpoint} {body}: expected {status}, got {actual}: {json}");
+        AssertError(json, param);
+    }
+
+    [Fact]
+    public async Task A_prompt_longer_than_the_context_names_the_prompt()
+    {
+        var prompt = string.Join(' ', Enumerable.Repeat("quick brown fox", 200));
+        var (status, json) = await f.Host.Http.PostJsonAsync("v1/completions", new { model = Model, prompt, max_tokens = 1 });
+        Assert.Equal(400, status);
+        AssertError(json, "prompt");
+        Assert.Equal("context_length_exceeded", (string)json!["error"]!["code"]!);
+
+        var messages = new[] { new { role = "user", content = prompt } };
+        (status, json) = await f.Host.Http.PostJsonAsync("v1/chat/completions", new { model = Model, messages });
+        Assert.Equal(400, status);
+        AssertError(json, "messages");
+    }
+
+    [Fact]
+    public async Task Invalid_utf8_in_the_body_is_a_400_not_a_crash()
+    {
+        var bytes = Encoding.UTF8.GetBytes($$"""{"model":"{{Model}}","prompt":"caf""").Concat(new byte[] { 0xC3, 0x28, 0xFF }).Concat("\"}"u8.ToArray()).ToArray();
+        var (status, json) = await f.Host.Http.PostRawAsync("v1/completions", bytes);
+        Assert.Equal(400, status);
+        AssertError(json, null);
+        Assert.Equal("invalid_encoding", (string)json!["error"]!["code"]!);
+    }
+
+    [Fact]
+    public async Task An_oversized_body_is_refused_with_413()
+    {
+        var prompt = new string('a', (int)new ServingOptions().MaxRequestBodyBytes + 10);
+        var (status, json) = await f.Host.Http.PostJsonAsync("v1/completions", new { model = Model, prompt });
+        Assert.Equal(413, status);
+        AssertError(json, null);
+    }
+
+    [Fact]
+    public async Task An_unknown_v1_path_is_a_json_404()
+    {
+        var (status, json) = await f.Host.Http.GetJsonAsync("v1/embeddings");
+        Assert.Equal(404, status);
+        AssertError(json, null);
+    }
+
+    [Fact]
+    public async Task An_overloaded_gateway_gives_429_with_retry_after()
+    {
+        await using var host = await ServingHost.StartAsync(f.Model, wrap: inner => new OverloadedGateway(inner));
+        using var response = await host.Http.PostAsync("v1/completions",
+            new StringContent($$"""{"model":"{{host.Options.ModelName}}","prompt":"hi","max_tokens":2}""", Encoding.UTF8, "application/json"));
+        Assert.Equal(429, (int)response.StatusCode);
+        Assert.Equal("1", response.Headers.RetryAfter?.Delta?.TotalSeconds.ToString());
+        AssertError(JsonNode.Parse(await response.Content.ReadAsStringAsync()), null);
+    }
+
+    [Fact]
+    public async Task Readyz_is_503_with_the_gateway_detail_while_not_ready()
+    {
+        await using var host = await ServingHost.StartAsync(f.Model, wrap: inner => new NotReadyGateway(inner));
+        var (status, json) = await host.Http.GetJsonAsync("readyz");
+        Assert.Equal(503, status);
+        Assert.Equal("3 of 8 experts placed", (string)json!["detail"]!);
+        Assert.Equal(200, (int)(await host.Http.GetAsync("healthz")).StatusCode);
+    }
+}

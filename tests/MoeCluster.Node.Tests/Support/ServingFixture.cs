@@ -1,0 +1,77 @@
+using System.Net.Http.Json;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+[assembly: CollectionBehavior(DisableTestParallelization = true)]
+
+namespace MoeCluster.Node.Tests.Support;
+
+/// <summary>One tiny model and one running server shared by the HTTP specs (starting either takes a moment).</summary>
+public sealed class ServingFixture : IAsyncLifetime
+{
+    public TinyServingModel Model { get; private set; } = null!;
+    public ServingHost Host { get; private set; } = null!;
+
+    public async Task InitializeAsync()
+    {
+        Model = new TinyServingModel();
+        Host = await ServingHost.StartAsync(Model);
+    }
+
+    public async Task DisposeAsync()
+    {
+        await Host.DisposeAsync();
+        Model.Dispose();
+    }
+}
+
+[CollectionDefinition(Name)]
+public sealed class ServingCollection : ICollectionFixture<ServingFixture>
+{
+    public const string Name = "serving";
+}
+
+public static class HttpJson
+{
+    public static async Task<(int Status, JsonNode? Body)> PostJsonAsync(this HttpClient http, string path, object body)
+    {
+        using var response = await http.PostAsync(path, new StringContent(JsonSerializer.Serialize(body), Encoding.UTF8, "application/json"));
+        return ((int)response.StatusCode, await ReadJson(response));
+    }
+
+    public static async Task<(int Status, JsonNode? Body)> PostRawAsync(this HttpClient http, string path, byte[] body)
+    {
+        using var content = new ByteArrayContent(body);
+        content.Headers.ContentType = new("application/json");
+        using var response = await http.PostAsync(path, content);
+        return ((int)response.StatusCode, await ReadJson(response));
+    }
+
+    public static async Task<(int Status, JsonNode? Body)> GetJsonAsync(this HttpClient http, string path)
+    {
+        using var response = await http.GetAsync(path);
+        return ((int)response.StatusCode, await ReadJson(response));
+    }
+
+    static async Task<JsonNode?> ReadJson(HttpResponseMessage response)
+    {
+        var text = await response.Content.ReadAsStringAsync();
+        try { return JsonNode.Parse(text); }
+        catch (JsonException) { return JsonValue.Create(text); }
+    }
+
+    /// <summary>Polls until <paramref name="condition"/> holds or the deadline passes (no fixed sleeps in assertions).</summary>
+    public static async Task<T> PollAsync<T>(Func<Task<T>> probe, Func<T, bool> condition, TimeSpan deadline, string what)
+    {
+        var until = DateTime.UtcNow + deadline;
+        T last;
+        while (true)
+        {
+            last = await probe();
+            if (condition(last)) return last;
+            if (DateTime.UtcNow > until) throw new TimeoutException($"{what} did not happen within {deadline.TotalSeconds:0} s; last value: {last}");
+            await Task.Delay(100);
+        }
+    }
+}
