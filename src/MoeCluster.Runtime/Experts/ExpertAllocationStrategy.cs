@@ -28,10 +28,10 @@ public sealed class ExpertAllocationStrategy(bool rebalance, int maxMovesPerRoun
         var candidates = Usable(current).ToList();
         if (candidates.Count == 0) return Task.FromResult(requester);
         // First placement only: nodes that came up together register their regions one by one; wait (the requester
-        // is refused and asks again after retry-interval) until every up member of the role has, rather than put
-        // every shard on the first. Once anything is placed this never waits, so survivors of a crash are not held.
-        if (role is not null && current.Values.All(s => s.Count == 0)
-            && cluster!.State.Members.Count(m => m.Status == MemberStatus.Up && m.HasRole(role)) > candidates.Count)
+        // is refused and asks again after retry-interval) until every reachable member of the role has, rather than
+        // put every shard on the first. Joining members count too: this node's view of their Up may lag the
+        // gateway's. Once anything is placed this never waits, so survivors of a crash are not held.
+        if (role is not null && current.Values.All(s => s.Count == 0) && MembersOfRole(role) > candidates.Count)
             return Task.FromResult(requester);
         int layer = LayerOf(shardId);
         var withRoom = candidates.Where(c => c.Capacity == 0 || c.Shards.Count < c.Capacity).ToList();
@@ -77,6 +77,12 @@ public sealed class ExpertAllocationStrategy(bool rebalance, int maxMovesPerRoun
             counts[least.Region]++;
         }
         return moves;
+    }
+
+    int MembersOfRole(string r)
+    {
+        var state = cluster!.State;
+        return state.Members.Count(m => m.HasRole(r) && m.Status is MemberStatus.Joining or MemberStatus.WeaklyUp or MemberStatus.Up && !state.Unreachable.Contains(m));
     }
 
     sealed record Candidate(IActorRef Region, string Address, int Capacity, IImmutableList<string> Shards);
