@@ -9,17 +9,20 @@ namespace MoeCluster.Model;
 public static class ModuleWeights
 {
     /// <returns>The checkpoint names that were read.</returns>
-    public static IReadOnlyList<string> Load(nn.Module module, string prefix, IWeightSource source, Layers.ModuleOptions o)
+    public static IReadOnlyList<string> Load(nn.Module module, string prefix, IWeightSource source, Layers.ModuleOptions o, Action<int, int>? progress = null)
     {
         var read = new List<string>();
         using var _ = no_grad();
-        foreach (var (name, parameter) in module.named_parameters())
+        var parameters = module.named_parameters().ToList();
+        foreach (var (name, parameter) in parameters)
         {
+            progress?.Invoke(read.Count, parameters.Count);
             var full = prefix + name;
             using var value = source.Read(full, parameter.shape, o.DType, o.Device);
             parameter.copy_(value);
             read.Add(full);
         }
+        progress?.Invoke(read.Count, parameters.Count);
         return read;
     }
 

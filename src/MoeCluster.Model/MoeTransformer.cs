@@ -82,7 +82,7 @@ public sealed class MoeTransformer : nn.Module<Tensor, Tensor>
     public IReadOnlyCollection<string> ParameterNames => named_parameters().Select(p => p.name).ToHashSet();
 
     /// <summary>Loads a Hugging Face checkpoint directory: config.json + safetensors (single or sharded).</summary>
-    public static MoeTransformer Load(string directory, ModuleOptions o, int maxPositions = 0)
+    public static MoeTransformer Load(string directory, ModuleOptions o, int maxPositions = 0, Action<int, int>? progress = null)
     {
         var config = ModelConfig.Load(directory);
         var checkpoint = Checkpoints.Checkpoint.Open(directory);
@@ -92,7 +92,7 @@ public sealed class MoeTransformer : nn.Module<Tensor, Tensor>
             var model = new MoeTransformer(config, o, maxPositions);
             try
             {
-                model.LoadWeights(source, checkpoint.Names, directory);
+                model.LoadWeights(source, checkpoint.Names, directory, progress);
                 return model;
             }
             catch { model.Dispose(); throw; }
@@ -102,9 +102,9 @@ public sealed class MoeTransformer : nn.Module<Tensor, Tensor>
 
     /// <summary>Reads every parameter from <paramref name="source"/>; rejects tensors the architecture does not use,
     /// since they mean the config and the weights disagree.</summary>
-    public void LoadWeights(IWeightSource source, IEnumerable<string>? availableNames = null, string description = "checkpoint")
+    public void LoadWeights(IWeightSource source, IEnumerable<string>? availableNames = null, string description = "checkpoint", Action<int, int>? progress = null)
     {
-        var read = ModuleWeights.Load(this, "", source, Options).ToHashSet();
+        var read = ModuleWeights.Load(this, "", source, Options, progress).ToHashSet();
         if (availableNames is null) return;
         var unexpected = availableNames.Where(n => !read.Contains(n) && !IgnoredOnLoad(n)).OrderBy(n => n).ToList();
         if (unexpected.Count > 0)

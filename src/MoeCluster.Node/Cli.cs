@@ -13,6 +13,9 @@ public static class Cli
             Commands.GenerateCommand.Create(),
             Commands.PlacementCommand.Create(),
             Commands.DemoCommand.Create(),
+            Commands.JobsCommand.Create(),
+            Commands.BenchCommand.Create(),
+            Commands.TrainCommand.Create(),
         };
         foreach (var extra in ExtraCommands) root.Subcommands.Add(extra());
         return root.Parse(args).Invoke();

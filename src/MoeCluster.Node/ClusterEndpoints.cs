@@ -26,6 +26,8 @@ public static class ClusterEndpoints
         });
         app.MapGet("/v1/cluster/members", (ActorSystem system) =>
         {
+            if (!system.Settings.ProviderClass.Contains("Cluster", StringComparison.Ordinal))
+                return Results.Json(new { error = new { message = "this node runs --engine local: it is not part of a cluster", type = "invalid_request_error" } }, statusCode: 404);
             var state = Cluster.Get(system).State;
             return Results.Json(state.Members.Select(m => new
             {

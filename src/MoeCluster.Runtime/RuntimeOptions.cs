@@ -39,4 +39,6 @@ public sealed record RuntimeOptions
     public int MinExpertNodes { get; init; } = 1;
     /// <summary>TorchSharp intra-op threads; 0 = leave libtorch's default.</summary>
     public int ComputeThreads { get; init; }
+    /// <summary>Replicas of hot experts on other expert nodes (docs/ARCHITECTURE.md, "Hot experts").</summary>
+    public Replication.HotExpertOptions Replication { get; init; } = new();
 }

@@ -151,6 +151,14 @@ public class ChartTemplateTests
         Assert.True(dashboard.RootElement.GetProperty("panels").GetArrayLength() > 0);
     }
 
+    [Fact]
+    public void The_chart_ships_the_same_dashboard_as_deploy_grafana()
+    {
+        // Helm cannot read files outside the chart, so the chart carries a copy; it must not drift.
+        Assert.Equal(File.ReadAllText(Path.Combine(RepoPaths.Root, "deploy", "grafana", "moecluster-dashboard.json")),
+                     File.ReadAllText(RepoPaths.Chart("dashboards/moecluster-dashboard.json")));
+    }
+
     static string Scalar(YamlMappingNode node, string key) =>
         ((YamlScalarNode)node[key]).Value ?? throw new InvalidDataException($"{key} is empty");
 }

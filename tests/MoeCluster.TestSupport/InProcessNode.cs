@@ -30,7 +30,7 @@ public sealed class InProcessNode : IAsyncDisposable
     public static async Task<InProcessNode> StartAsync(string modelDirectory, RuntimeOptions runtime, int port, IReadOnlyList<string> seeds,
         Func<ClusterNodeOptions, ClusterNodeOptions>? configure = null)
     {
-        var node = new ClusterNodeOptions { Hostname = "127.0.0.1", Port = port, SeedNodes = seeds, DowningStableAfter = TimeSpan.FromSeconds(3) };
+        var node = new ClusterNodeOptions { Hostname = "127.0.0.1", Port = port, SeedNodes = seeds, DowningStableAfter = TimeSpan.FromSeconds(3), LogLevel = "WARNING" };
         node = configure?.Invoke(node) ?? node;
         var model = new ModelSource(modelDirectory, ModuleOptions.Parse(runtime.DType, runtime.Device));
         var host = new HostBuilder()

@@ -22,10 +22,11 @@ public sealed class LocalEngine : IDisposable
     }
 
     /// <summary>Runs one step; returns false when there was nothing to do.</summary>
-    public bool Step(List<GenerationEvent> events)
+    public bool Step(List<GenerationEvent> events, Action<StepPlan>? onPlan = null)
     {
         var plan = Scheduler.PlanStep(events);
         if (plan is null) return false;
+        onPlan?.Invoke(plan);
         using var scope = NewDisposeScope();
         var tokens = tensor(plan.Tokens.Select(t => (long)t).ToArray(), ScalarType.Int64, model.Options.Device);
         var logits = model.Forward(tokens, plan.Layout, caches, TokensPerExpert).cpu().contiguous();

@@ -42,44 +42,57 @@ public static class DemoCommand
         return c;
     }
 
-    static async Task<int> Run(string model, int port, int httpPort, int maxTokens, bool exit, CancellationToken ct)
+    /// <summary>Starts the three demo nodes in this process (one ActorSystem each, on loopback ports), node 0 first.</summary>
+    public static async Task<List<WebApplication>> StartNodesAsync(string model, int port, int httpPort, CancellationToken ct, bool quiet = false)
     {
-        var clock = Stopwatch.StartNew();
         var seed = $"akka.tcp://{ClusterNodeOptions.ActorSystemName}@127.0.0.1:{port}";
         string[][] roles = [[NodeRoles.Gateway, NodeRoles.Attention], [NodeRoles.Expert], [NodeRoles.Expert]];
         var apps = new List<WebApplication>();
+        for (int i = 0; i < 3; i++)
+        {
+            var o = new ServeOptions
+            {
+                HttpHost = "127.0.0.1", HttpPort = httpPort + i, DataDirectory = Path.Combine(Path.GetTempPath(), $"moecluster-demo-{port}-{i}"),
+                Cluster = new ClusterNodeOptions { Hostname = "127.0.0.1", Port = port + i, SeedNodes = [seed], DowningStableAfter = TimeSpan.FromSeconds(5), LogLevel = "WARNING" },
+                Runtime = new RuntimeOptions { ModelDirectory = model, Roles = roles[i], ComputeThreads = 1, MinExpertNodes = 2, Batching = new BatchingOptions { MaxBatchSize = 16, ContextLength = 256 } },
+            };
+            var app = NodeHost.Build(o, i == 0 && !quiet ? Console.Error.WriteLine : _ => { });
+            await app.StartAsync(ct);
+            apps.Add(app);
+            if (!quiet) Console.WriteLine($"node {i}: akka.tcp://moecluster@127.0.0.1:{port + i}  roles [{string.Join(",", roles[i])}]  http://127.0.0.1:{httpPort + i}");
+        }
+        return apps;
+    }
+
+    /// <summary>The demo's requests: each prompt sampled with its own seed, so any deployment gives the same text.</summary>
+    public static List<GenerationRequest> Requests(ModelTokenizer tokenizer, int maxTokens) =>
+        Prompts.Select((text, i) => new GenerationRequest($"demo-{i}", tokenizer.Encode(text), maxTokens)
+        {
+            Sampling = new SamplingOptions { Temperature = 0.8, TopP = 0.95, Seed = 1234 + i }, StopTokenIds = tokenizer.EosTokenIds,
+        }).ToList();
+
+    static async Task<int> Run(string model, int port, int httpPort, int maxTokens, bool exit, CancellationToken ct)
+    {
+        var clock = Stopwatch.StartNew();
+        var apps = new List<WebApplication>();
         try
         {
-            for (int i = 0; i < 3; i++)
-            {
-                var o = new ServeOptions
-                {
-                    HttpHost = "127.0.0.1", HttpPort = httpPort + i, DataDirectory = Path.Combine(Path.GetTempPath(), $"moecluster-demo-{port}"),
-                    Cluster = new ClusterNodeOptions { Hostname = "127.0.0.1", Port = port + i, SeedNodes = [seed], DowningStableAfter = TimeSpan.FromSeconds(5) },
-                    Runtime = new RuntimeOptions { ModelDirectory = model, Roles = roles[i], ComputeThreads = 1, MinExpertNodes = 2, Batching = new BatchingOptions { MaxBatchSize = 16, ContextLength = 256 } },
-                };
-                var app = NodeHost.Build(o, i == 0 ? Console.Error.WriteLine : _ => { });
-                await app.StartAsync(ct);
-                apps.Add(app);
-                Console.WriteLine($"node {i}: akka.tcp://moecluster@127.0.0.1:{port + i}  roles [{string.Join(",", roles[i])}]  http://127.0.0.1:{httpPort + i}");
-            }
+            apps = await StartNodesAsync(model, port, httpPort, ct);
             var gatewayNode = apps[0].Services;
             var service = gatewayNode.GetRequiredService<IGenerationService>();
             var tokenizer = gatewayNode.GetService<ModelTokenizer>() ?? throw new ArgumentException($"{model} has no tokenizer; the demo needs text");
             while (!(await service.GetStatusAsync(ct)).Ready) await Task.Delay(100, ct);
             Console.WriteLine($"cluster ready in {clock.Elapsed.TotalSeconds:0.0}s\n");
 
-            var requests = Prompts.Select((text, i) => new GenerationRequest($"demo-{i}", tokenizer.Encode(text), maxTokens)
-            {
-                Sampling = new SamplingOptions { Temperature = 0.8, TopP = 0.95, Seed = 1234 + i }, StopTokenIds = tokenizer.EosTokenIds,
-            }).ToList();
+            var requests = Requests(tokenizer, maxTokens);
             var results = await Task.WhenAll(requests.Select(async r =>
             {
                 await foreach (var e in service.GenerateAsync(r, ct)) if (e is SequenceFinished f) return (r, f);
                 throw new InvalidOperationException("no result");
             }));
+            var (bold, plain) = Console.IsOutputRedirected ? ("", "") : ("\x1b[1m", "\x1b[0m");
             foreach (var (r, f) in results)
-                Console.WriteLine($"» {Prompts[int.Parse(r.Id[5..])]}\x1b[1m{tokenizer.Decode(f.Generated)}\x1b[0m\n");
+                Console.WriteLine($"» {Prompts[int.Parse(r.Id[5..])]}{bold}{tokenizer.Decode(f.Generated)}{plain}\n");
 
             await PrintExpertTraffic(gatewayNode);
             Console.WriteLine($"\nOpenAI-compatible API: http://127.0.0.1:{httpPort}/v1  (metrics: http://127.0.0.1:{httpPort}/metrics)");

@@ -80,8 +80,7 @@ public static class GenerateCommand
         else
         {
             var options = ModuleOptions.Parse(p.GetValue(DType)!, p.GetValue(Device)!);
-            Console.Error.WriteLine($"loading {modelDir} …");
-            using var model = MoeTransformer.Load(modelDir!, options);
+            using var model = MoeTransformer.Load(modelDir!, options, progress: ConsoleProgress.For($"loading {modelDir}"));
             var batching = new BatchingOptions { MaxBatchSize = 1, ContextLength = Math.Min(model.Config.MaxPositionEmbeddings, prompt.Count + p.GetValue(MaxTokens)) };
             using var engine = new LocalEngine(model, batching);
             var request = new GenerationRequest("cli", prompt, p.GetValue(MaxTokens)) { Sampling = sampling, StopTokenIds = stops, ReturnPromptLogits = p.GetValue(Logits) };

@@ -86,6 +86,7 @@ public sealed class CompletionRunner(IGenerationService generation, ModelTokeniz
         var matcher = new StopStringMatcher(p.Request.Stop);
         var text = new StringBuilder();
         var tokens = new List<int>();
+        bool ended = false;
         try
         {
             if (onAccepted is not null) await onAccepted();
@@ -100,6 +101,7 @@ public sealed class CompletionRunner(IGenerationService generation, ModelTokeniz
                         if (await Emit(detokenizer?.Append(t.Token) ?? "")) finish = "stop";
                         break;
                     case SequenceFinished f:
+                        ended = true;
                         switch (f.Reason)
                         {
                             case FinishReason.Cancelled: return null;
@@ -118,8 +120,8 @@ public sealed class CompletionRunner(IGenerationService generation, ModelTokeniz
         }
         finally
         {
-            // Whatever ended the run (stop string, client gone, exception), the gateway frees the sequence now.
-            await stop.CancelAsync();
+            // Whatever else ended the run (stop string, client gone, exception), the gateway frees the sequence now.
+            if (!ended) await stop.CancelAsync();
         }
 
         async ValueTask<bool> Emit(string piece)

@@ -35,21 +35,21 @@ public static class RequestBody
     public static async Task<JsonDocument> ReadJsonObjectAsync(HttpContext context, long limit)
     {
         var bytes = await ReadBytesAsync(context, limit);
-        return ParseObject(bytes, "body");
+        return ParseObject(bytes, "the request body");
     }
 
     public static JsonDocument ParseObject(ReadOnlySpan<byte> utf8, string what)
     {
-        if (utf8.Length == 0) throw new ApiException(400, $"the {what} is empty; expected a JSON object", null, "invalid_json");
-        if (!Utf8.IsValid(utf8)) throw new ApiException(400, $"the {what} is not valid UTF-8", null, "invalid_encoding");
+        if (utf8.Length == 0) throw new ApiException(400, $"{what} is empty; expected a JSON object", null, "invalid_json");
+        if (!Utf8.IsValid(utf8)) throw new ApiException(400, $"{what} is not valid UTF-8", null, "invalid_encoding");
         JsonDocument doc;
         try { doc = JsonDocument.Parse(utf8.ToArray(), DocumentOptions); }
-        catch (JsonException e) { throw new ApiException(400, $"the {what} is not valid JSON: {e.Message}", null, "invalid_json"); }
+        catch (JsonException e) { throw new ApiException(400, $"{what} is not valid JSON: {e.Message}", null, "invalid_json"); }
         if (doc.RootElement.ValueKind != JsonValueKind.Object)
         {
             var kind = doc.RootElement.ValueKind;
             doc.Dispose();
-            throw new ApiException(400, $"the {what} must be a JSON object, got {kind.ToString().ToLowerInvariant()}", null, "invalid_json");
+            throw new ApiException(400, $"{what} must be a JSON object, got {kind.ToString().ToLowerInvariant()}", null, "invalid_json");
         }
         return doc;
     }

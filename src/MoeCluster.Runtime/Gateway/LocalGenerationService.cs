@@ -15,6 +15,7 @@ public sealed class LocalGenerationService : IGenerationService, IDisposable
     readonly Dictionary<string, ChannelWriter<GenerationEvent>> streams = new();
     readonly Thread loop;
     readonly CancellationTokenSource stopping = new();
+    readonly Metrics.RequestMetricsRecorder metrics;
 
     public ModelConfig Config => model.Config;
 
@@ -22,6 +23,7 @@ public sealed class LocalGenerationService : IGenerationService, IDisposable
     {
         this.model = model;
         engine = new LocalEngine(model, options);
+        metrics = new Metrics.RequestMetricsRecorder(KvBytesPerToken);
         loop = new Thread(Run) { IsBackground = true, Name = "moecluster-local-engine" };
         loop.Start();
     }
@@ -36,6 +38,7 @@ public sealed class LocalGenerationService : IGenerationService, IDisposable
             {
                 if (!engine.Scheduler.TryEnqueue(request)) throw new GatewayOverloadedException($"queue full ({engine.Scheduler.Options.MaxQueuedRequests} waiting)");
                 streams[request.Id] = events.Writer;
+                metrics.Arrived(request.Id);
                 accepted.SetResult();
             }
             catch (Exception e) { accepted.SetException(e); }
@@ -69,14 +72,16 @@ public sealed class LocalGenerationService : IGenerationService, IDisposable
             while (inbox.Reader.TryRead(out var a)) a();
             events.Clear();
             bool worked;
-            try { worked = engine.Step(events); }
+            try { worked = engine.Step(events, metrics.Step); }
             catch (Exception e)
             {
                 engine.Scheduler.FailRunning(e.Message, events);
                 worked = true;
             }
+            metrics.Gauges(engine.Scheduler);
             foreach (var e in events)
             {
+                metrics.Observe(e);
                 if (!streams.TryGetValue(e.RequestId, out var w)) continue;
                 w.TryWrite(e);
                 if (e is SequenceFinished) { w.TryComplete(); streams.Remove(e.RequestId); }

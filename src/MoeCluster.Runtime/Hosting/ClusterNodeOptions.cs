@@ -20,6 +20,8 @@ public sealed record ClusterNodeOptions
     /// <summary>PKCS#12 certificate enabling TLS between nodes (null = plain TCP).</summary>
     public string? TlsCertificatePath { get; init; }
     public string? TlsCertificatePassword { get; init; }
+    /// <summary>Akka log level: DEBUG, INFO (default), WARNING, ERROR.</summary>
+    public string LogLevel { get; init; } = "INFO";
     /// <summary>Further certificate thumbprints accepted from peers (certificate rotation); the node's own is always accepted.</summary>
     public IReadOnlyList<string> TrustedThumbprints { get; init; } = [];
 

@@ -8,6 +8,7 @@ using Akka.Remote.Hosting;
 using MoeCluster.Runtime.Attention;
 using MoeCluster.Runtime.Experts;
 using MoeCluster.Runtime.Gateway;
+using MoeCluster.Runtime.Replication;
 
 namespace MoeCluster.Runtime.Hosting;
 
@@ -23,6 +24,8 @@ public static class MoeClusterHosting
     {
         var roles = runtime.Roles.ToList();
         if (roles.Contains(NodeRoles.Expert) && runtime.ExpertSlots > 0) roles.Add(NodeRoles.ExpertSlotsPrefix + runtime.ExpertSlots);
+        if (runtime.Replication.Enabled) runtime.Replication.Thresholds.Validate();   // a bad threshold fails the node at start
+        var directory = new ExpertDirectory();   // gateway nodes: where routers send each expert's tokens
         var seeds = (node.SeedNodes.Count > 0 ? node.SeedNodes.ToArray() : [node.SelfAddress]).Select(node.WithProtocol).ToArray();
 
         builder
@@ -52,17 +55,17 @@ public static class MoeClusterHosting
                 var settings = ClusterShardingSettings.Create(system);
                 var experts = roles.Contains(NodeRoles.Expert)
                     ? sharding.Start(ExpertTypeName, id => ExpertActor.Props(id, model), settings.WithRole(NodeRoles.Expert),
-                        new ExpertMessageExtractor(), new ExpertAllocationStrategy(rebalance: true, role: NodeRoles.Expert), PoisonPill.Instance)
-                    : sharding.StartProxy(ExpertTypeName, NodeRoles.Expert, new ExpertMessageExtractor());
+                        MessageExtractors.Experts(), new ExpertAllocationStrategy(rebalance: true, role: NodeRoles.Expert), PoisonPill.Instance)
+                    : sharding.StartProxy(ExpertTypeName, NodeRoles.Expert, MessageExtractors.Experts());
                 var attention = roles.Contains(NodeRoles.Attention)
                     ? sharding.Start(AttentionTypeName, id => AttentionActor.Props(id, model), settings.WithRole(NodeRoles.Attention),
-                        new AttentionMessageExtractor(), new ExpertAllocationStrategy(rebalance: false), PoisonPill.Instance)
-                    : sharding.StartProxy(AttentionTypeName, NodeRoles.Attention, new AttentionMessageExtractor());
+                        MessageExtractors.Attention(), new ExpertAllocationStrategy(rebalance: false), PoisonPill.Instance)
+                    : sharding.StartProxy(AttentionTypeName, NodeRoles.Attention, MessageExtractors.Attention());
                 registry.Register<ExpertRegionKey>(experts);
                 registry.Register<AttentionRegionKey>(attention);
                 if (roles.Contains(NodeRoles.Expert))
                 {
-                    system.ActorOf(ExpertHostActor.Props(experts), ExpertHostActor.Name);
+                    system.ActorOf(ExpertHostActor.Props(experts, model), ExpertHostActor.Name);
                     // Before the region hands its experts off (phase cluster-sharding-shutdown-region), make every
                     // gateway stop sending expert work until the experts answer from their new homes.
                     CoordinatedShutdown.Get(system).AddTask(CoordinatedShutdown.PhaseBeforeClusterShutdown, "moecluster-drain-experts", async () =>
@@ -73,19 +76,25 @@ public static class MoeClusterHosting
                 }
                 if (roles.Contains(NodeRoles.Gateway))
                 {
-                    var directory = new ExpertDirectory();
                     registry.Register<PlacementWatcherKey>(system.ActorOf(PlacementWatcherActor.Props(experts, directory), PlacementWatcherActor.Name));
                     var gatewayName = $"gw-{node.PublicHostname ?? node.Hostname}-{node.Port}";
                     registry.Register<GatewayKey>(system.ActorOf(GatewayActor.Props(gatewayName, model, runtime, attention, experts, directory), GatewayActor.Name));
+                    registry.Register<ReplicaDirectoryKey>(system.ActorOf(ReplicaDirectoryActor.Props(directory), ReplicaDirectoryActor.Name));
                 }
             });
+        // Hot-expert replication: one coordinator for the cluster, on the oldest gateway node.
+        if (runtime.Replication.Enabled && roles.Contains(NodeRoles.Gateway))
+            builder.WithSingleton<ReplicationCoordinatorKey>(ReplicationCoordinatorActor.Name,
+                ReplicationCoordinatorActor.Props(runtime.Replication, directory, model.Config),
+                new ClusterSingletonOptions { Role = NodeRoles.Gateway }, createProxyToo: false);
         if (runtime.ComputeThreads > 0) TorchSharp.torch.set_num_threads(runtime.ComputeThreads);
         return builder;
     }
 
     static string Hocon(ClusterNodeOptions node) => $$"""
         akka {
-          loglevel = INFO
+          loglevel = {{node.LogLevel}}
+          log-dead-letters-during-shutdown = off
           actor {
             serializers { moe-tensor = "MoeCluster.Runtime.Serialization.TensorMessageSerializer, MoeCluster.Runtime" }
             serialization-bindings { "MoeCluster.Runtime.Protocol.ITensorMessage, MoeCluster.Runtime" = moe-tensor }

@@ -5,3 +5,5 @@ public sealed class GatewayKey;
 public sealed class ExpertRegionKey;
 public sealed class AttentionRegionKey;
 public sealed class PlacementWatcherKey;
+public sealed class ReplicaDirectoryKey;
+public sealed class ReplicationCoordinatorKey;

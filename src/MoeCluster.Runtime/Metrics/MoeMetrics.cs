@@ -34,7 +34,9 @@ public static class MoeMetrics
     public static readonly Counter LayerTokens = Prom.CreateCounter("moecluster_layer_routed_tokens_total", "Token-expert assignments made by each MoE layer's router.", "layer");
     public static readonly Gauge LayerBalancedness = Prom.CreateGauge("moecluster_layer_balancedness", "Mean ÷ max tokens per expert over the router's window (1 = perfectly balanced).", "layer");
     public static readonly Gauge LayerHottestShare = Prom.CreateGauge("moecluster_layer_hottest_expert_share", "Share of a layer's tokens that went to its busiest expert over the window.", "layer");
-    public static readonly Gauge ExpertReplicas = Prom.CreateGauge("moecluster_expert_replicas", "Loaded replicas of experts, by layer.", "layer");
+    public static readonly Gauge ExpertReplicas = Prom.CreateGauge("moecluster_expert_replicas", "Redundant replicas of hot experts loaded, by layer (primaries not counted), as the replication coordinator last set them.", "layer");
+    public static readonly Counter ReplicationChanges = Prom.CreateCounter("moecluster_replication_changes_total", "Redundant replicas added or retired by the replication coordinator, by kind (add, retire).", "kind");
+    public static readonly Counter ReplicaTokens = Prom.CreateCounter("moecluster_replica_computed_tokens_total", "Token rows computed by redundant replicas on this node (node = this node's address).", "node");
     public static readonly Gauge ExpertsHosted = Prom.CreateGauge("moecluster_experts_hosted", "Experts loaded on this node.");
     public static readonly Counter ExpertBatches = Prom.CreateCounter("moecluster_expert_dispatches_total", "Per-node expert batches sent by routers.", "node");
     public static readonly Counter BytesBetweenNodes = Prom.CreateCounter("moecluster_remote_activation_bytes_total", "Activation bytes serialised for other nodes.", "direction");

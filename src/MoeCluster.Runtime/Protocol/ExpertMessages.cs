@@ -27,8 +27,9 @@ public sealed record ExpertStarted(string ExpertId, string Node, long ParameterB
 public sealed record ComputeExpert(string ExpertId, long CorrelationId, TensorPayload Input) : IExpertMessage, ITensorMessage;
 public sealed record ExpertComputed(string ExpertId, long CorrelationId, TensorPayload Output) : ITensorMessage;
 
-/// <summary>One item of a per-node batch: the rows routed to one expert.</summary>
-public sealed record ExpertInput(int Expert, TensorPayload Rows);
+/// <summary>One item of a per-node batch: the rows routed to one expert. <c>Replica</c> marks rows for the node's
+/// redundant replica of the expert (a child of its expert host) rather than the sharded primary.</summary>
+public sealed record ExpertInput(int Expert, TensorPayload Rows, bool Replica = false);
 
 /// <summary>Router → the expert host of one node: every expert input of one MoE layer that lives on that node,
 /// in one message (one message per destination node per step, not one per token or per expert).</summary>

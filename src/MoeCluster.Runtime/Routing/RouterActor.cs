@@ -5,20 +5,25 @@ using MoeCluster.Model.Layers;
 using MoeCluster.Runtime.Experts;
 using MoeCluster.Runtime.Metrics;
 using MoeCluster.Runtime.Protocol;
+using ReplicaSplitter = MoeCluster.Placement.ReplicaSplitter;
 using static TorchSharp.torch;
 
 namespace MoeCluster.Runtime.Routing;
 
 /// <summary>
-/// The feed-forward half of one layer, on the gateway's node. For a MoE layer: gate the tokens, group them by expert
-/// and by the node that holds each expert, send one <see cref="DispatchTokens"/> per node, compute the shared expert
-/// while the experts work, gather, and combine in ascending expert order (the same sum the single-process model
-/// computes). A node that does not answer within the expert timeout has its experts' rows re-sent one by one through
-/// the shard region, which reaches each expert wherever it lives now; a second timeout fails the step (the gateway
-/// retries it). Dense layers (Qwen2-MoE's mlp_only_layers) are computed here.
+/// The feed-forward half of one layer, on the gateway's node. For a MoE layer: gate the tokens, group them by expert,
+/// split each expert's tokens over its loaded copies (the primary and, for hot experts, redundant replicas:
+/// <see cref="ReplicaSplitter"/>, contiguous and deterministic), send one <see cref="DispatchTokens"/> per node, compute
+/// the shared expert while the experts work, gather, concatenate each expert's shares in order and combine in
+/// ascending expert order (the same sum the single-process model computes). A share that does not come back within the
+/// expert timeout is re-sent through the shard region, which reaches the expert's primary wherever it lives now; a
+/// second timeout fails the step (the gateway retries it). Dense layers (Qwen2-MoE's mlp_only_layers) are computed here.
 /// </summary>
 public sealed class RouterActor : ReceiveActor, IWithTimers
 {
+    /// <summary>Rows [Start, Start + Count) of an expert group, sent to one node (a replica when <c>Replica</c>).</summary>
+    sealed record Share(string? Node, int Start, int Count, bool Replica);
+
     sealed class Dispatch : IDisposable
     {
         public required long StepId;
@@ -26,7 +31,11 @@ public sealed class RouterActor : ReceiveActor, IWithTimers
         public required Tensor Residual, Normed;
         public required ExpertGroups Groups;
         public Tensor? Shared;
+        /// <summary>Per group: its shares, the output of each share, and the group's output once every share is in.</summary>
+        public required Share[][] Shares;
+        public required Tensor?[][] Parts;
         public required Tensor?[] Outputs;
+        public readonly List<long> NodeCalls = new();
         public int Attempt = 1;
         public bool Complete => Outputs.All(o => o is not null);
 
@@ -34,6 +43,7 @@ public sealed class RouterActor : ReceiveActor, IWithTimers
         {
             Residual.Dispose(); Normed.Dispose(); Groups.Dispose(); Shared?.Dispose();
             foreach (var o in Outputs) o?.Dispose();
+            foreach (var parts in Parts) foreach (var p in parts) p?.Dispose();
         }
     }
 
@@ -47,8 +57,12 @@ public sealed class RouterActor : ReceiveActor, IWithTimers
     readonly TimeSpan expertTimeout;
     readonly ILoggingAdapter log = Context.GetLogger();
     readonly Dictionary<long, Dispatch> dispatches = new();
-    readonly Dictionary<long, (long dispatch, int group)> regionCalls = new();
+    /// <summary>Per-node message id → its dispatch and the (group, share) of each item, in item order.</summary>
+    readonly Dictionary<long, (long dispatch, (int group, int share)[] items)> nodeCalls = new();
+    readonly Dictionary<long, (long dispatch, int group, int share)> regionCalls = new();
     readonly LoadWindow window;
+    readonly long[] cumulative;
+    long totalSteps;
     readonly Dictionary<string, ICanTell> hosts = new();
     TopKRouter? gate;
     ExpertMlp? sharedExpert, denseMlp;
@@ -67,12 +81,13 @@ public sealed class RouterActor : ReceiveActor, IWithTimers
         this.directory = directory;
         this.expertTimeout = expertTimeout;
         window = new LoadWindow(model.Config.NumExperts, steps: 200);
+        cumulative = new long[model.Config.NumExperts];
         Receive<FeedForwardStep>(Step);
         Receive<TokensComputed>(OnNodeResults);
         Receive<ExpertComputed>(OnRegionResult);
         Receive<DispatchTimeout>(OnTimeout);
         Receive<HostResolved>(m => { if (m.Host is null) hosts.Remove(m.Node); else hosts[m.Node] = m.Host; });
-        Receive<GetExpertLoad>(_ => Sender.Tell(new ExpertLoad(layer, window.Totals(), window.Steps)));
+        Receive<GetExpertLoad>(_ => Sender.Tell(new ExpertLoad(layer, window.Totals(), window.Steps, (long[])cumulative.Clone(), totalSteps)));
     }
 
     protected override void PreStart()
@@ -113,27 +128,42 @@ public sealed class RouterActor : ReceiveActor, IWithTimers
         using (var routing = gate!.Route(normed)) groups = ExpertGroups.From(routing, model.Config.NumExperts);
         RecordLoad(groups.TokensPerExpert);
         long id = ++nextId;
+        int count = groups.Groups.Count;
         var d = new Dispatch
         {
             StepId = m.StepId, ReplyTo = Sender, Residual = residual, Normed = normed, Groups = groups,
-            Outputs = new Tensor?[groups.Groups.Count],
+            Shares = new Share[count][], Parts = new Tensor?[count][], Outputs = new Tensor?[count],
         };
         dispatches[id] = d;
 
-        // One message per destination node; experts with no known home yet go through the region one by one.
-        var byNode = new Dictionary<string, List<ExpertInput>>();
-        for (int i = 0; i < groups.Groups.Count; i++)
+        // One message per destination node; experts with no known home yet go through the region whole.
+        var byNode = new Dictionary<string, (List<ExpertInput> items, List<(int, int)> index)>();
+        for (int i = 0; i < count; i++)
         {
             var g = groups.Groups[i];
-            var node = directory.NodeOf(new ExpertKey(layer, g.Expert).EntityId);
-            if (node is null) { SendThroughRegion(id, d, i); continue; }
-            if (!byNode.TryGetValue(node, out var items)) byNode[node] = items = new List<ExpertInput>();
-            items.Add(new ExpertInput(g.Expert, TensorPayload.Own(Rows(d, i))));
+            int tokens = (int)g.TokenIndices.shape[0];
+            var nodes = directory.ReplicasOf(new ExpertKey(layer, g.Expert).EntityId);
+            d.Shares[i] = nodes.Count == 0
+                ? [new Share(null, 0, tokens, false)]
+                : ReplicaSplitter.Split(tokens, nodes).Where(s => s.Count > 0).Select(s => new Share(s.Node, s.Start, s.Count, s.Replica > 0)).ToArray();
+            d.Parts[i] = new Tensor?[d.Shares[i].Length];
+            for (int s = 0; s < d.Shares[i].Length; s++)
+            {
+                var share = d.Shares[i][s];
+                CountTokens(g.Expert, share.Node ?? "unplaced", share.Count);
+                if (share.Node is null) { SendThroughRegion(id, d, i, s); continue; }
+                if (!byNode.TryGetValue(share.Node, out var call)) byNode[share.Node] = call = (new List<ExpertInput>(), new List<(int, int)>());
+                call.items.Add(new ExpertInput(g.Expert, TensorPayload.Own(Rows(d, i, s)), share.Replica));
+                call.index.Add((i, s));
+            }
         }
-        foreach (var (node, items) in byNode)
+        foreach (var (node, call) in byNode)
         {
+            long callId = ++nextId;
+            nodeCalls[callId] = (id, call.index.ToArray());
+            d.NodeCalls.Add(callId);
             MoeMetrics.ExpertBatches.WithLabels(node).Inc();
-            Host(node).Tell(new DispatchTokens(id, layer, items), Self);
+            Host(node).Tell(new DispatchTokens(callId, layer, call.items), Self);
         }
         // The shared expert runs here while the routed experts run elsewhere.
         d.Shared = MoeBlock.GatedSharedOutput(sharedExpert, sharedGate, normed)?.DetachFromDisposeScope();
@@ -151,67 +181,86 @@ public sealed class RouterActor : ReceiveActor, IWithTimers
         return selection;
     }
 
-    Tensor Rows(Dispatch d, int group)
+    /// <summary>The normalised rows of one share of a group: [Count, D].</summary>
+    Tensor Rows(Dispatch d, int group, int share)
     {
         using var scope = NewDisposeScope();
-        return d.Normed.index_select(0, d.Groups.Groups[group].TokenIndices).MoveToOuterDisposeScope().DetachFromDisposeScope();
+        var s = d.Shares[group][share];
+        var indices = d.Groups.Groups[group].TokenIndices;
+        if (s.Start != 0 || s.Count != indices.shape[0]) indices = indices.narrow(0, s.Start, s.Count);
+        return d.Normed.index_select(0, indices).MoveToOuterDisposeScope().DetachFromDisposeScope();
     }
 
-    void SendThroughRegion(long id, Dispatch d, int group)
+    void SendThroughRegion(long id, Dispatch d, int group, int share)
     {
         long correlation = ++nextId;
-        regionCalls[correlation] = (id, group);
+        regionCalls[correlation] = (id, group, share);
         var key = new ExpertKey(layer, d.Groups.Groups[group].Expert);
-        expertRegion.Tell(new ComputeExpert(key.EntityId, correlation, TensorPayload.Own(Rows(d, group))), Self);
+        expertRegion.Tell(new ComputeExpert(key.EntityId, correlation, TensorPayload.Own(Rows(d, group, share))), Self);
     }
 
     void OnNodeResults(TokensComputed m)
     {
-        if (!dispatches.TryGetValue(m.DispatchId, out var d))
+        if (!nodeCalls.Remove(m.DispatchId, out var call) || !dispatches.TryGetValue(call.dispatch, out var d) || m.Items.Count != call.items.Length)
         {
             foreach (var item in m.Items) item.Rows.Take().Dispose();
             return;
         }
-        foreach (var item in m.Items)
-        {
-            int group = IndexOf(d, item.Expert);
-            var output = item.Rows.Take(model.Options.Device);
-            if (group < 0 || d.Outputs[group] is not null) { output.Dispose(); continue; }
-            d.Outputs[group] = output;
-        }
-        TryComplete(m.DispatchId, d);
+        for (int i = 0; i < m.Items.Count; i++)
+            Accept(d, call.items[i].group, call.items[i].share, m.Items[i].Rows.Take(model.Options.Device));
+        TryComplete(call.dispatch, d);
     }
 
     void OnRegionResult(ExpertComputed m)
     {
         var output = m.Output.Take(model.Options.Device);
-        if (!regionCalls.Remove(m.CorrelationId, out var call) || !dispatches.TryGetValue(call.dispatch, out var d) || d.Outputs[call.group] is not null)
+        if (!regionCalls.Remove(m.CorrelationId, out var call) || !dispatches.TryGetValue(call.dispatch, out var d))
         {
             output.Dispose();
             return;
         }
-        d.Outputs[call.group] = output;
+        Accept(d, call.group, call.share, output);
         TryComplete(call.dispatch, d);
+    }
+
+    /// <summary>Keeps one share's output (the first that arrives); once a group has all its shares, concatenates them in
+    /// share order, which is token order within the group.</summary>
+    static void Accept(Dispatch d, int group, int share, Tensor output)
+    {
+        var parts = d.Parts[group];
+        if (d.Outputs[group] is not null || parts[share] is not null) { output.Dispose(); return; }
+        parts[share] = output;
+        if (parts.Any(p => p is null)) return;
+        if (parts.Length == 1) d.Outputs[group] = parts[0];
+        else
+        {
+            d.Outputs[group] = cat(parts.Select(p => p!).ToArray(), 0).DetachFromDisposeScope();
+            foreach (var p in parts) p!.Dispose();
+        }
+        Array.Clear(parts);
     }
 
     void OnTimeout(DispatchTimeout t)
     {
         if (!dispatches.TryGetValue(t.DispatchId, out var d) || t.Attempt != d.Attempt) return;
-        var missing = Enumerable.Range(0, d.Outputs.Length).Where(i => d.Outputs[i] is null).ToList();
+        var missing = new List<(int group, int share)>();
+        for (int i = 0; i < d.Outputs.Length; i++)
+            if (d.Outputs[i] is null)
+                for (int s = 0; s < d.Parts[i].Length; s++)
+                    if (d.Parts[i][s] is null) missing.Add((i, s));
+        string Experts() => string.Join(", ", missing.Select(m => d.Groups.Groups[m.group].Expert).Distinct());
         if (d.Attempt >= 2)
         {
-            log.Warning("layer {0}: experts [{1}] did not answer after a retry; failing step {2}", layer,
-                string.Join(", ", missing.Select(i => d.Groups.Groups[i].Expert)), d.StepId);
-            d.ReplyTo.Tell(new FeedForwardFailed(d.StepId, layer, $"layer {layer}: experts {string.Join(", ", missing.Select(i => d.Groups.Groups[i].Expert))} did not answer within {expertTimeout.TotalSeconds:0.#}s twice"));
+            log.Warning("layer {0}: experts [{1}] did not answer after a retry; failing step {2}", layer, Experts(), d.StepId);
+            d.ReplyTo.Tell(new FeedForwardFailed(d.StepId, layer, $"layer {layer}: experts {Experts()} did not answer within {expertTimeout.TotalSeconds:0.#}s twice"));
             Forget(t.DispatchId, d);
             return;
         }
-        log.Warning("layer {0}: re-sending experts [{1}] through the shard region after {2}s without an answer", layer,
-            string.Join(", ", missing.Select(i => d.Groups.Groups[i].Expert)), expertTimeout.TotalSeconds);
+        log.Warning("layer {0}: re-sending experts [{1}] through the shard region after {2}s without an answer", layer, Experts(), expertTimeout.TotalSeconds);
         MoeMetrics.Recoveries.WithLabels("expert_retry").Inc();
         hosts.Clear();   // a node that came back at the same address is a new incarnation: resolve again
         d.Attempt = 2;
-        foreach (var i in missing) SendThroughRegion(t.DispatchId, d, i);
+        foreach (var (group, share) in missing) SendThroughRegion(t.DispatchId, d, group, share);
         Timers.StartSingleTimer(t.DispatchId, new DispatchTimeout(t.DispatchId, 2), expertTimeout);
     }
 
@@ -230,25 +279,17 @@ public sealed class RouterActor : ReceiveActor, IWithTimers
     {
         Timers.Cancel(id);
         dispatches.Remove(id);
+        foreach (var c in d.NodeCalls) nodeCalls.Remove(c);
         foreach (var k in regionCalls.Where(p => p.Value.dispatch == id).Select(p => p.Key).ToList()) regionCalls.Remove(k);
         d.Dispose();
-    }
-
-    static int IndexOf(Dispatch d, int expert)
-    {
-        for (int i = 0; i < d.Groups.Groups.Count; i++) if (d.Groups.Groups[i].Expert == expert) return i;
-        return -1;
     }
 
     void RecordLoad(long[] counts)
     {
         window.Add(counts);
-        var c = model.Config;
+        for (int e = 0; e < counts.Length; e++) cumulative[e] += counts[e];
+        totalSteps++;
         MoeMetrics.LayerTokens.WithLabels(layer.ToString()).Inc(counts.Sum());
-        if ((long)c.NumLayers * c.NumExperts <= MoeMetrics.ExpertSeriesLimit)
-            for (int e = 0; e < counts.Length; e++)
-                if (counts[e] > 0)
-                    MoeMetrics.ExpertTokens.WithLabels(layer.ToString(), e.ToString(), directory.NodeOf(new ExpertKey(layer, e).EntityId) ?? "unplaced").Inc(counts[e]);
         var totals = window.Totals();
         long max = totals.Max(), sum = totals.Sum();
         if (max > 0)
@@ -256,6 +297,14 @@ public sealed class RouterActor : ReceiveActor, IWithTimers
             MoeMetrics.LayerBalancedness.WithLabels(layer.ToString()).Set((double)sum / totals.Length / max);
             MoeMetrics.LayerHottestShare.WithLabels(layer.ToString()).Set((double)max / sum);
         }
+    }
+
+    /// <summary>Tokens of one expert sent to one node (its primary's or a replica's).</summary>
+    void CountTokens(int expert, string node, int tokens)
+    {
+        var c = model.Config;
+        if ((long)c.NumLayers * c.NumExperts <= MoeMetrics.ExpertSeriesLimit)
+            MoeMetrics.ExpertTokens.WithLabels(layer.ToString(), expert.ToString(), node).Inc(tokens);
     }
 
     protected override void PostStop()

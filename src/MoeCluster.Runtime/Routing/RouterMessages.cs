@@ -8,6 +8,8 @@ public sealed record FeedForwardStep(long StepId, int Layer, TensorPayload Resid
 public sealed record FeedForwardComputed(long StepId, int Layer, TensorPayload Output);
 public sealed record FeedForwardFailed(long StepId, int Layer, string Reason);
 
-/// <summary>Tokens routed per expert over the router's window, for placement decisions and metrics.</summary>
+/// <summary>Tokens routed per expert over the router's window, for placement decisions and metrics; also the counts
+/// since the router started (<c>CumulativeTokens</c>, <c>TotalSteps</c>), from which the replication coordinator
+/// takes the increments between two polls.</summary>
 public sealed record GetExpertLoad;
-public sealed record ExpertLoad(int Layer, long[] TokensPerExpert, int Steps);
+public sealed record ExpertLoad(int Layer, long[] TokensPerExpert, int Steps, long[]? CumulativeTokens = null, long TotalSteps = 0);

@@ -1,6 +1,7 @@
 using Akka.Actor;
 using Akka.Serialization;
 using MoeCluster.Model.Layers;
+using MoeCluster.Runtime.Metrics;
 using MoeCluster.Runtime.Protocol;
 using static TorchSharp.torch;
 
@@ -40,11 +41,13 @@ public sealed class TensorMessageSerializer(ExtendedActorSystem system) : Serial
             default: throw new ArgumentException($"{obj.GetType()} is not a tensor message");
         }
         w.Flush();
+        MoeMetrics.BytesBetweenNodes.WithLabels("sent").Inc(stream.Length);
         return stream.ToArray();
     }
 
     public override object FromBinary(byte[] bytes, string manifest)
     {
+        MoeMetrics.BytesBetweenNodes.WithLabels("received").Inc(bytes.Length);
         using var r = new BinaryReader(new MemoryStream(bytes));
         return manifest switch
         {
@@ -80,13 +83,18 @@ public sealed class TensorMessageSerializer(ExtendedActorSystem system) : Serial
     static void Write(BinaryWriter w, IReadOnlyList<ExpertInput> items)
     {
         w.Write(items.Count);
-        foreach (var i in items) { w.Write(i.Expert); Write(w, i.Rows); }
+        foreach (var i in items) { w.Write(i.Expert); w.Write(i.Replica); Write(w, i.Rows); }
     }
 
     static IReadOnlyList<ExpertInput> ReadItems(BinaryReader r)
     {
         var items = new ExpertInput[r.ReadInt32()];
-        for (int i = 0; i < items.Length; i++) items[i] = new ExpertInput(r.ReadInt32(), ReadTensor(r));
+        for (int i = 0; i < items.Length; i++)
+        {
+            int expert = r.ReadInt32();
+            bool replica = r.ReadBoolean();
+            items[i] = new ExpertInput(expert, ReadTensor(r), replica);
+        }
         return items;
     }
 

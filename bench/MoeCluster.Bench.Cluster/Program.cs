@@ -1,0 +1,125 @@
+using System.Diagnostics;
+using System.Text;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.DependencyInjection;
+using MoeCluster.Model;
+using MoeCluster.Model.Checkpoints;
+using MoeCluster.Model.Generation;
+using MoeCluster.Model.Layers;
+using MoeCluster.Node;
+using MoeCluster.Runtime;
+using MoeCluster.Runtime.Gateway;
+using MoeCluster.Runtime.Hosting;
+using MoeCluster.Runtime.Metrics;
+using static TorchSharp.torch;
+
+// Generated tokens/s of bench-small at 1, 8 and 32 concurrent sequences for (a) the single-process model core,
+// (b) a one-node cluster and (c) a three-node loopback cluster, all in this one run, as ratios to (a).
+// Usage: dotnet run -c Release --project bench/MoeCluster.Bench.Cluster -- [--quick] [--write docs/BENCHMARKS.md]
+bool quick = args.Contains("--quick");
+string? write = args.SkipWhile(a => a != "--write").Skip(1).FirstOrDefault();
+int promptTokens = 16, maxTokens = quick ? 8 : 32;
+int[] concurrency = quick ? [1, 8] : [1, 8, 32];
+
+var config = new ModelConfig
+{
+    Architecture = Architecture.Mixtral, VocabSize = 32000, HiddenSize = 512, NumLayers = 8, NumHeads = 8, NumKvHeads = 2, HeadDim = 64,
+    IntermediateSize = 1408, ExpertIntermediateSize = 1408, NumExperts = 8, TopK = 2, NormTopKProb = true,
+    RmsNormEps = 1e-5, RopeTheta = 1e6, MaxPositionEmbeddings = 4096, EosTokenIds = [],
+};
+var dir = Path.Combine(Path.GetTempPath(), "moecluster-bench-small");
+if (!File.Exists(Path.Combine(dir, "model.safetensors")))
+{
+    Console.Error.WriteLine($"writing bench-small (random weights) to {dir} …");
+    using var m = new MoeTransformer(config, ModuleOptions.Cpu32, 256);
+    ModuleWeights.InitializeRandom(m, seed: 1);
+    Directory.CreateDirectory(dir);
+    config.Save(dir);
+    SafetensorsWriter.Write(Path.Combine(dir, "model.safetensors"), ModuleWeights.Named(m));
+}
+var batching = new BatchingOptions { MaxBatchSize = 32, ContextLength = promptTokens + maxTokens + 8, MaxPrefillTokensPerStep = 512 };
+
+var results = new List<(string Setup, int Concurrency, double TokensPerSecond, double BytesPerToken, double StepMs)>();
+async Task Measure(string setup, IGenerationService service)
+{
+    await Run(service, 4, 2);   // warm-up
+    foreach (var c in concurrency)
+    {
+        double bytesBefore = MoeMetrics.BytesBetweenNodes.WithLabels("sent").Value;
+        long stepsBefore = MoeMetrics.StepSeconds.Count;
+        double stepSecondsBefore = MoeMetrics.StepSeconds.Sum;
+        var clock = Stopwatch.StartNew();
+        long tokens = await Run(service, c, maxTokens);
+        double seconds = clock.Elapsed.TotalSeconds;
+        double bytes = MoeMetrics.BytesBetweenNodes.WithLabels("sent").Value - bytesBefore;
+        long steps = MoeMetrics.StepSeconds.Count - stepsBefore;
+        double stepMs = steps > 0 ? 1000 * (MoeMetrics.StepSeconds.Sum - stepSecondsBefore) / steps : 1000 * seconds / maxTokens;
+        results.Add((setup, c, tokens / seconds, bytes / tokens, stepMs));
+        Console.Error.WriteLine($"{setup,-28} {c,3} seqs: {tokens / seconds,8:0.0} tok/s, {bytes / tokens,10:0} B/token between nodes, {stepMs:0.0} ms/step");
+    }
+}
+
+async Task<long> Run(IGenerationService service, int sequences, int tokens)
+{
+    var rng = new Random(7);
+    var finished = await Task.WhenAll(Enumerable.Range(0, sequences).Select(async i =>
+    {
+        var prompt = Enumerable.Range(0, promptTokens).Select(_ => rng.Next(config.VocabSize)).ToArray();
+        await foreach (var e in service.GenerateAsync(new GenerationRequest($"b{Guid.NewGuid():N}", prompt, tokens)))
+            if (e is SequenceFinished f) return f.Generated.Count;
+        return 0;
+    }));
+    return finished.Sum();
+}
+
+// (a) the model core alone
+using (var model = MoeTransformer.Load(dir, ModuleOptions.Cpu32, batching.ContextLength))
+using (var local = new LocalGenerationService(model, batching))
+    await Measure("(a) single process", local);
+
+// (b) and (c): the production node host, in this process, one ActorSystem per node on loopback ports
+foreach (var (name, roles) in new[]
+{
+    ("(b) 1-node cluster", new[] { NodeRoles.All }),
+    ("(c) 3-node loopback cluster", new[] { new[] { NodeRoles.Gateway, NodeRoles.Attention }, [NodeRoles.Expert], [NodeRoles.Expert] }),
+})
+{
+    int port = 47100 + results.Count * 10;
+    var seed = $"akka.tcp://moecluster@127.0.0.1:{port}";
+    var apps = new List<WebApplication>();
+    for (int i = 0; i < roles.Length; i++)
+    {
+        var app = NodeHost.Build(new ServeOptions
+        {
+            HttpHost = "127.0.0.1", HttpPort = port + 5 + i, DataDirectory = Path.Combine(Path.GetTempPath(), $"moecluster-bench-{port}-{i}"),
+            Cluster = new ClusterNodeOptions { Hostname = "127.0.0.1", Port = port + i, SeedNodes = [seed] },
+            Runtime = new RuntimeOptions { ModelDirectory = dir, Roles = roles[i], Batching = batching, MinExpertNodes = roles.Length == 1 ? 1 : 2 },
+        }, _ => { });
+        await app.StartAsync();
+        apps.Add(app);
+    }
+    var service = apps[0].Services.GetRequiredService<IGenerationService>();
+    while (!(await service.GetStatusAsync()).Ready) await Task.Delay(100);
+    await Measure(name, service);
+    foreach (var app in Enumerable.Reverse(apps)) { await app.StopAsync(); await app.DisposeAsync(); }
+}
+
+var table = new StringBuilder();
+table.AppendLine("| setup | sequences | generated tokens/s | ratio to (a) | ms per step | activation bytes between nodes per generated token |");
+table.AppendLine("|---|---:|---:|---:|---:|---:|");
+foreach (var r in results)
+{
+    var baseline = results.First(b => b.Setup.StartsWith("(a)") && b.Concurrency == r.Concurrency).TokensPerSecond;
+    table.AppendLine($"| {r.Setup} | {r.Concurrency} | {r.TokensPerSecond:0.0} | {r.TokensPerSecond / baseline:0.00} | {r.StepMs:0.0} | {(r.Setup.StartsWith("(c)") ? r.BytesPerToken.ToString("0") : "–")} |");
+}
+Console.WriteLine(table);
+if (write is not null)
+{
+    const string begin = "<!-- cluster-bench:begin -->", end = "<!-- cluster-bench:end -->";
+    var doc = File.Exists(write) ? File.ReadAllText(write) : "";
+    var block = $"{begin}\n_Measured {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, {Environment.ProcessorCount} cores, torch threads {get_num_threads()}, prompt {promptTokens} tokens, {maxTokens} generated per sequence._\n\n{table}{end}";
+    int a = doc.IndexOf(begin), b = doc.IndexOf(end);
+    doc = a >= 0 && b > a ? doc[..a] + block + doc[(b + end.Length)..] : doc + "\n" + block + "\n";
+    File.WriteAllText(write, doc);
+}
+return 0;

@@ -1,0 +1,164 @@
+using System.Diagnostics;
+using MoeCluster.Bench.Measurement;
+using MoeCluster.Bench.ModelCore;
+using MoeCluster.Bench.Report;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace MoeCluster.Bench;
+
+/// <summary>The bench program's commands. <c>model-core</c> measures and rewrites its section of docs/BENCHMARKS.md;
+/// <c>profile</c> prints the decode-step breakdown only.</summary>
+public static class BenchCommands
+{
+    const string Usage = """
+        usage: moecluster-bench model-core [--quick] [--no-write] [--doc PATH]
+               moecluster-bench profile [--quick] [--dtype float32|bfloat16] [--batch N]
+               moecluster-bench ceilings [--quick]
+          model-core  hardware ceilings, prefill and decode throughput of bench-small (float32 and bfloat16),
+                      continuous batching and the decode profile; prints Markdown and writes it into
+                      docs/BENCHMARKS.md between <!-- model-core:begin --> and <!-- model-core:end -->
+                      (not in --quick runs, whose few iterations are a smoke check only)
+          profile     time per part (attention, router, experts, LM head, …) of a decode step (default 32 sequences)
+          ceilings    matmul GFLOP/s and memory bandwidth only
+        """;
+
+    static readonly ScalarType[] DTypes = [ScalarType.Float32, ScalarType.BFloat16];
+
+    public static int Run(string[] args)
+    {
+        if (args.Length == 0 || args[0] is "-h" or "--help") { Console.WriteLine(Usage); return args.Length == 0 ? 2 : 0; }
+        var options = args.Skip(1).ToList();
+        try
+        {
+            var settings = new BenchSettings(Flag(options, "--quick"));
+            bool noWrite = Flag(options, "--no-write");
+            string? doc = Value(options, "--doc"), dtype = Value(options, "--dtype"), batch = Value(options, "--batch");
+            if (options.Count > 0) return Fail($"unknown option(s): {string.Join(" ", options)}");
+            return args[0] switch
+            {
+                "model-core" => ModelCore(settings, writeDoc: !noWrite && !settings.Quick, doc),
+                "profile" => Profile(settings, dtype, batch),
+                "ceilings" => Ceilings(settings.Quick),
+                _ => Fail($"unknown command '{args[0]}'"),
+            };
+        }
+        catch (ArgumentException e) { return Fail(e.Message); }
+    }
+
+    static int ModelCore(BenchSettings settings, bool writeDoc, string? docPath)
+    {
+        var started = DateTime.UtcNow;
+        var clock = Stopwatch.StartNew();
+        var machine = MachineInfo.Read();
+        int threads = UseAllCores();
+        Console.WriteLine($"{machine.CpuModel}, {machine.Cores} cores, load {machine.LoadAverage}; torch threads: {threads}; {(settings.Quick ? "quick" : "full")} run");
+        // Contention from other processes only ever slows a measurement down, so every figure is the best of a few
+        // rounds (each figure itself a median of many steps), and rounds interleave the dtypes and the ceilings.
+        HardwareCeilings? ceilings = null;
+        var best = new Dictionary<(WorkloadKind, ScalarType, int), WorkloadResult>();
+        var engines = new Dictionary<ScalarType, EngineResult>();
+        var profiles = new Dictionary<(ScalarType, int), DecodeProfile>();
+        var models = DTypes.ToDictionary(d => d, d => ModelCoreBenchmark.CreateModel(d, maxPositions: 512));
+        try
+        {
+            for (int round = 1; round <= settings.Rounds; round++)
+            {
+                Console.WriteLine($"round {round}/{settings.Rounds}, ceilings:");
+                var measured = HardwareCeilings.Measure(settings.Quick, Console.WriteLine);
+                ceilings = ceilings is null ? measured : HardwareCeilings.Best(ceilings, measured);
+                foreach (var (dtype, model) in models)
+                {
+                    Console.WriteLine($"round {round}/{settings.Rounds}, {BenchSmall.Name} {ReportName(dtype)}:");
+                    var bench = new ModelCoreBenchmark(model, settings, Console.WriteLine);
+                    foreach (var w in bench.RunAll())
+                        if (!best.TryGetValue((w.Kind, dtype, w.Sequences), out var b) || w.Step.Median < b.Step.Median) best[(w.Kind, dtype, w.Sequences)] = w;
+                    var e = bench.Engine();
+                    if (!engines.TryGetValue(dtype, out var eb) || e.Seconds < eb.Seconds) engines[dtype] = e;
+                    foreach (int batch in new[] { settings.DecodeBatch, 1 })
+                    {
+                        var p = bench.Profile(batch);
+                        if (!profiles.TryGetValue((dtype, batch), out var pb) || p.TotalMs < pb.TotalMs) profiles[(dtype, batch)] = p;
+                    }
+                }
+            }
+        }
+        finally { foreach (var m in models.Values) m.Dispose(); }
+        // Rows grouped by workload, float32 then bfloat16, so the two dtypes sit side by side.
+        var workloads = best.Values.OrderBy(w => w.Kind).ThenBy(w => w.Sequences).ThenBy(w => w.DType == ScalarType.BFloat16).ToList();
+        var profileList = profiles.OrderByDescending(p => p.Key.Item2).ThenBy(p => p.Key.Item1 == ScalarType.BFloat16).Select(p => p.Value).ToList();
+        var report = new ModelCoreReport(started, clock.Elapsed.TotalSeconds, settings, machine, MachineInfo.CurrentLoad(), threads, ceilings!,
+            workloads, engines.Values.ToList(), profileList);
+        var markdown = report.ToMarkdown();
+        Console.WriteLine();
+        Console.WriteLine(markdown);
+        if (writeDoc)
+        {
+            var path = docPath ?? Path.Combine(BenchmarksDoc.FindRepositoryRoot(), "docs", "BENCHMARKS.md");
+            BenchmarksDoc.ReplaceSection(path, "model-core", markdown);
+            Console.WriteLine($"wrote the model-core section of {path}");
+        }
+        else Console.WriteLine("docs/BENCHMARKS.md not written (quick run or --no-write)");
+        return 0;
+    }
+
+    static int Ceilings(bool quick)
+    {
+        Console.WriteLine($"torch threads: {UseAllCores()}");
+        HardwareCeilings.Measure(quick, Console.WriteLine);
+        return 0;
+    }
+
+    static int Profile(BenchSettings settings, string? dtypeName, string? batchText)
+    {
+        int batch = settings.DecodeBatch;
+        if (batchText is not null && (!int.TryParse(batchText, out batch) || batch < 1 || batch > 256))
+            throw new ArgumentException($"--batch '{batchText}' must be a whole number of sequences in [1, 256]");
+        int threads = UseAllCores();
+        Console.WriteLine($"torch threads: {threads}");
+        var dtypes = dtypeName is null ? DTypes : [ParseDType(dtypeName)];
+        var profiles = new List<DecodeProfile>();
+        foreach (var dtype in dtypes)
+        {
+            using var model = ModelCoreBenchmark.CreateModel(dtype, maxPositions: 512);
+            profiles.Add(new ModelCoreBenchmark(model, settings, Console.WriteLine).Profile(batch));
+        }
+        Console.WriteLine(ModelCoreReport.ProfileMarkdown(profiles, []));
+        return 0;
+    }
+
+    /// <summary>One intra-op thread per core; returns what torch reports back.</summary>
+    static int UseAllCores()
+    {
+        torch.set_num_threads(Environment.ProcessorCount);
+        return torch.get_num_threads();
+    }
+
+    static ScalarType ParseDType(string name) => name.ToLowerInvariant() switch
+    {
+        "float32" or "fp32" => ScalarType.Float32,
+        "bfloat16" or "bf16" => ScalarType.BFloat16,
+        _ => throw new ArgumentException($"--dtype '{name}' is not supported; supported: float32, bfloat16"),
+    };
+
+    static string ReportName(ScalarType t) => ModelCoreReport.DTypeName(t);
+
+    static bool Flag(List<string> options, string name) => options.Remove(name);
+
+    static string? Value(List<string> options, string name)
+    {
+        int i = options.IndexOf(name);
+        if (i < 0) return null;
+        if (i + 1 >= options.Count) throw new ArgumentException($"{name} needs a value");
+        var value = options[i + 1];
+        options.RemoveRange(i, 2);
+        return value;
+    }
+
+    static int Fail(string message)
+    {
+        Console.Error.WriteLine($"error: {message}");
+        Console.Error.WriteLine(Usage);
+        return 2;
+    }
+}

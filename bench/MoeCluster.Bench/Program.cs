@@ -1,0 +1,3 @@
+using MoeCluster.Bench;
+
+return BenchCommands.Run(args);
