@@ -16,7 +16,11 @@ bin="$root/src/MoeCluster.Node/bin/Release/net10.0/moecluster.dll"
 mkdir -p "$state"
 
 build() {
-  [ -f "$bin" ] && [ -z "${REBUILD:-}" ] || dotnet build "$root/src/MoeCluster.Node" -c Release -v quiet -nologo >/dev/null
+  # Rebuild when asked, when there is no build yet, or when any source is newer than it (a stale binary would run old code).
+  if [ -n "${REBUILD:-}" ] || [ ! -f "$bin" ] || [ -n "$(find "$root/src" -name '*.cs' -newer "$bin" -print -quit)" ]; then
+    echo "building src/MoeCluster.Node (Release)…"
+    dotnet build "$root/src/MoeCluster.Node" -c Release -v quiet -nologo >/dev/null
+  fi
 }
 
 running() { for f in "$state"/node-*.pid; do [ -e "$f" ] || continue; kill -0 "$(cat "$f")" 2>/dev/null && basename "$f" .pid | cut -d- -f2; done | sort -n; }
@@ -39,6 +43,11 @@ wait_ready() {
   echo "cluster not ready after 120 s; see $state/node-0.log" >&2; return 1
 }
 
+placement_json() { curl -sf "http://127.0.0.1:$base_http/v1/cluster/placement" || true; }
+# Counts from the placement listing (grep finds nothing while the gateway is busy or the node holds none: that is 0).
+experts_total() { placement_json | { grep -o '"L[0-9]*\.E[0-9]*":"' || true; } | wc -l; }
+experts_on() { placement_json | { grep -o "\"L[0-9]*\.E[0-9]*\":\"[^\"]*:$1\"" || true; } | wc -l; }
+
 status() {
   echo "members:"; curl -sf "http://127.0.0.1:$base_http/v1/cluster/members" | sed 's/},{/}\n{/g' | sed 's/^/  /'; echo
   echo "placement:"; dotnet "$bin" placement --gateway "http://127.0.0.1:$base_http" | sed 's/^/  /'
@@ -56,14 +65,24 @@ case "${1:-}" in
     wait_ready && status ;;
   add)
     build
-    last=$(running | tail -1); start_node $((last + 1)) expert
-    echo "waiting for experts to move…"; sleep 15; status ;;
+    last=$(running | tail -1); new=$((last + 1)); start_node "$new" expert
+    # Rebalancing moves a few experts every 10 s until the new node holds its share (total ÷ expert nodes, rounded down).
+    port=$((base_port + new)); nodes=$(running | awk '$1 > 0' | wc -l); share=0; held=0
+    echo "waiting for the new node to take its share of experts…"
+    for _ in $(seq 1 180); do
+      total=$(experts_total); share=$((total / nodes)); held=$(experts_on "$port")
+      [ "$total" -gt 0 ] && [ "$held" -ge "$share" ] && break
+      sleep 1
+    done
+    echo "node $new holds $held experts (fair share $share)"; status ;;
   remove)
     last=$(running | tail -1)
     [ "${last:-0}" -gt 0 ] || { echo "no expert-only node to remove" >&2; exit 1; }
     pid=$(cat "$state/node-$last.pid"); kill -TERM "$pid"
     for _ in $(seq 1 90); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
-    rm -f "$state/node-$last.pid"; echo "node $last left"; sleep 3; status ;;
+    rm -f "$state/node-$last.pid"; echo "node $last left"
+    for _ in $(seq 1 30); do [ "$(experts_on $((base_port + last)))" -eq 0 ] && break; sleep 1; done
+    status ;;
   status) status ;;
   down)
     for i in $(running | sort -rn); do kill -TERM "$(cat "$state/node-$i.pid")" 2>/dev/null || true; done

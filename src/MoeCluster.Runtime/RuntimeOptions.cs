@@ -33,8 +33,9 @@ public sealed record RuntimeOptions
     /// <summary>A step not finished in this time is retried from its first layer (KV writes are idempotent).</summary>
     public TimeSpan StepTimeout { get; init; } = TimeSpan.FromSeconds(60);
     public int MaxStepAttempts { get; init; } = 3;
-    /// <summary>Expert nodes that must have joined before the cluster moves members to Up (Akka's min-nr-of-members
-    /// per role), so the first expert node does not receive every expert only to hand most of them off again.</summary>
+    /// <summary>Expert nodes that must be up before the gateway starts the experts, so the first expert node does not
+    /// receive every expert only to hand most of them off again. (Not Akka's min-nr-of-members: the shard coordinator
+    /// would wait for that many regions again after a node died, and never re-home its experts.)</summary>
     public int MinExpertNodes { get; init; } = 1;
     /// <summary>TorchSharp intra-op threads; 0 = leave libtorch's default.</summary>
     public int ComputeThreads { get; init; }

@@ -31,6 +31,8 @@ public static class ServeCommand
     public static readonly Option<string?> ApiKeysFile = new("--api-keys-file") { Description = "file with one API key per line (or MOECLUSTER_API_KEYS=k1,k2)" };
     public static readonly Option<string?> TlsCertificate = new("--tls-certificate") { Description = "PKCS#12 file enabling TLS between nodes (password in MOECLUSTER_TLS_CERTIFICATE_PASSWORD)" };
     public static readonly Option<int?> MinExpertNodes = new("--min-expert-nodes") { Description = "expert nodes that must join before the cluster starts placing experts (default 1)" };
+    public static readonly Option<double?> ExpertTimeout = new("--expert-timeout") { Description = "seconds a router waits for an expert node before re-sending through the shard region (default 10)" };
+    public static readonly Option<double?> StepTimeout = new("--step-timeout") { Description = "seconds before an unfinished step is retried, and the longest a step waits for the cluster to recover (default 60)" };
     public static readonly Option<bool?> Replication = new("--replication") { Description = "replicate hot experts on other expert nodes (coordinator on the gateway role; default off)" };
     public static readonly Option<double?> ReplicationInterval = new("--replication-interval") { Description = "seconds between replication decisions (default 5)" };
     public static readonly Option<double?> DowningStableAfter = new("--downing-stable-after") { Description = "seconds the split-brain resolver waits before downing unreachable nodes (default 20)" };
@@ -41,6 +43,7 @@ public static class ServeCommand
         {
             Config, Model, Roles, Hostname, PublicHostname, Port, HttpHost, HttpPort, SeedNodes, Device, DType, ExpertSlots,
             MaxBatch, Context, MaxQueue, Threads, Engine, DataDir, Journal, ApiKeysFile, TlsCertificate, DowningStableAfter, MinExpertNodes,
+            ExpertTimeout, StepTimeout,
             Replication, ReplicationInterval,
         };
         command.SetAction(parse =>
@@ -53,6 +56,13 @@ public static class ServeCommand
         });
         return command;
     }
+
+    static TimeSpan? Seconds(double? value, string name) => value switch
+    {
+        null => null,
+        > 0 => TimeSpan.FromSeconds(value.Value),
+        _ => throw new ArgumentException($"{name}: {value} is not a positive number of seconds"),
+    };
 
     public static ServeOptions Resolve(ParseResult parse)
     {
@@ -95,6 +105,8 @@ public static class ServeCommand
                 ExpertSlots = s.Get(ExpertSlots, (int?)null) ?? 0,
                 ComputeThreads = s.Get(Threads, (int?)null) ?? 0,
                 MinExpertNodes = s.Get(MinExpertNodes, (int?)null) ?? 1,
+                ExpertTimeout = Seconds(s.Get(ExpertTimeout, (double?)null), ExpertTimeout.Name) ?? new RuntimeOptions { ModelDirectory = "" }.ExpertTimeout,
+                StepTimeout = Seconds(s.Get(StepTimeout, (double?)null), StepTimeout.Name) ?? new RuntimeOptions { ModelDirectory = "" }.StepTimeout,
                 Replication = new Runtime.Replication.HotExpertOptions
                 {
                     Enabled = s.Get(Replication, (bool?)null) ?? false,

@@ -9,17 +9,30 @@ namespace MoeCluster.Runtime.Experts;
 /// capacity (role <c>expert-slots-N</c>), preferring the node with the fewest shards of the same layer so one layer's
 /// traffic fans out over many nodes. Deterministic (ties by address) and stable: a shard never moves unless a node has
 /// two or more shards more than another (a join), and at most a few move per rebalance round, so placement does not
-/// flap. Attention shards are never rebalanced: moving one throws its KV cache away.</summary>
-public sealed class ExpertAllocationStrategy(bool rebalance, int maxMovesPerRound = 4) : IShardAllocationStrategy, IActorSystemDependentAllocationStrategy
+/// flap. Attention shards are never rebalanced: moving one throws its KV cache away.
+/// Before a rebalance round hands experts off, every gateway is told which experts move and pauses expert work until
+/// they answer from their new homes (a region drops what it buffered for a shard it is handing off).</summary>
+public sealed class ExpertAllocationStrategy(bool rebalance, int maxMovesPerRound = 4, string? role = null) : IShardAllocationStrategy, IActorSystemDependentAllocationStrategy
 {
+    ActorSystem? system;
     Cluster? cluster;
 
-    public void Start(ActorSystem system) => cluster = Cluster.Get(system);
+    public void Start(ActorSystem system)
+    {
+        this.system = system;
+        cluster = Cluster.Get(system);
+    }
 
     public Task<IActorRef> AllocateShard(IActorRef requester, string shardId, IImmutableDictionary<IActorRef, IImmutableList<string>> current)
     {
         var candidates = Usable(current).ToList();
         if (candidates.Count == 0) return Task.FromResult(requester);
+        // First placement only: nodes that came up together register their regions one by one; wait (the requester
+        // is refused and asks again after retry-interval) until every reachable member of the role has, rather than
+        // put every shard on the first. Joining members count too: this node's view of their Up may lag the
+        // gateway's. Once anything is placed this never waits, so survivors of a crash are not held.
+        if (role is not null && current.Values.All(s => s.Count == 0) && MembersOfRole(role) > candidates.Count)
+            return Task.FromResult(requester);
         int layer = LayerOf(shardId);
         var withRoom = candidates.Where(c => c.Capacity == 0 || c.Shards.Count < c.Capacity).ToList();
         var pool = withRoom.Count > 0 ? withRoom : candidates;   // over capacity beats refusing to serve
@@ -31,13 +44,22 @@ public sealed class ExpertAllocationStrategy(bool rebalance, int maxMovesPerRoun
         return Task.FromResult(best.Region);
     }
 
-    public Task<IImmutableSet<string>> Rebalance(IImmutableDictionary<IActorRef, IImmutableList<string>> current, IImmutableSet<string> inProgress)
+    public async Task<IImmutableSet<string>> Rebalance(IImmutableDictionary<IActorRef, IImmutableList<string>> current, IImmutableSet<string> inProgress)
     {
-        IImmutableSet<string> none = ImmutableHashSet<string>.Empty;
-        if (!rebalance || inProgress.Count > 0) return Task.FromResult(none);
+        var moves = Plan(current, inProgress);
+        if (moves.Count > 0 && system is not null)
+            await PlacementWatcherActor.AnnounceMovesAsync(system, moves, TimeSpan.FromSeconds(10));
+        return moves.Keys.ToImmutableHashSet();
+    }
+
+    /// <summary>Shards to move this round → the node each leaves.</summary>
+    IReadOnlyDictionary<string, string> Plan(IImmutableDictionary<IActorRef, IImmutableList<string>> current, IImmutableSet<string> inProgress)
+    {
+        var none = new Dictionary<string, string>();
+        if (!rebalance || inProgress.Count > 0) return none;
         var regions = Usable(current).ToList();
-        if (regions.Count < 2) return Task.FromResult(none);
-        var moves = ImmutableHashSet.CreateBuilder<string>();
+        if (regions.Count < 2) return none;
+        var moves = new Dictionary<string, string>();
         var counts = regions.ToDictionary(r => r.Region, r => r.Shards.Count);
         for (int i = 0; i < maxMovesPerRound; i++)
         {
@@ -46,15 +68,21 @@ public sealed class ExpertAllocationStrategy(bool rebalance, int maxMovesPerRoun
                 .OrderBy(r => counts[r.Region]).ThenBy(r => r.Address, StringComparer.Ordinal).FirstOrDefault();
             if (least is null || counts[most.Region] - counts[least.Region] < 2) break;
             // Move the shard of the layer this node holds most of, so layers stay spread.
-            var shard = most.Shards.Where(s => !moves.Contains(s))
+            var shard = most.Shards.Where(s => !moves.ContainsKey(s))
                 .GroupBy(LayerOf).OrderByDescending(g => g.Count()).ThenBy(g => g.Key)
                 .Select(g => g.OrderBy(s => s, StringComparer.Ordinal).Last()).FirstOrDefault();
             if (shard is null) break;
-            moves.Add(shard);
+            moves[shard] = most.Address;
             counts[most.Region]--;
             counts[least.Region]++;
         }
-        return Task.FromResult<IImmutableSet<string>>(moves.ToImmutable());
+        return moves;
+    }
+
+    int MembersOfRole(string r)
+    {
+        var state = cluster!.State;
+        return state.Members.Count(m => m.HasRole(r) && m.Status is MemberStatus.Joining or MemberStatus.WeaklyUp or MemberStatus.Up && !state.Unreachable.Contains(m));
     }
 
     sealed record Candidate(IActorRef Region, string Address, int Capacity, IImmutableList<string> Shards);

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Akka.Actor;
+using Akka.Cluster;
 using Akka.Event;
 using MoeCluster.Model.Generation;
 using MoeCluster.Model.Layers;
@@ -19,6 +20,11 @@ namespace MoeCluster.Runtime.Gateway;
 /// A step that fails or times out is retried from its first layer (KV-cache writes are idempotent); an attention
 /// entity that lost its cache makes the affected sequences re-prefill. The gateway holds the embedding, final norm
 /// and LM head; everything else lives in the actors it drives.
+/// Membership changes are recoveries, not failures: when a node holding experts or attention layers is removed (downed
+/// after a crash, or left), the step in flight is parked, the lost entities are started again wherever the allocation
+/// strategy re-homes them, and the step is re-run as soon as every one has answered — without counting an attempt. A
+/// step that fails while members are unreachable is parked the same way. A parked step waits at most
+/// <see cref="RuntimeOptions.StepTimeout"/>; then it counts as a failed attempt, so no request waits forever.
 /// </summary>
 public sealed class GatewayActor : ReceiveActor, IWithTimers
 {
@@ -30,6 +36,9 @@ public sealed class GatewayActor : ReceiveActor, IWithTimers
         public required long Id;
         public int Attempt = 1;
         public readonly Stopwatch Clock = Stopwatch.StartNew();
+        /// <summary>Set while the step waits for the cluster to recover (no attempt of it is running).</summary>
+        public Stopwatch? ParkedFor;
+        public string? ParkedBecause;
     }
 
     sealed class Client(IActorRef subscriber, long arrivedTicks)
@@ -42,6 +51,20 @@ public sealed class GatewayActor : ReceiveActor, IWithTimers
     sealed record RunStep;
     sealed record StepTimedOut(long StepId);
     sealed record WarmUp;
+    sealed record CheckRecovery;
+    sealed record ProbeMoves;
+
+    /// <summary>Experts being handed off (announced by the allocation strategy or a leaving node): no step starts until
+    /// each has answered from a node other than the one it left.</summary>
+    sealed class PendingMoves
+    {
+        public readonly Dictionary<string, string> From = new();
+        public readonly List<IActorRef> Unacknowledged = new();
+        public readonly Stopwatch Clock = Stopwatch.StartNew();
+    }
+
+    /// <summary>Longest pause for a move; after it steps go on and the routers' timeouts cover any stragglers.</summary>
+    static readonly TimeSpan MoveTimeout = TimeSpan.FromSeconds(20);
 
     readonly string gatewayName;
     readonly ModelSource model;
@@ -53,11 +76,20 @@ public sealed class GatewayActor : ReceiveActor, IWithTimers
     readonly Dictionary<string, Client> clients = new();
     readonly List<GenerationEvent> events = new();
     readonly HashSet<string> attentionReady = new(), expertsReady = new();
+    /// <summary>Entity id → the node that answered its Start (so a removed node's entities can be started again).</summary>
+    readonly Dictionary<string, string> homes = new();
+    readonly Cluster cluster = Cluster.Get(Context.System);
+    /// <summary>Latched once <see cref="RuntimeOptions.MinExpertNodes"/> expert nodes were up at the same time: only
+    /// then are experts first started, so the first expert node does not receive every expert only to hand most off.</summary>
+    bool expertQuorum;
+    /// <summary>Expert members seen up, from the membership events (Cluster.State lags the events we receive).</summary>
+    readonly HashSet<UniqueAddress> upExperts = new();
     IActorRef[] routers = [];
     Model.Layers.Embedding? embedding;
     RmsNorm? finalNorm;
     Model.Layers.Linear? lmHead;
     ActiveStep? step;
+    PendingMoves? moves;
     long nextStepId;
     long kvBytesPerToken;
     public ITimerScheduler Timers { get; set; } = null!;
@@ -83,9 +115,25 @@ public sealed class GatewayActor : ReceiveActor, IWithTimers
         Receive<FeedForwardComputed>(OnFeedForward);
         Receive<FeedForwardFailed>(m => { if (step?.Id == m.StepId) RetryStep(m.Reason); });
         Receive<StepTimedOut>(m => { if (step?.Id == m.StepId) RetryStep($"step did not finish within {options.StepTimeout.TotalSeconds:0}s"); });
-        Receive<AttentionStarted>(m => attentionReady.Add(m.EntityId));
-        Receive<ExpertStarted>(m => expertsReady.Add(m.ExpertId));
+        Receive<AttentionStarted>(m => { attentionReady.Add(m.EntityId); homes[m.EntityId] = m.Node; OnEntityStarted(); });
+        Receive<ExpertStarted>(m => { expertsReady.Add(m.ExpertId); homes[m.ExpertId] = m.Node; OnMoved(m); OnEntityStarted(); });
+        Receive<PlacementWatcherActor.ExpertsMoving>(OnExpertsMoving);
+        Receive<ProbeMoves>(_ => ProbeMovingExperts());
         Receive<WarmUp>(_ => SendWarmUp());
+        Receive<CheckRecovery>(_ => TryResume());
+        Receive<ClusterEvent.MemberRemoved>(m =>
+        {
+            upExperts.Remove(m.Member.UniqueAddress);
+            OnNodeGone(m.Member, graceful: m.PreviousStatus == MemberStatus.Exiting);
+        });
+        Receive<ClusterEvent.MemberUp>(m =>
+        {
+            if (m.Member.HasRole(NodeRoles.Expert)) upExperts.Add(m.Member.UniqueAddress);
+            CheckQuorum();
+            TryResume();
+        });
+        Receive<ClusterEvent.ReachableMember>(_ => TryResume());
+        Receive<ClusterEvent.IClusterDomainEvent>(_ => { });
     }
 
     int Layers => model.Config.NumLayers;
@@ -93,7 +141,13 @@ public sealed class GatewayActor : ReceiveActor, IWithTimers
     int ExpertCount => model.Config.MoeLayers.Count() * model.Config.NumExperts;
 
     /// <summary>Every attention layer and expert loaded, and the routers know where each expert lives.</summary>
-    bool Ready => attentionReady.Count == Layers && expertsReady.Count == ExpertCount && directory.Placement.Count >= ExpertCount;
+    bool Ready => AllStarted && directory.Placement.Count >= ExpertCount;
+
+    bool AllStarted => attentionReady.Count == Layers && expertsReady.Count == ExpertCount;
+
+    /// <summary>Members that run our entities and cannot be reached: until the split-brain resolver downs them, their
+    /// shards cannot be re-homed, so a failing step is parked rather than counted.</summary>
+    bool MembersUnreachable => cluster.State.Unreachable.Any(m => m.HasRole(NodeRoles.Expert) || m.HasRole(NodeRoles.Attention));
 
     protected override void PreStart()
     {
@@ -112,17 +166,30 @@ public sealed class GatewayActor : ReceiveActor, IWithTimers
             .ToArray();
         kvBytesPerToken = 2L * c.NumLayers * c.NumKvHeads * c.HeadDim * (model.Options.DType == ScalarType.Float32 ? 4 : 2);
         MoeMetrics.KvCacheCapacityBytes.Set((double)kvBytesPerToken * options.Batching.MaxBatchSize * options.Batching.ContextLength);
+        cluster.Subscribe(Self, ClusterEvent.SubscriptionInitialStateMode.InitialStateAsEvents,
+            typeof(ClusterEvent.IMemberEvent), typeof(ClusterEvent.IReachabilityEvent));
         // Start every attention layer and expert now so weights load before the first request, and again periodically
         // until all answered (nodes may still be joining).
-        Timers.StartPeriodicTimer("warm-up", new WarmUp(), TimeSpan.Zero, TimeSpan.FromSeconds(2));
+        StartWarmUp();
+    }
+
+    void StartWarmUp() => Timers.StartPeriodicTimer("warm-up", new WarmUp(), TimeSpan.Zero, TimeSpan.FromMilliseconds(500));
+
+    void CheckQuorum()
+    {
+        if (expertQuorum || upExperts.Count < Math.Max(1, options.MinExpertNodes)) return;
+        expertQuorum = true;
+        Self.Tell(new WarmUp());
+        KickOff();
     }
 
     void SendWarmUp()
     {
-        if (attentionReady.Count == Layers && expertsReady.Count == ExpertCount) { Timers.Cancel("warm-up"); return; }
+        if (AllStarted) { Timers.Cancel("warm-up"); return; }
         for (int l = 0; l < Layers; l++)
             if (!attentionReady.Contains(AttentionId(l)))
                 attentionRegion.Tell(new StartAttention(AttentionId(l), options.Batching.MaxBatchSize, options.Batching.ContextLength));
+        if (!expertQuorum) return;
         foreach (var l in model.Config.MoeLayers)
             for (int e = 0; e < model.Config.NumExperts; e++)
             {
@@ -132,7 +199,9 @@ public sealed class GatewayActor : ReceiveActor, IWithTimers
     }
 
     GatewayStatus Status() => new(Ready, scheduler.Waiting, scheduler.Running, scheduler.CachedTokens, scheduler.CachedTokens * kvBytesPerToken,
-        Ready ? "ready" : $"warming up: {attentionReady.Count}/{Layers} attention layers, {expertsReady.Count}/{ExpertCount} experts loaded, {directory.Placement.Count}/{ExpertCount} placed");
+        Ready ? "ready"
+        : !expertQuorum ? $"waiting for {options.MinExpertNodes} expert nodes to be up ({upExperts.Count} now)"
+        : $"{(step?.ParkedFor is not null ? "recovering: " : moves is not null ? "moving experts: " : "warming up: ")}{attentionReady.Count}/{Layers} attention layers, {expertsReady.Count}/{ExpertCount} experts loaded, {directory.Placement.Count}/{ExpertCount} placed");
 
     void Submit(SubmitGeneration m)
     {
@@ -165,7 +234,9 @@ public sealed class GatewayActor : ReceiveActor, IWithTimers
 
     void StartStep()
     {
-        if (step is not null) return;
+        // Before the expert quorum, requests wait in the queue: a step would place every expert it touches on the
+        // first expert node.
+        if (step is not null || !expertQuorum || moves is not null) return;
         events.Clear();
         var plan = scheduler.PlanStep(events);
         Deliver();
@@ -231,6 +302,7 @@ public sealed class GatewayActor : ReceiveActor, IWithTimers
         step = null;
         Deliver();
         UpdateGauges();
+        AcknowledgeMovesIfIdle();
         KickOff();
     }
 
@@ -243,12 +315,126 @@ public sealed class GatewayActor : ReceiveActor, IWithTimers
         scheduler.InvalidateCache(m.Slots);
         Timers.Cancel("step-timeout");
         step = null;
+        AcknowledgeMovesIfIdle();
         KickOff();
     }
 
-    void RetryStep(string reason)
+    /// <summary>A node that may have held some of our entities is gone: start them again (the coordinator re-homes the
+    /// shards of the gone node on the survivors, each loading its weights) and re-run the step in flight once all have
+    /// answered; its answers from the gone node will never come, so waiting for the router's timeouts would only add
+    /// delay. Every entity of the node's roles is asked again, not only those that first started there: rebalancing
+    /// moves experts without telling us. A node that left gracefully handed its shards off first: nothing was lost, so
+    /// the step in flight goes on and the entities are only asked where they live now.</summary>
+    void OnNodeGone(Member member, bool graceful)
+    {
+        var node = member.Address.ToString();
+        var ask = homes.Where(h => h.Value == node).Select(h => h.Key).ToHashSet();
+        if (member.HasRole(NodeRoles.Expert)) ask.UnionWith(expertsReady);
+        if (member.HasRole(NodeRoles.Attention)) ask.UnionWith(attentionReady);
+        if (ask.Count == 0) return;
+        log.Warning("node {0} {1}; confirming where its entities live now ({2} to ask)", node, graceful ? "left" : "was downed and removed", ask.Count);
+        MoeMetrics.Recoveries.WithLabels(graceful ? "node_left" : "node_removed").Inc();
+        foreach (var id in ask) { homes.Remove(id); expertsReady.Remove(id); attentionReady.Remove(id); }
+        StartWarmUp();
+        if (!graceful && step is { ParkedFor: null } s) Park(s, $"node {node} was downed and removed");
+    }
+
+    /// <summary>Abandons the running attempt (its answers become stale) and waits for the cluster to recover.</summary>
+    void Park(ActiveStep s, string reason)
+    {
+        log.Warning("step parked until the cluster recovers: {0}", reason);
+        Timers.Cancel("step-timeout");
+        s.Id = ++nextStepId;
+        s.ParkedFor = Stopwatch.StartNew();
+        s.ParkedBecause = reason;
+        Timers.StartPeriodicTimer("recovery-check", new CheckRecovery(), TimeSpan.FromMilliseconds(200));
+        AcknowledgeMovesIfIdle();
+        TryResume();
+    }
+
+    void OnExpertsMoving(PlacementWatcherActor.ExpertsMoving m)
+    {
+        moves ??= new PendingMoves();
+        foreach (var (id, from) in m.From) moves.From[id] = from;
+        moves.Unacknowledged.Add(Sender);
+        log.Info("experts {0} are moving; pausing expert work until they answer from their new homes", string.Join(", ", m.From.Keys));
+        Timers.StartPeriodicTimer("move-probe", new ProbeMoves(), TimeSpan.FromMilliseconds(250));
+        AcknowledgeMovesIfIdle();
+    }
+
+    /// <summary>Acknowledged once no attempt of a step is running, so nothing of ours is in flight during the hand-off.</summary>
+    void AcknowledgeMovesIfIdle()
+    {
+        if (moves is null || step is { ParkedFor: null }) return;
+        foreach (var a in moves.Unacknowledged) a.Tell(new PlacementWatcherActor.ExpertsMovingAcknowledged());
+        moves.Unacknowledged.Clear();
+    }
+
+    void ProbeMovingExperts()
+    {
+        if (moves is null) { Timers.Cancel("move-probe"); return; }
+        if (moves.Clock.Elapsed > MoveTimeout)
+        {
+            log.Warning("experts {0} did not answer from a new home within {1:0}s; going on", string.Join(", ", moves.From.Keys), MoveTimeout.TotalSeconds);
+            EndMoves();
+            return;
+        }
+        if (moves.Unacknowledged.Count > 0) return;
+        foreach (var id in moves.From.Keys) expertRegion.Tell(new StartExpert(id));
+    }
+
+    void OnMoved(ExpertStarted m)
+    {
+        if (moves is null || moves.Unacknowledged.Count > 0 || !moves.From.TryGetValue(m.ExpertId, out var from) || m.Node == from) return;
+        moves.From.Remove(m.ExpertId);
+        if (moves.From.Count > 0) return;
+        log.Info("experts moved in {0:0.00}s; resuming", moves.Clock.Elapsed.TotalSeconds);
+        EndMoves();
+    }
+
+    void EndMoves()
+    {
+        AcknowledgeMovesIfIdle();
+        moves = null;
+        Timers.Cancel("move-probe");
+        KickOff();
+    }
+
+    void TryResume()
+    {
+        if (step is not { ParkedFor: not null } s) return;
+        if (AllStarted && !MembersUnreachable)
+        {
+            log.Info("cluster recovered after {0:0.0}s; re-running the parked step", s.ParkedFor.Elapsed.TotalSeconds);
+            MoeMetrics.StepRetries.WithLabels("recovered").Inc();
+            s.ParkedFor = null;
+            Timers.Cancel("recovery-check");
+            s.Id = ++nextStepId;
+            RunFromFirstLayer();
+            return;
+        }
+        if (s.ParkedFor.Elapsed < options.StepTimeout) return;
+        // The cluster did not recover in time: this counts as a failed attempt, and a new wait begins (or the requests fail).
+        var reason = $"{s.ParkedBecause}, and the cluster did not recover within {options.StepTimeout.TotalSeconds:0}s";
+        s.ParkedFor = null;
+        Timers.Cancel("recovery-check");
+        RetryStep(reason, parkable: false);
+    }
+
+    void OnEntityStarted()
+    {
+        if (AllStarted) Timers.Cancel("warm-up");
+        TryResume();
+    }
+
+    void RetryStep(string reason, bool parkable = true)
     {
         var s = step!;
+        if (parkable && (MembersUnreachable || !AllStarted))
+        {   // the cluster is changing: this failure says nothing about the step itself
+            Park(s, reason);
+            return;
+        }
         if (s.Attempt >= options.MaxStepAttempts)
         {
             log.Error("step failed {0} times ({1}); failing the {2} running requests", s.Attempt, reason, scheduler.Running);
@@ -258,14 +444,19 @@ public sealed class GatewayActor : ReceiveActor, IWithTimers
             step = null;
             Deliver();
             UpdateGauges();
+            AcknowledgeMovesIfIdle();
             KickOff();
             return;
         }
         log.Warning("retrying step (attempt {0}): {1}", s.Attempt + 1, reason);
         MoeMetrics.StepRetries.WithLabels(reason.Contains("did not finish") ? "timeout" : "failure").Inc();
         s.Attempt++;
-        s.Id = ++nextStepId;   // answers to the abandoned attempt are recognised as stale
-        RunFromFirstLayer();
+        if (parkable || AllStarted && !MembersUnreachable)
+        {
+            s.Id = ++nextStepId;   // answers to the abandoned attempt are recognised as stale
+            RunFromFirstLayer();
+        }
+        else Park(s, reason);
     }
 
     void Deliver()
@@ -303,6 +494,7 @@ public sealed class GatewayActor : ReceiveActor, IWithTimers
 
     protected override void PostStop()
     {
+        cluster.Unsubscribe(Self);
         events.Clear();
         scheduler.FailRunning("the gateway stopped", events);
         Deliver();

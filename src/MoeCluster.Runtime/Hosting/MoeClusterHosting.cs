@@ -1,3 +1,4 @@
+using Akka;
 using Akka.Actor;
 using Akka.Cluster.Hosting;
 using Akka.Cluster.Sharding;
@@ -44,7 +45,9 @@ public static class MoeClusterHosting
             {
                 Roles = roles.ToArray(),
                 SeedNodes = seeds,
-                MinimumNumberOfMembersPerRole = new Dictionary<string, int> { [NodeRoles.Expert] = Math.Max(1, runtime.MinExpertNodes) },
+                // No min-nr-of-members for the expert role: the shard coordinator takes that number as the regions it
+                // waits for, so after one of two expert nodes died it would never allocate again. The gateway waits
+                // for MinExpertNodes expert nodes before it starts experts instead.
             })
             .WithActors((system, registry) =>
             {
@@ -52,7 +55,7 @@ public static class MoeClusterHosting
                 var settings = ClusterShardingSettings.Create(system);
                 var experts = roles.Contains(NodeRoles.Expert)
                     ? sharding.Start(ExpertTypeName, id => ExpertActor.Props(id, model), settings.WithRole(NodeRoles.Expert),
-                        MessageExtractors.Experts(), new ExpertAllocationStrategy(rebalance: true), PoisonPill.Instance)
+                        MessageExtractors.Experts(), new ExpertAllocationStrategy(rebalance: true, role: NodeRoles.Expert), PoisonPill.Instance)
                     : sharding.StartProxy(ExpertTypeName, NodeRoles.Expert, MessageExtractors.Experts());
                 var attention = roles.Contains(NodeRoles.Attention)
                     ? sharding.Start(AttentionTypeName, id => AttentionActor.Props(id, model), settings.WithRole(NodeRoles.Attention),
@@ -60,10 +63,20 @@ public static class MoeClusterHosting
                     : sharding.StartProxy(AttentionTypeName, NodeRoles.Attention, MessageExtractors.Attention());
                 registry.Register<ExpertRegionKey>(experts);
                 registry.Register<AttentionRegionKey>(attention);
-                if (roles.Contains(NodeRoles.Expert)) system.ActorOf(ExpertHostActor.Props(experts, model), ExpertHostActor.Name);
+                if (roles.Contains(NodeRoles.Expert))
+                {
+                    system.ActorOf(ExpertHostActor.Props(experts, model), ExpertHostActor.Name);
+                    // Before the region hands its experts off (phase cluster-sharding-shutdown-region), make every
+                    // gateway stop sending expert work until the experts answer from their new homes.
+                    CoordinatedShutdown.Get(system).AddTask(CoordinatedShutdown.PhaseBeforeClusterShutdown, "moecluster-drain-experts", async () =>
+                    {
+                        await PlacementWatcherActor.AnnounceDrainingAsync(system, experts, TimeSpan.FromSeconds(10));
+                        return Done.Instance;
+                    });
+                }
                 if (roles.Contains(NodeRoles.Gateway))
                 {
-                    registry.Register<PlacementWatcherKey>(system.ActorOf(PlacementWatcherActor.Props(experts, directory), "placement-watcher"));
+                    registry.Register<PlacementWatcherKey>(system.ActorOf(PlacementWatcherActor.Props(experts, directory), PlacementWatcherActor.Name));
                     var gatewayName = $"gw-{node.PublicHostname ?? node.Hostname}-{node.Port}";
                     registry.Register<GatewayKey>(system.ActorOf(GatewayActor.Props(gatewayName, model, runtime, attention, experts, directory), GatewayActor.Name));
                     registry.Register<ReplicaDirectoryKey>(system.ActorOf(ReplicaDirectoryActor.Props(directory), ReplicaDirectoryActor.Name));
@@ -92,11 +105,26 @@ public static class MoeClusterHosting
               active-strategy = keep-majority
               stable-after = {{(int)node.DowningStableAfter.TotalMilliseconds}}ms
             }
+            # After a node is downed and removed, the shard coordinator (and a singleton such as the coordinator
+            # itself) waits this long before re-homing what the node held. The default is stable-after again, a margin
+            # meant for persistent entities that must stop on the losing side of a partition first. Our entities hold
+            # no persistent state (experts are read-only weights; an attention cache is rebuilt by re-prefill), so a
+            # short margin only shortens recovery.
+            down-removal-margin = 1s
             sharding {
               # Experts hold weights: an idle expert must stay loaded.
               passivate-idle-entity-after = off
               remember-entities = off
+              # The coordinator's shard allocations are replicated over the expert nodes (distributed data), so a
+              # coordinator that moves because its node died starts from the real allocations. The default,
+              # persistence, would need a shared journal; with none (the in-memory default) the new coordinator
+              # never answers shard-home requests and every step touching the dead node's experts fails.
+              state-store-mode = ddata
               rebalance-interval = 10s
+              # How often a region asks the coordinator again for shard homes it is waiting on (messages buffered
+              # meanwhile) and retries registering with a new coordinator. The default 2 s adds up to seconds to
+              # every recovery; 1 s is still a trickle of messages.
+              retry-interval = 1s
               handoff-timeout = 60s
             }
           }
