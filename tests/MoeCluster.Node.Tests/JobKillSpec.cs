@@ -16,11 +16,12 @@ public sealed class JobKillSpec(ServingFixture f)
     [Fact]
     public async Task A_job_survives_kill_9_of_the_serving_process_with_exactly_one_result_per_line()
     {
-        // The node runs 8 lines of a job at a time: 4 rounds, so after the first line finishes at least 3 rounds remain.
-        const int total = 32;
+        // The node runs 8 lines of a job at a time: 25 rounds of 64 tokens, so the kill after the first finished line
+        // lands mid-job even when the machine is idle and the tiny model is fast.
+        const int total = 200;
         string dataDir = ServingHost.TempDirectory();
         var lines = Enumerable.Range(0, total)
-            .Select(i => JsonSerializer.Serialize(new { model = f.Model.Name, prompt = $"Line {i} of a long job", max_tokens = 24, temperature = 0, ignore_eos = true }))
+            .Select(i => JsonSerializer.Serialize(new { model = f.Model.Name, prompt = $"Line {i} of a long job", max_tokens = 64, temperature = 0, ignore_eos = true }))
             .ToList();
 
         string id;

@@ -7,6 +7,11 @@ using Xunit.Abstractions;
 
 namespace MoeCluster.Runtime.Tests;
 
+/// <summary>Runs alone: the memory test measures the whole test process, which parallel tests would disturb.</summary>
+[CollectionDefinition(nameof(GatewayBehaviourSpec), DisableParallelization = true)]
+public sealed class GatewayBehaviourCollection;
+
+[Collection(nameof(GatewayBehaviourSpec))]
 public class GatewayBehaviourSpec(ITestOutputHelper output)
 {
     static async Task<(InProcessNode node, IGenerationService service)> StartAsync(BatchingOptions batching, Architecture a = Architecture.Mixtral)

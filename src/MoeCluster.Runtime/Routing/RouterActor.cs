@@ -1,4 +1,5 @@
 using Akka.Actor;
+using Akka.Cluster;
 using Akka.Event;
 using MoeCluster.Model;
 using MoeCluster.Model.Layers;
@@ -87,11 +88,17 @@ public sealed class RouterActor : ReceiveActor, IWithTimers
         Receive<ExpertComputed>(OnRegionResult);
         Receive<DispatchTimeout>(OnTimeout);
         Receive<HostResolved>(m => { if (m.Host is null) hosts.Remove(m.Node); else hosts[m.Node] = m.Host; });
+        // A node that left or became unreachable may come back at the same address as a new process: resolve again.
+        Receive<ClusterEvent.MemberRemoved>(m => hosts.Remove(m.Member.Address.ToString()));
+        Receive<ClusterEvent.UnreachableMember>(m => hosts.Remove(m.Member.Address.ToString()));
+        Receive<ClusterEvent.IClusterDomainEvent>(_ => { });
         Receive<GetExpertLoad>(_ => Sender.Tell(new ExpertLoad(layer, window.Totals(), window.Steps, (long[])cumulative.Clone(), totalSteps)));
     }
 
     protected override void PreStart()
     {
+        Akka.Cluster.Cluster.Get(Context.System).Subscribe(Self, ClusterEvent.SubscriptionInitialStateMode.InitialStateAsEvents,
+            typeof(ClusterEvent.MemberRemoved), typeof(ClusterEvent.UnreachableMember));
         var c = model.Config;
         var prefix = model.Names.FeedForwardPrefix(layer);
         if (!c.IsMoeLayer(layer))
@@ -309,6 +316,7 @@ public sealed class RouterActor : ReceiveActor, IWithTimers
 
     protected override void PostStop()
     {
+        Akka.Cluster.Cluster.Get(Context.System).Unsubscribe(Self);
         foreach (var d in dispatches.Values) d.Dispose();
         gate?.Dispose(); sharedExpert?.Dispose(); sharedGate?.Dispose(); denseMlp?.Dispose();
     }
