@@ -3,4 +3,12 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 bash deploy/install-test-deps.sh
-dotnet test MoeCluster.sln -c Release --logger "console;verbosity=normal" "$@"
+log="$(mktemp)"
+status=0
+dotnet test MoeCluster.sln -c Release --logger "console;verbosity=normal" "$@" 2>&1 | tee "$log" || status=$?
+# One closing line over every test project ("N passed, N failed"), as CI reads it.
+passed=$(grep -E '^\s+Passed: [0-9]+' "$log" | awk '{s+=$2} END {print s+0}')
+failed=$(grep -E '^\s+Failed: [0-9]+' "$log" | awk '{s+=$2} END {print s+0}')
+rm -f "$log"
+echo "tests: $passed passed, $failed failed"
+exit "$status"

@@ -41,12 +41,6 @@ public sealed class GatewayActor : ReceiveActor, IWithTimers
         public string? ParkedBecause;
     }
 
-    sealed class Client(IActorRef subscriber, long arrivedTicks)
-    {
-        public IActorRef Subscriber { get; } = subscriber;
-        public long Arrived { get; } = arrivedTicks;
-        public long? Started, LastToken;
-    }
 
     sealed record RunStep;
     sealed record StepTimedOut(long StepId);
@@ -73,7 +67,8 @@ public sealed class GatewayActor : ReceiveActor, IWithTimers
     readonly ExpertDirectory directory;
     readonly ILoggingAdapter log = Context.GetLogger();
     readonly BatchScheduler scheduler;
-    readonly Dictionary<string, Client> clients = new();
+    readonly Dictionary<string, IActorRef> clients = new();
+    RequestMetricsRecorder? metrics;
     readonly List<GenerationEvent> events = new();
     readonly HashSet<string> attentionReady = new(), expertsReady = new();
     /// <summary>Entity id → the node that answered its Start (so a removed node's entities can be started again).</summary>
@@ -165,6 +160,7 @@ public sealed class GatewayActor : ReceiveActor, IWithTimers
             .Select(l => Context.ActorOf(RouterActor.Props(l, model, expertRegion, directory, options.ExpertTimeout), $"router-{l}"))
             .ToArray();
         kvBytesPerToken = 2L * c.NumLayers * c.NumKvHeads * c.HeadDim * (model.Options.DType == ScalarType.Float32 ? 4 : 2);
+        metrics = new RequestMetricsRecorder(kvBytesPerToken);
         MoeMetrics.KvCacheCapacityBytes.Set((double)kvBytesPerToken * options.Batching.MaxBatchSize * options.Batching.ContextLength);
         cluster.Subscribe(Self, ClusterEvent.SubscriptionInitialStateMode.InitialStateAsEvents,
             typeof(ClusterEvent.IMemberEvent), typeof(ClusterEvent.IReachabilityEvent));
@@ -221,7 +217,8 @@ public sealed class GatewayActor : ReceiveActor, IWithTimers
             Sender.Tell(new GenerationRejected(r.Id, RejectionKind.Invalid, e.Field, e.Message));
             return;
         }
-        clients[r.Id] = new Client(Sender, Stopwatch.GetTimestamp());
+        clients[r.Id] = Sender;
+        metrics?.Arrived(r.Id);
         Sender.Tell(new GenerationAccepted(r.Id));
         UpdateGauges();
         KickOff();
@@ -241,16 +238,8 @@ public sealed class GatewayActor : ReceiveActor, IWithTimers
         var plan = scheduler.PlanStep(events);
         Deliver();
         if (plan is null) { UpdateGauges(); return; }
-        long now = Stopwatch.GetTimestamp();
-        foreach (var id in plan.SegmentRequests)
-            if (clients.TryGetValue(id, out var c) && c.Started is null)
-            {
-                c.Started = now;
-                MoeMetrics.QueueTime.Observe(Stopwatch.GetElapsedTime(c.Arrived, now).TotalSeconds);
-            }
+        metrics?.Step(plan);
         step = new ActiveStep { Plan = plan, Id = ++nextStepId };
-        MoeMetrics.StepTokens.Observe(plan.Tokens.Length);
-        MoeMetrics.StepSequences.Observe(plan.Layout.Segments.Count);
         RunFromFirstLayer();
     }
 
@@ -461,36 +450,17 @@ public sealed class GatewayActor : ReceiveActor, IWithTimers
 
     void Deliver()
     {
-        long now = Stopwatch.GetTimestamp();
         foreach (var e in events)
         {
-            if (!clients.TryGetValue(e.RequestId, out var c)) continue;
-            switch (e)
-            {
-                case TokenGenerated:
-                    MoeMetrics.GenerationTokens.Inc();
-                    if (c.LastToken is null) MoeMetrics.TimeToFirstToken.Observe(Stopwatch.GetElapsedTime(c.Arrived, now).TotalSeconds);
-                    else MoeMetrics.InterTokenLatency.Observe(Stopwatch.GetElapsedTime(c.LastToken.Value, now).TotalSeconds);
-                    c.LastToken = now;
-                    break;
-                case SequenceFinished f:
-                    clients.Remove(e.RequestId);
-                    MoeMetrics.PromptTokens.Inc(f.PromptTokens);
-                    MoeMetrics.RequestsFinished.WithLabels(f.Reason.ToString().ToLowerInvariant()).Inc();
-                    MoeMetrics.RequestLatency.Observe(Stopwatch.GetElapsedTime(c.Arrived, now).TotalSeconds);
-                    break;
-            }
-            c.Subscriber.Tell(e);
+            if (!clients.TryGetValue(e.RequestId, out var subscriber)) continue;
+            metrics?.Observe(e);
+            if (e is SequenceFinished) clients.Remove(e.RequestId);
+            subscriber.Tell(e);
         }
         events.Clear();
     }
 
-    void UpdateGauges()
-    {
-        MoeMetrics.RequestsWaiting.Set(scheduler.Waiting);
-        MoeMetrics.RequestsRunning.Set(scheduler.Running);
-        MoeMetrics.KvCacheBytes.Set(scheduler.CachedTokens * kvBytesPerToken);
-    }
+    void UpdateGauges() => metrics?.Gauges(scheduler);
 
     protected override void PostStop()
     {
