@@ -7,8 +7,8 @@ log="$(mktemp)"
 status=0
 dotnet test MoeCluster.sln -c Release --logger "console;verbosity=normal" "$@" 2>&1 | tee "$log" || status=$?
 # One closing line over every test project ("N passed, N failed"), as CI reads it.
-passed=$(grep -E '^\s+Passed: [0-9]+' "$log" | awk '{s+=$2} END {print s+0}')
-failed=$(grep -E '^\s+Failed: [0-9]+' "$log" | awk '{s+=$2} END {print s+0}')
+passed=$(awk '/^ +Passed: [0-9]+$/ {s+=$2} END {print s+0}' "$log")
+failed=$(awk '/^ +Failed: [0-9]+$/ {s+=$2} END {print s+0}' "$log")
 rm -f "$log"
 echo "tests: $passed passed, $failed failed"
 exit "$status"
