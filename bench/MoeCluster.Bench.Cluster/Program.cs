@@ -21,12 +21,7 @@ string? write = args.SkipWhile(a => a != "--write").Skip(1).FirstOrDefault();
 int promptTokens = 16, maxTokens = quick ? 8 : 32;
 int[] concurrency = quick ? [1, 8] : [1, 8, 32];
 
-var config = new ModelConfig
-{
-    Architecture = Architecture.Mixtral, VocabSize = 32000, HiddenSize = 512, NumLayers = 8, NumHeads = 8, NumKvHeads = 2, HeadDim = 64,
-    IntermediateSize = 1408, ExpertIntermediateSize = 1408, NumExperts = 8, TopK = 2, NormTopKProb = true,
-    RmsNormEps = 1e-5, RopeTheta = 1e6, MaxPositionEmbeddings = 4096, EosTokenIds = [],
-};
+var config = MoeCluster.Bench.ModelCore.BenchSmall.Config;
 var dir = Path.Combine(Path.GetTempPath(), "moecluster-bench-small");
 if (!File.Exists(Path.Combine(dir, "model.safetensors")))
 {
@@ -115,11 +110,6 @@ foreach (var r in results)
 Console.WriteLine(table);
 if (write is not null)
 {
-    const string begin = "<!-- cluster-bench:begin -->", end = "<!-- cluster-bench:end -->";
-    var doc = File.Exists(write) ? File.ReadAllText(write) : "";
-    var block = $"{begin}\n_Measured {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, {Environment.ProcessorCount} cores, torch threads {get_num_threads()}, prompt {promptTokens} tokens, {maxTokens} generated per sequence._\n\n{table}{end}";
-    int a = doc.IndexOf(begin), b = doc.IndexOf(end);
-    doc = a >= 0 && b > a ? doc[..a] + block + doc[(b + end.Length)..] : doc + "\n" + block + "\n";
-    File.WriteAllText(write, doc);
+    MoeCluster.Bench.Report.BenchmarksDoc.ReplaceSection(write, "cluster-bench", $"_Measured {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, {Environment.ProcessorCount} cores, torch threads {get_num_threads()}, prompt {promptTokens} tokens, {maxTokens} generated per sequence._\n\n{table}");
 }
 return 0;

@@ -106,12 +106,7 @@ foreach (var r in summary)
 Console.WriteLine(table);
 if (write is not null)
 {
-    const string begin = "<!-- replication-bench:begin -->", end = "<!-- replication-bench:end -->";
-    var doc = File.Exists(write) ? File.ReadAllText(write) : "";
-    var block = $"{begin}\n_Measured {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, {Environment.ProcessorCount} cores, one torch thread per node, {concurrent} concurrent requests × {rounds} rounds, each mode {repetitions}× alternating, prompt {promptTokens} tokens, {maxTokens} generated per request._\n\n{table}{end}";
-    int a = doc.IndexOf(begin), b = doc.IndexOf(end);
-    doc = a >= 0 && b > a ? doc[..a] + block + doc[(b + end.Length)..] : doc + "\n" + block + "\n";
-    File.WriteAllText(write, doc);
+    MoeCluster.Bench.Report.BenchmarksDoc.ReplaceSection(write, "replication-bench", $"_Measured {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, {Environment.ProcessorCount} cores, one torch thread per node, {concurrent} concurrent requests × {rounds} rounds, each mode {repetitions}× alternating, prompt {promptTokens} tokens, {maxTokens} generated per request._\n\n{table}");
 }
 return 0;
 
