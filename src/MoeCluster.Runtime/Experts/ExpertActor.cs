@@ -8,14 +8,14 @@ using static TorchSharp.torch;
 
 namespace MoeCluster.Runtime.Experts;
 
-/// <summary>One logical expert (a sharding entity): loads only its own three weight matrices when it starts, computes
-/// SwiGLU on whatever rows it is sent, and releases the weights when it stops (hand-off, node leaving).</summary>
+/// <summary>One logical expert (a sharding entity): loads only its own weights when it starts, runs the model's expert
+/// compute (<see cref="IExpertCompute"/>) on whatever rows it is sent, and releases the weights when it stops (hand-off, node leaving).</summary>
 public sealed class ExpertActor : ReceiveActor
 {
     readonly ExpertKey key;
     readonly ModelSource model;
     readonly ILoggingAdapter log = Context.GetLogger();
-    ExpertMlp? mlp;
+    IExpertCompute? expert;
     long parameterBytes;
 
     public static Props Props(string entityId, ModelSource model) => Akka.Actor.Props.Create(() => new ExpertActor(entityId, model));
@@ -35,9 +35,9 @@ public sealed class ExpertActor : ReceiveActor
         var c = model.Config;
         if (key.Layer < 0 || key.Layer >= c.NumLayers || !c.IsMoeLayer(key.Layer) || key.Expert < 0 || key.Expert >= c.NumExperts)
             throw new ArgumentException($"expert {key} does not exist in {model.Directory}");
-        var module = new ExpertMlp(c.HiddenSize, c.ExpertIntermediateSize, c.Architecture == Architecture.Mixtral, model.Options);
+        var module = ExpertMlp.Routed(c, model.Options);
         parameterBytes = model.Load(module, model.Names.ExpertPrefix(key.Layer, key.Expert));
-        mlp = module;
+        expert = module;
         log.Debug("expert {0} loaded ({1} bytes)", key, parameterBytes);
     }
 
@@ -46,14 +46,14 @@ public sealed class ExpertActor : ReceiveActor
         using var scope = NewDisposeScope();
         using var _ = no_grad();
         var x = m.Input.Take(model.Options.Device);
-        var y = mlp!.forward(x);
+        var y = expert!.Forward(x);
         Sender.Tell(new ExpertComputed(key.EntityId, m.CorrelationId, TensorPayload.Own(y)));
     }
 
     protected override void PostStop()
     {
-        mlp?.Dispose();
-        mlp = null;
+        expert?.Dispose();
+        expert = null;
         log.Debug("expert {0} released", key);
     }
 }
