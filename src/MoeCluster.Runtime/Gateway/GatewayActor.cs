@@ -100,7 +100,7 @@ public sealed class GatewayActor : ReceiveActor, IWithTimers
         this.attentionRegion = attentionRegion;
         this.expertRegion = expertRegion;
         this.directory = directory;
-        scheduler = new BatchScheduler(options.Batching);
+        scheduler = new BatchScheduler(options.Batching, model.Config.VocabSize);
         Receive<SubmitGeneration>(Submit);
         Receive<CancelGeneration>(m => { if (scheduler.Cancel(m.RequestId)) KickOff(); });
         Receive<GetGatewayStatus>(_ => Sender.Tell(Status()));
