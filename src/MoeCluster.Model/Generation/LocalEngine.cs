@@ -16,7 +16,7 @@ public sealed class LocalEngine : IDisposable
     public LocalEngine(MoeTransformer model, BatchingOptions options)
     {
         this.model = model;
-        Scheduler = new BatchScheduler(options);
+        Scheduler = new BatchScheduler(options, model.Config.VocabSize);
         caches = model.CreateCaches(options.MaxBatchSize, options.ContextLength);
         TokensPerExpert = Enumerable.Range(0, model.Config.NumLayers).Select(_ => new long[model.Config.NumExperts]).ToArray();
     }

@@ -110,7 +110,7 @@ public sealed class GatewayActor : ReceiveActor, IWithTimers
         this.attentionRegion = attentionRegion;
         this.expertRegion = expertRegion;
         this.directory = directory;
-        scheduler = new BatchScheduler(options.Batching);
+        scheduler = new BatchScheduler(options.Batching, model.Config.VocabSize);
         Receive<SubmitGeneration>(Submit);
         Receive<DrainGateway>(StartDrain);
         Receive<DrainGraceEnded>(_ => EndDrain());
