@@ -16,6 +16,7 @@ public static class Cli
             Commands.JobsCommand.Create(),
             Commands.BenchCommand.Create(),
             Commands.TrainCommand.Create(),
+            Commands.RoutingStatsCommand.Create(),
         };
         foreach (var extra in ExtraCommands) root.Subcommands.Add(extra());
         return root.Parse(args).Invoke();

@@ -5,6 +5,8 @@ using Akka.Cluster;
 using Akka.Hosting;
 using MoeCluster.Runtime.Experts;
 using MoeCluster.Runtime.Hosting;
+using MoeCluster.Runtime.Routing;
+using MoeCluster.Placement;
 
 namespace MoeCluster.Node;
 
@@ -23,6 +25,19 @@ public static class ClusterEndpoints
                 experts = p.ExpertNodes.OrderBy(e => e.Key, StringComparer.Ordinal).ToDictionary(e => e.Key, e => e.Value),
                 nodes = p.ExpertNodes.GroupBy(e => e.Value).OrderBy(g => g.Key).ToDictionary(g => g.Key, g => g.Select(e => e.Key).OrderBy(k => k, StringComparer.Ordinal).ToArray()),
             });
+        });
+        app.MapGet("/v1/cluster/routing", async (ActorRegistry registry, ActorSystem system) =>
+        {
+            if (!registry.TryGet<GatewayKey>(out var gateway))
+                return Results.Json(new { error = new { message = "this node has no gateway role; ask a gateway node", type = "invalid_request_error" } }, statusCode: 404);
+            IActorRef statistics;
+            try { statistics = await system.ActorSelection(gateway.Path.Child(RoutingStatisticsActor.Name)).ResolveOne(TimeSpan.FromSeconds(5)); }
+            catch (ActorNotFoundException)
+            {
+                return Results.Json(new { error = new { message = "routing statistics are off on this gateway (serve --routing-statistics false), or its model has no MoE layer", type = "invalid_request_error" } }, statusCode: 404);
+            }
+            var snapshot = await statistics.Ask<RoutingSnapshot>(new GetRoutingStatistics(), TimeSpan.FromSeconds(5));
+            return Results.Text(snapshot.ToJson(), "application/json");
         });
         app.MapGet("/v1/cluster/members", (ActorSystem system) =>
         {

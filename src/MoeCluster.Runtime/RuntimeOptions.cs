@@ -39,6 +39,10 @@ public sealed record RuntimeOptions
     public int MinExpertNodes { get; init; } = 1;
     /// <summary>TorchSharp intra-op threads; 0 = leave libtorch's default.</summary>
     public int ComputeThreads { get; init; }
+    /// <summary>Gateways keep routing statistics (entropy, co-activation, fluctuation) over a window of
+    /// <see cref="RoutingWindowSteps"/> steps and export them (docs/ARCHITECTURE.md, "Routing statistics").</summary>
+    public bool RoutingStatistics { get; init; } = true;
+    public int RoutingWindowSteps { get; init; } = 1000;
     /// <summary>Replicas of hot experts on other expert nodes (docs/ARCHITECTURE.md, "Hot experts").</summary>
     public Replication.HotExpertOptions Replication { get; init; } = new();
 }

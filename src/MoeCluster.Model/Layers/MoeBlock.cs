@@ -54,12 +54,17 @@ public sealed class MoeBlock : nn.Module<Tensor, Tensor>
     /// Adds the step's tokens per expert into <paramref name="tokensPerExpert"/> ([E]) when given.</summary>
     public ExpertGroups Route(Tensor x, long[]? tokensPerExpert = null)
     {
-        using var routing = gate.Route(x);
+        using var routing = gate.Route(x, entropy: OnRouted is not null);
         var groups = ExpertGroups.From(routing, numExperts);
         if (tokensPerExpert is not null)
             for (int e = 0; e < numExperts; e++) tokensPerExpert[e] += groups.TokensPerExpert[e];
+        OnRouted?.Invoke(RoutingTrace.From(routing));
         return groups;
     }
+
+    /// <summary>Called after every <see cref="Route"/> with the step's choices copied to the host, for routing
+    /// statistics; null (the default) costs nothing. Set by the owner of the block (a router actor, a profiler).</summary>
+    public Action<RoutingTrace>? OnRouted { get; set; }
 
     /// <summary>sigmoid(shared_expert_gate(x)) · shared_expert(x), or null when the model has no shared expert.</summary>
     public Tensor? SharedOutput(Tensor x)

@@ -35,6 +35,8 @@ public static class ServeCommand
     public static readonly Option<double?> StepTimeout = new("--step-timeout") { Description = "seconds before an unfinished step is retried, and the longest a step waits for the cluster to recover (default 60)" };
     public static readonly Option<bool?> Replication = new("--replication") { Description = "replicate hot experts on other expert nodes (coordinator on the gateway role; default off)" };
     public static readonly Option<double?> ReplicationInterval = new("--replication-interval") { Description = "seconds between replication decisions (default 5)" };
+    public static readonly Option<bool?> RoutingStatistics = new("--routing-statistics") { Description = "keep and export routing statistics: entropy, co-activation, fluctuation (default true)" };
+    public static readonly Option<int?> RoutingWindow = new("--routing-window") { Description = "steps in the routing statistics window (default 1000)" };
     public static readonly Option<double?> DowningStableAfter = new("--downing-stable-after") { Description = "seconds the split-brain resolver waits before downing unreachable nodes (default 20)" };
 
     public static Command Create()
@@ -44,7 +46,7 @@ public static class ServeCommand
             Config, Model, Roles, Hostname, PublicHostname, Port, HttpHost, HttpPort, SeedNodes, Device, DType, ExpertSlots,
             MaxBatch, Context, MaxQueue, Threads, Engine, DataDir, Journal, ApiKeysFile, TlsCertificate, DowningStableAfter, MinExpertNodes,
             ExpertTimeout, StepTimeout,
-            Replication, ReplicationInterval,
+            Replication, ReplicationInterval, RoutingStatistics, RoutingWindow,
         };
         command.SetAction(parse =>
         {
@@ -107,6 +109,8 @@ public static class ServeCommand
                 MinExpertNodes = s.Get(MinExpertNodes, (int?)null) ?? 1,
                 ExpertTimeout = Seconds(s.Get(ExpertTimeout, (double?)null), ExpertTimeout.Name) ?? new RuntimeOptions { ModelDirectory = "" }.ExpertTimeout,
                 StepTimeout = Seconds(s.Get(StepTimeout, (double?)null), StepTimeout.Name) ?? new RuntimeOptions { ModelDirectory = "" }.StepTimeout,
+                RoutingStatistics = s.Get(RoutingStatistics, (bool?)null) ?? true,
+                RoutingWindowSteps = s.Get(RoutingWindow, (int?)null) is int w ? (w >= 2 ? w : throw new ArgumentException($"--routing-window: {w} is below 2 steps")) : 1000,
                 Replication = new Runtime.Replication.HotExpertOptions
                 {
                     Enabled = s.Get(Replication, (bool?)null) ?? false,

@@ -90,6 +90,7 @@ public sealed class GatewayActor : ReceiveActor, IWithTimers
     /// <summary>Expert members seen up, from the membership events (Cluster.State lags the events we receive).</summary>
     readonly HashSet<UniqueAddress> upExperts = new();
     IActorRef[] routers = [];
+    IActorRef? statistics;
     Model.Layers.Embedding? embedding;
     OutputHead? head;
     ActiveStep? step;
@@ -163,8 +164,10 @@ public sealed class GatewayActor : ReceiveActor, IWithTimers
         head = new OutputHead(c, model.Options, embedding);
         model.Load(embedding, WeightNames.EmbeddingPrefix);
         model.Load(head, WeightNames.HeadTensor);
+        statistics = options.RoutingStatistics && c.MoeLayers.Any()
+            ? Context.ActorOf(RoutingStatisticsActor.Props(c, directory, options.RoutingWindowSteps), RoutingStatisticsActor.Name) : null;
         routers = Enumerable.Range(0, Layers)
-            .Select(l => Context.ActorOf(RouterActor.Props(l, model, expertRegion, directory, options.ExpertTimeout), $"router-{l}"))
+            .Select(l => Context.ActorOf(RouterActor.Props(l, model, expertRegion, directory, options.ExpertTimeout, statistics), $"router-{l}"))
             .ToArray();
         kvBytesPerToken = 2L * c.NumLayers * c.NumKvHeads * c.HeadDim * (model.Options.DType == ScalarType.Float32 ? 4 : 2);
         metrics = new RequestMetricsRecorder(kvBytesPerToken);
@@ -340,6 +343,7 @@ public sealed class GatewayActor : ReceiveActor, IWithTimers
         }
         events.Clear();
         scheduler.CompleteStep(s.Plan, logits, model.Config.VocabSize, events);
+        statistics?.Tell(StepFinished.Of(s.Id, s.Plan));
         MoeMetrics.StepSeconds.Observe(s.Clock.Elapsed.TotalSeconds);
         step = null;
         Deliver();

@@ -71,11 +71,16 @@ public sealed class RouterActor : ReceiveActor, IWithTimers
     long nextId;
     public ITimerScheduler Timers { get; set; } = null!;
 
-    public static Props Props(int layer, ModelSource model, IActorRef expertRegion, ExpertDirectory directory, TimeSpan expertTimeout) =>
-        Akka.Actor.Props.Create(() => new RouterActor(layer, model, expertRegion, directory, expertTimeout));
+    /// <summary>The gateway's routing statistics (null when they are off) and the step being routed, for its reports.</summary>
+    readonly IActorRef? statistics;
+    long routingStep;
 
-    public RouterActor(int layer, ModelSource model, IActorRef expertRegion, ExpertDirectory directory, TimeSpan expertTimeout)
+    public static Props Props(int layer, ModelSource model, IActorRef expertRegion, ExpertDirectory directory, TimeSpan expertTimeout, IActorRef? statistics = null) =>
+        Akka.Actor.Props.Create(() => new RouterActor(layer, model, expertRegion, directory, expertTimeout, statistics));
+
+    public RouterActor(int layer, ModelSource model, IActorRef expertRegion, ExpertDirectory directory, TimeSpan expertTimeout, IActorRef? statistics)
     {
+        this.statistics = statistics;
         this.layer = layer;
         this.model = model;
         this.expertRegion = expertRegion;
@@ -109,6 +114,7 @@ public sealed class RouterActor : ReceiveActor, IWithTimers
         }
         moe = new MoeBlock(c, model.Options, routedExperts: false);
         model.Load(moe, prefix);
+        if (statistics is not null) moe.OnRouted = t => statistics.Tell(new LayerRouted(routingStep, t.AtLayer(layer)));
     }
 
     void Step(FeedForwardStep m)
@@ -124,6 +130,7 @@ public sealed class RouterActor : ReceiveActor, IWithTimers
         }
         var residual = m.Residual.Take(model.Options.Device);
         var normed = m.Normed.Take(model.Options.Device);
+        routingStep = m.StepId;
         var groups = moe!.Route(normed);
         RecordLoad(groups.TokensPerExpert);
         long id = ++nextId;
