@@ -539,10 +539,14 @@ public sealed class GatewayActor : ReceiveActor, IWithTimers
     /// any of ours.</summary>
     bool NodeGone(ClusterEvent.MemberRemoved m)
     {
+        // This node is stopping: the cluster reports every member removed as it shuts down.
+        if (m.Member.UniqueAddress.Equals(cluster.SelfUniqueAddress) || cluster.IsTerminated
+            || cluster.SelfMember.Status is MemberStatus.Leaving or MemberStatus.Exiting or MemberStatus.Removed) return false;
         bool graceful = m.PreviousStatus == MemberStatus.Exiting;
         int ask = roster.Forget(m.Member);
         if (ask == 0) return false;
-        log.Warning("node {0} {1}; confirming where its entities live now ({2} to ask)", m.Member.Address, graceful ? "left" : "was downed and removed", ask);
+        if (graceful) log.Info("node {0} left; confirming where its entities live now ({1} to ask)", m.Member.Address, ask);
+        else log.Warning("node {0} was downed and removed; confirming where its entities live now ({1} to ask)", m.Member.Address, ask);
         MoeMetrics.Recoveries.WithLabels(graceful ? "node_left" : "node_removed").Inc();
         StartWarmUp();
         return true;

@@ -3,6 +3,7 @@ using Akka.Actor;
 using Akka.Cluster.Hosting;
 using Akka.Cluster.Sharding;
 using Akka.Configuration;
+using Akka.Event;
 using Akka.Hosting;
 using Akka.Remote.Hosting;
 using MoeCluster.Runtime.Attention;
@@ -30,6 +31,7 @@ public static class MoeClusterHosting
 
         builder
             .AddHocon(ConfigurationFactory.ParseString(Hocon(node)), HoconAddMode.Prepend)
+            .AddSetup(new LogFilterBuilder().Add(new RemotingNoiseFilter()).Build())
             .WithRemoting(new RemoteOptions
             {
                 HostName = node.Hostname,
