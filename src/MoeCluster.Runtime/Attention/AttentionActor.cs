@@ -10,8 +10,8 @@ using static TorchSharp.torch;
 
 namespace MoeCluster.Runtime.Attention;
 
-/// <summary>The attention half of one decoder layer for one gateway's batch (a sharding entity): input norm, attention
-/// with its KV cache, residual, post-attention norm. It remembers how many positions of each slot it holds, so after a
+/// <summary>The attention half of one decoder layer for one gateway's batch (a sharding entity): the model's
+/// <see cref="AttentionBlock"/> (input norm, attention with its KV cache, residual, post-attention norm). It remembers how many positions of each slot it holds, so after a
 /// restart or move it answers <see cref="AttentionCacheMissing"/> instead of attending over an empty cache. A step it
 /// cannot compute — malformed (a slot or position outside the cache, rows that do not match the layout) or one that
 /// throws (out of memory on a long prefill) — is answered with <see cref="AttentionFailed"/> at once; the entity keeps
@@ -23,8 +23,7 @@ public sealed class AttentionActor : ReceiveActor
     readonly ModelSource model;
     readonly FaultInjector? faults;
     readonly ILoggingAdapter log = Context.GetLogger();
-    RmsNorm? inputNorm, postNorm;
-    Model.Layers.Attention? attention;
+    AttentionBlock? block;
     RotaryEmbedding? rotary;
     KvCache? cache;
     int[] cachedLength = [];
@@ -46,13 +45,8 @@ public sealed class AttentionActor : ReceiveActor
     {
         var c = model.Config;
         if (layer < 0 || layer >= c.NumLayers) throw new ArgumentException($"layer {layer} does not exist in {model.Directory}");
-        var prefix = model.Names.LayerPrefix(layer);
-        inputNorm = new RmsNorm(c.HiddenSize, c.RmsNormEps, model.Options);
-        postNorm = new RmsNorm(c.HiddenSize, c.RmsNormEps, model.Options);
-        attention = new Model.Layers.Attention(c, model.Options);
-        model.Load(inputNorm, prefix + "input_layernorm.");
-        model.Load(postNorm, prefix + "post_attention_layernorm.");
-        model.Load(attention, prefix + "self_attn.");
+        block = new AttentionBlock(c, model.Options);
+        model.Load(block, model.Names.LayerPrefix(layer));
     }
 
     void Start(StartAttention m)
@@ -94,8 +88,8 @@ public sealed class AttentionActor : ReceiveActor
         {
             var x = m.Input.Take(model.Options.Device);
             faults?.ThrowIfArmed(FaultSite.Attention, entityId);
-            var h = x + attention!.Forward(inputNorm!.forward(x), m.Layout, cache!, rotary!);
-            var n = postNorm!.forward(h);
+            using var step = StepContext.Create(m.Layout, rotary!, model.Config, model.Options.Device);
+            var (h, n) = block!.Forward(x, step, cache!);
             foreach (var s in m.Layout.Segments) cachedLength[s.Slot] = s.End;
             Sender.Tell(new AttentionComputed(m.StepId, layer, TensorPayload.Own(h), TensorPayload.Own(n)));
         }
@@ -123,8 +117,6 @@ public sealed class AttentionActor : ReceiveActor
     {
         cache?.Dispose();
         rotary?.Dispose();
-        inputNorm?.Dispose();
-        postNorm?.Dispose();
-        attention?.Dispose();
+        block?.Dispose();
     }
 }

@@ -1,6 +1,7 @@
 using Akka.Actor;
 using Akka.Cluster;
 using Akka.Event;
+using MoeCluster.Model;
 using MoeCluster.Model.Generation;
 using MoeCluster.Model.Layers;
 using MoeCluster.Runtime.Experts;
@@ -71,8 +72,7 @@ public sealed class GatewayActor : ReceiveActor, IWithTimers
     RequestMetricsRecorder metrics = null!;
     IActorRef[] routers = [];
     Model.Layers.Embedding? embedding;
-    RmsNorm? finalNorm;
-    Model.Layers.Linear? lmHead;
+    OutputHead? head;
     long nextAttemptId;
     long kvBytesPerToken;
     /// <summary>Requests that ended normally / with an error since the gateway started (a drain reports its share).</summary>
@@ -92,7 +92,7 @@ public sealed class GatewayActor : ReceiveActor, IWithTimers
         this.expertRegion = expertRegion;
         this.directory = directory;
         faults = options.Faults;
-        scheduler = new BatchScheduler(options.Batching);
+        scheduler = new BatchScheduler(options.Batching, model.Config.VocabSize);
         roster = new EntityRoster(model.Config, gatewayName, options.MinExpertNodes);
         recovery = new StepRecovery(options.MaxStepAttempts);
         admission = Open;
@@ -251,14 +251,9 @@ public sealed class GatewayActor : ReceiveActor, IWithTimers
     {
         var c = model.Config;
         embedding = new Model.Layers.Embedding(c.VocabSize, c.HiddenSize, model.Options);
-        finalNorm = new RmsNorm(c.HiddenSize, c.RmsNormEps, model.Options);
-        model.Load(embedding, "model.embed_tokens.");
-        model.Load(finalNorm, "model.norm.");
-        if (!c.TieWordEmbeddings)
-        {
-            lmHead = new Model.Layers.Linear(c.HiddenSize, c.VocabSize, false, model.Options);
-            model.Load(lmHead, "lm_head.");
-        }
+        head = new OutputHead(c, model.Options, embedding);
+        model.Load(embedding, WeightNames.EmbeddingPrefix);
+        model.Load(head, WeightNames.HeadTensor);
         routers = Enumerable.Range(0, Layers)
             .Select(l => Context.ActorOf(RouterActor.Props(l, model, expertRegion, directory, options.ExpertTimeout, faults), $"router-{l}"))
             .ToArray();
@@ -280,7 +275,7 @@ public sealed class GatewayActor : ReceiveActor, IWithTimers
         scheduler.FailRunning("the gateway stopped while this request was running", events);
         Deliver();
         UpdateGauges();
-        embedding?.Dispose(); finalNorm?.Dispose(); lmHead?.Dispose();
+        embedding?.Dispose(); head?.Dispose();
     }
 
     // ---- admission --------------------------------------------------------------------------------------------------
@@ -391,8 +386,7 @@ public sealed class GatewayActor : ReceiveActor, IWithTimers
         faults?.ThrowIfArmed(FaultSite.Gateway, Name);
         using var scope = NewDisposeScope();
         using var _ = no_grad();
-        var tokens = tensor(plan.Tokens.Select(t => (long)t).ToArray(), ScalarType.Int64, model.Options.Device);
-        return TensorPayload.Own(embedding!.forward(tokens));
+        return TensorPayload.Own(embedding!.Lookup(plan.Tokens));
     }
 
     /// <summary>An answer for a layer the attempt is not at (a confused or hostile peer): refused, and the attempt fails.</summary>
@@ -431,10 +425,7 @@ public sealed class GatewayActor : ReceiveActor, IWithTimers
         using var scope = NewDisposeScope();
         using var _ = no_grad();
         var x = output.Take(model.Options.Device);
-        var last = x.index_select(0, tensor(plan.Layout.LastTokenIndices(), ScalarType.Int64, x.device));
-        var n = finalNorm!.forward(last);
-        var l = lmHead is not null ? lmHead.forward(n) : nn.functional.linear(n, embedding!.weight);
-        return l.to(ScalarType.Float32).cpu().contiguous().data<float>().ToArray();
+        return head!.Logits(x, plan.Layout).cpu().contiguous().data<float>().ToArray();
     }
 
     /// <summary>No attempt of a step runs any more: moves may begin, and the next step is planned.</summary>
