@@ -31,8 +31,10 @@ public sealed class FrameValidationSpec : IDisposable
         [
             new ComputeExpert("L0.E1", 7, Rows(3, 4)),
             new ExpertComputed("L0.E1", 7, Rows(3, 4)),
-            new DispatchTokens(9, 1, [new ExpertInput(2, Rows(2, 4)), new ExpertInput(5, Rows(1, 4), Replica: true)]),
+            new DispatchTokens(9, 1, Rows(3, 4), [new ExpertRows(2, [0, 2]), new ExpertRows(5, [1], Replica: true)]),
             new TokensComputed(9, 1, [new ExpertInput(2, Rows(2, 4))]),
+            new DispatchTokens(10, 1, Rows(2, 4), [new ExpertRows(2, [0, 1], [0.5f, 0.25f]), new ExpertRows(5, [1], [0.75f])], Combine: true),
+            new TokensComputed(10, 1, [], Rows(2, 4)),
             new AttentionStep("gw@L0", 3, new StepLayout([new SequenceSegment(0, 0, 2), new SequenceSegment(1, 5, 1)]), Rows(3, 4)),
             new AttentionComputed(3, 0, Rows(3, 4), Rows(3, 4)),
         ];
@@ -103,7 +105,7 @@ public sealed class FrameValidationSpec : IDisposable
     [Fact]
     public void Wrong_dtypes_shapes_counts_trailing_bytes_sizes_and_kinds_are_each_refused_with_their_reason()
     {
-        var frames = ValidFrames().ToDictionary(f => f.manifest, f => f.bytes);
+        var frames = ValidFrames().GroupBy(f => f.manifest).ToDictionary(g => g.Key, g => g.First().bytes);
         var ce = frames["CE"];   // "L0.E1" (6) + correlation (8) | dtype | rank | 2 × dim (16) | length (4) | payload
         Assert.Equal(FrameRejection.Dtype, Refused(Patch(ce, 14, (byte)ScalarType.Int64), "CE").Reason);
         Assert.Equal(FrameRejection.Shape, Refused(Patch(ce, 15, 9), "CE").Reason);                  // rank 9
@@ -113,11 +115,16 @@ public sealed class FrameValidationSpec : IDisposable
         Assert.Equal(FrameRejection.Manifest, Refused(ce, "XX").Reason);
         Assert.Equal(FrameRejection.Oversized, Refused(new byte[MaxFrame + 1], "CE").Reason);
 
-        var dt = frames["DT"];   // dispatch id (8) | layer (4) | item count (4) | …
+        // dispatch id (8) | layer (4) | combine (1) | rows [3, 4] (dtype, rank, 2 dims, length, 48 bytes: 70) |
+        // item count (4) at 83 | expert (4) | replica (1) at 91 | row count (4) | row indices at 96 …
+        var dt = frames["DT"];
         var many = (byte[])dt.Clone();
-        BinaryPrimitives.WriteInt32LittleEndian(many.AsSpan(12), int.MaxValue);
+        BinaryPrimitives.WriteInt32LittleEndian(many.AsSpan(83), int.MaxValue);
         Assert.Equal(FrameRejection.Count, Refused(many, "DT").Reason);
-        Assert.Equal(FrameRejection.Inconsistent, Refused(Patch(dt, 20, 2), "DT").Reason);            // replica flag 2
+        Assert.Equal(FrameRejection.Inconsistent, Refused(Patch(dt, 91, 2), "DT").Reason);            // replica flag 2
+        Assert.Equal(FrameRejection.Inconsistent, Refused(Patch(dt, 12, 2), "DT").Reason);            // combine flag 2
+        Assert.Equal(FrameRejection.Inconsistent, Refused(Patch(dt, 96, 3), "DT").Reason);            // row 3 of a 3-row batch
+        Assert.Equal(FrameRejection.Inconsistent, Refused(Patch(dt, 100, 0), "DT").Reason);           // rows 0, 0: not ascending
 
         var step = frames["AS"];  // "gw@L0" (6) | step (8) | segment count (4) | (slot, start, length) × 2 | tensor
         Assert.Equal(FrameRejection.Inconsistent, Refused(Patch(step, 26, 5), "AS").Reason);          // length 5: covers 6 rows, not 3

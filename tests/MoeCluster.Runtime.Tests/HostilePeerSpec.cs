@@ -73,17 +73,17 @@ public sealed class HostilePeerSpec
             Assert.True(await running.MoveNextAsync());
             var rejected = Enum.GetValues<FrameRejection>().ToDictionary(r => r, r => MoeMetrics.RejectedFrames.WithLabels(r.ToString().ToLowerInvariant()).Value);
 
-            var valid = Frame(new DispatchTokens(1, 0, [new ExpertInput(0, TensorPayload.Own(zeros(2, hidden)))]));
-            host.Tell(valid with { Bytes = valid.Bytes[..^5] }, inbox);                                  // truncated
+            var valid = Frame(new DispatchTokens(1, 0, TensorPayload.Own(zeros(2, hidden)), [new ExpertRows(0, [0, 1])]));
+            host.Tell(valid with { Bytes = valid.Bytes[..^30] }, inbox);                                 // truncated inside the rows
             var huge = (byte[])valid.Bytes.Clone();
-            BitConverter.GetBytes(1L << 33).CopyTo(huge, 8 + 4 + 4 + 4 + 1 + 1 + 1);                  // rows = 2^33: a 32 TiB claim
+            BitConverter.GetBytes(1L << 33).CopyTo(huge, 8 + 4 + 1 + 1 + 1);                          // rows = 2^33: a 32 TiB claim
             host.Tell(valid with { Bytes = huge }, inbox);
             host.Tell(valid with { Bytes = [.. valid.Bytes, 1, 2, 3] }, inbox);                          // trailing bytes
             host.Tell(new HostileFrame("ZZ", valid.Bytes), inbox);                                      // unknown kind
             attention.Tell(Frame(new AttentionStep(gatewayLayer0, 9, StepLayout.Single(0, 0, 3), TensorPayload.Own(zeros(2, hidden)))), inbox);   // rows ≠ layout
 
             // Well formed but impossible: answered with a failure, over the same association.
-            host.Tell(Frame(new DispatchTokens(2, 99, [new ExpertInput(0, TensorPayload.Own(zeros(1, hidden)))])), inbox);
+            host.Tell(Frame(new DispatchTokens(2, 99, TensorPayload.Own(zeros(1, hidden)), [new ExpertRows(0, [0])])), inbox);
             attention.Tell(Frame(new AttentionStep(gatewayLayer0, 10, StepLayout.Single(57, 0, 1), TensorPayload.Own(zeros(1, hidden)))), inbox);
             attention.Tell(Frame(new AttentionStep(gatewayLayer0, 11, StepLayout.Single(0, 0, 1), TensorPayload.Own(zeros(1, hidden + 3)))), inbox);
             await Poll.UntilAsync(() => replies.Count >= 3, TimeSpan.FromSeconds(20), "failure replies to the well-formed impossible frames");

@@ -91,7 +91,7 @@ public sealed class TokenPathFailureSpec : Akka.TestKit.Xunit2.TestKit
         var router = CreateTestProbe();
         var host = Sys.ActorOf(ExpertHostActor.Props(region.Ref, model, TimeSpan.FromMilliseconds(300)));
 
-        host.Tell(new DispatchTokens(10, 0, [new ExpertInput(1, Rows(2, Hidden)), new ExpertInput(4, Rows(1, Hidden))]), router.Ref);
+        host.Tell(new DispatchTokens(10, 0, Rows(2, Hidden), [new ExpertRows(1, [0, 1]), new ExpertRows(4, [1])]), router.Ref);
         var first = region.ExpectMsg<ComputeExpert>(Quick);
         var second = region.ExpectMsg<ComputeExpert>(Quick);
         host.Tell(new ExpertFailed(second.ExpertId, second.CorrelationId, "expert L0.E4: out of memory"), region.Ref);
@@ -103,7 +103,7 @@ public sealed class TokenPathFailureSpec : Akka.TestKit.Xunit2.TestKit
         router.ExpectNoMsg(TimeSpan.FromMilliseconds(200));
 
         // A call whose expert never answers is answered with DispatchFailed after twice the expert timeout, and forgotten.
-        host.Tell(new DispatchTokens(11, 0, [new ExpertInput(2, Rows(1, Hidden))]), router.Ref);
+        host.Tell(new DispatchTokens(11, 0, Rows(1, Hidden), [new ExpertRows(2, [0])]), router.Ref);
         var lost = region.ExpectMsg<ComputeExpert>(Quick);
         var evicted = router.ExpectMsg<DispatchFailed>(Quick);
         Assert.Equal(11, evicted.DispatchId);
@@ -117,11 +117,15 @@ public sealed class TokenPathFailureSpec : Akka.TestKit.Xunit2.TestKit
     {
         var region = CreateTestProbe();
         var host = Sys.ActorOf(ExpertHostActor.Props(region.Ref, model, Quick));
-        host.Tell(new DispatchTokens(1, 7, [new ExpertInput(0, Rows(1, Hidden))]));
+        host.Tell(new DispatchTokens(1, 7, Rows(1, Hidden), [new ExpertRows(0, [0])]));
         Assert.Contains("layer 7", ExpectMsg<DispatchFailed>(Quick).Reason);
-        host.Tell(new DispatchTokens(2, 0, [new ExpertInput(0, Rows(1, Hidden)), new ExpertInput(99, Rows(1, Hidden))]));
+        host.Tell(new DispatchTokens(2, 0, Rows(1, Hidden), [new ExpertRows(0, [0]), new ExpertRows(99, [0])]));
         var failed = ExpectMsg<DispatchFailed>(Quick);
         Assert.Equal(new[] { 1 }, failed.Items);
+        host.Tell(new DispatchTokens(3, 0, Rows(2, Hidden), [new ExpertRows(0, [0, 2])]));
+        Assert.Contains("outside the batch", ExpectMsg<DispatchFailed>(Quick).Reason);
+        host.Tell(new DispatchTokens(4, 0, Rows(2, Hidden), [new ExpertRows(0, [0, 1], [0.5f])], Combine: true));
+        Assert.Contains("1 gate weights for 2 rows", ExpectMsg<DispatchFailed>(Quick).Reason);
         region.ExpectNoMsg(TimeSpan.FromMilliseconds(100));                  // nothing of a refused batch reaches an expert
     }
 
@@ -149,7 +153,7 @@ public sealed class TokenPathFailureSpec : Akka.TestKit.Xunit2.TestKit
 
         router.Tell(new FeedForwardStep(1, Rows(tokens, Hidden), Rows(tokens, Hidden)));
         var dispatch = host.ExpectMsg<DispatchTokens>(Quick);
-        foreach (var i in dispatch.Items) i.Rows.Take().Dispose();
+        dispatch.Rows.Take().Dispose();
         host.Reply(new DispatchFailed(dispatch.DispatchId, 0, [0], "expert L0.E? threw"));
         var failed = ExpectMsg<FeedForwardFailed>(Quick);
         Assert.Equal(StepFailureCause.Fault, failed.Failure.Cause);
@@ -158,16 +162,12 @@ public sealed class TokenPathFailureSpec : Akka.TestKit.Xunit2.TestKit
 
         router.Tell(new FeedForwardStep(2, Rows(tokens, Hidden), Rows(tokens, Hidden)));
         dispatch = host.ExpectMsg<DispatchTokens>(Quick);
-        // An answer with one row too many for its first item.
-        var answer = dispatch.Items.Select((item, k) =>
-        {
-            var rows = item.Rows.Take();
-            var shape = k == 0 ? new long[] { rows.shape[0] + 1, Hidden } : rows.shape;
-            rows.Dispose();
-            return new ExpertInput(item.Expert, TensorPayload.Own(zeros(shape)));
-        }).ToList();
+        Assert.True(dispatch.Combine);   // top-2: the node sends back one row per token
+        long sent = dispatch.Rows.Shape[0];
+        dispatch.Rows.Take().Dispose();
         double before = MoeMetrics.RejectedFrames.WithLabels("inconsistent").Value;
-        host.Reply(new TokensComputed(dispatch.DispatchId, 0, answer));
+        // An answer with one row too many.
+        host.Reply(new TokensComputed(dispatch.DispatchId, 0, [], TensorPayload.Own(zeros(sent + 1, Hidden))));
         Assert.Contains("malformed batch", ExpectMsg<FeedForwardFailed>(Quick).Failure.Reason);
         Assert.True(MoeMetrics.RejectedFrames.WithLabels("inconsistent").Value > before);
     }
@@ -185,7 +185,7 @@ public sealed class TokenPathFailureSpec : Akka.TestKit.Xunit2.TestKit
         Assert.Null(failed.Failure.Tokens);
         router.Tell(new FeedForwardStep(2, Rows(2, Hidden), Rows(2, Hidden)));
         var dispatch = host.ExpectMsg<DispatchTokens>(Quick);
-        host.Reply(new TokensComputed(dispatch.DispatchId, 0, dispatch.Items.Select(i => new ExpertInput(i.Expert, TensorPayload.Own(i.Rows.Take()))).ToList()));
+        host.Reply(new TokensComputed(dispatch.DispatchId, 0, [], TensorPayload.Own(dispatch.Rows.Take())));
         var ok = ExpectMsg<FeedForwardComputed>(Quick);
         Assert.Equal(2, ok.StepId);
         ok.Output.Take().Dispose();

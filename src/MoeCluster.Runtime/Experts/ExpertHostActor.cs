@@ -5,13 +5,15 @@ using MoeCluster.Runtime.Faults;
 using MoeCluster.Runtime.Metrics;
 using MoeCluster.Runtime.Protocol;
 using MoeCluster.Runtime.Serialization;
+using static TorchSharp.torch;
 
 namespace MoeCluster.Runtime.Experts;
 
-/// <summary>One per expert node, at /user/expert-host. Receives a router's per-node batch (<see cref="DispatchTokens"/>),
-/// hands each item to its expert — the sharding entity through the node's shard region (local delivery, tensors not
+/// <summary>One per expert node, at /user/expert-host. Receives a router's per-node batch (<see cref="DispatchTokens"/>:
+/// the node's distinct token rows once, and each expert's share of them), hands each item's rows to its expert — the sharding entity through the node's shard region (local delivery, tensors not
 /// copied), or, for items marked <c>Replica</c>, this node's redundant replica of a hot expert — gathers the outputs
-/// and answers with one <see cref="TokensComputed"/>. If an expert has moved away, the region forwards the item to its
+/// and answers with one <see cref="TokensComputed"/> — for a combining batch one row per token, Σ gate × output, so a
+/// token whose experts share this node costs one row back, not k. If an expert has moved away, the region forwards the item to its
 /// new home; a replica item whose replica is gone goes to the primary the same way. An expert that fails, or a batch
 /// that names a layer or expert the model does not have, is answered with <see cref="DispatchFailed"/> at once. A call
 /// still unanswered after twice the expert timeout (the router has given up on it by then) is answered the same way and
@@ -28,6 +30,8 @@ public sealed class ExpertHostActor : ReceiveActor, IWithTimers
     {
         public IActorRef Router { get; } = router;
         public DispatchTokens Request { get; } = request;
+        /// <summary>The batch's distinct rows and the hidden size, for the combined answer.</summary>
+        public readonly long RowCount = request.Rows.Shape[0], Hidden = request.Rows.Shape[1];
         public readonly ExpertInput?[] Outputs = new ExpertInput?[request.Items.Count];
         public readonly long[] Correlations = new long[request.Items.Count];
         public int Remaining = request.Items.Count;
@@ -82,39 +86,54 @@ public sealed class ExpertHostActor : ReceiveActor, IWithTimers
     {
         var c = model.Config;
         var bad = Enumerable.Range(0, m.Items.Count).Where(i => m.Items[i].Expert < 0 || m.Items[i].Expert >= c.NumExperts).ToArray();
-        if (m.Layer < 0 || m.Layer >= c.NumLayers || !c.IsMoeLayer(m.Layer) || bad.Length > 0)
+        string? wrong = m.Layer < 0 || m.Layer >= c.NumLayers || !c.IsMoeLayer(m.Layer) ? $"layer {m.Layer} is not a MoE layer of this model"
+            : bad.Length > 0 ? $"layer {m.Layer} has no expert {m.Items[bad[0]].Expert}"
+            : m.Rows.Shape.Length != 2 ? $"rows [{string.Join(", ", m.Rows.Shape)}] are not [tokens, hidden]"
+            : m.Items.Select(Malformed).FirstOrDefault(w => w is not null);
+        string? Malformed(ExpertRows item) =>
+            item.Rows.Any(r => r < 0 || r >= m.Rows.Shape[0]) ? $"expert {item.Expert} is given rows outside the batch's {m.Rows.Shape[0]}"
+            : m.Combine && item.Gates?.Length != item.Rows.Length ? $"expert {item.Expert} has {item.Gates?.Length ?? 0} gate weights for {item.Rows.Length} rows"
+            : null;
+        if (wrong is not null)
         {
-            foreach (var item in m.Items) item.Rows.Take().Dispose();
+            m.Rows.Take().Dispose();
             MoeMetrics.FrameRejected(FrameRejection.Inconsistent);
-            Sender.Tell(new DispatchFailed(m.DispatchId, m.Layer, bad.Length > 0 ? bad : Enumerable.Range(0, m.Items.Count).ToArray(),
-                $"{node} refused the batch: layer {m.Layer}{(bad.Length > 0 ? $" has no expert {m.Items[bad[0]].Expert}" : " is not a MoE layer of this model")}"));
+            Sender.Tell(new DispatchFailed(m.DispatchId, m.Layer, bad.Length > 0 ? bad : Enumerable.Range(0, m.Items.Count).ToArray(), $"{node} refused the batch: {wrong}"));
             return;
         }
         try { faults?.ThrowIfArmed(FaultSite.ExpertHost, node); }
         catch (InjectedFaultException e)
         {
-            foreach (var item in m.Items) item.Rows.Take().Dispose();
+            m.Rows.Take().Dispose();
             Sender.Tell(new DispatchFailed(m.DispatchId, m.Layer, Enumerable.Range(0, m.Items.Count).ToArray(), $"{node}: {e.Message}"));
             return;
         }
         var pending = new Pending(Sender, m);
-        for (int i = 0; i < m.Items.Count; i++)
+        using (var scope = NewDisposeScope())
         {
-            long correlation = ++nextCorrelation;
-            inFlight[correlation] = (pending, i);
-            pending.Correlations[i] = correlation;
-            var item = m.Items[i];
-            var id = new ExpertKey(m.Layer, item.Expert).EntityId;
-            var message = new ComputeExpert(id, correlation, item.Rows);
-            if (item.Replica && replicas.TryGetValue(id, out var replica) && replica.Loaded)
+            var rows = m.Rows.Take(model.Options.Device);
+            for (int i = 0; i < m.Items.Count; i++)
             {
-                MoeMetrics.ReplicaTokens.WithLabels(node).Inc(item.Rows.Shape[0]);
-                replica.Actor.Tell(message);
+                long correlation = ++nextCorrelation;
+                inFlight[correlation] = (pending, i);
+                pending.Correlations[i] = correlation;
+                var item = m.Items[i];
+                var id = new ExpertKey(m.Layer, item.Expert).EntityId;
+                // Each expert gets its own rows of the batch (a local message: the tensor moves, it is not copied again).
+                var mine = item.Rows.Length == pending.RowCount ? rows.alias() : rows.index_select(0, Indices(item.Rows));
+                var message = new ComputeExpert(id, correlation, TensorPayload.Own(mine));
+                if (item.Replica && replicas.TryGetValue(id, out var replica) && replica.Loaded)
+                {
+                    MoeMetrics.ReplicaTokens.WithLabels(node).Inc(item.Rows.Length);
+                    replica.Actor.Tell(message);
+                }
+                else expertRegion.Tell(message);   // the primary, wherever it lives
             }
-            else expertRegion.Tell(message);   // the primary, wherever it lives
         }
-        if (m.Items.Count == 0) Sender.Tell(new TokensComputed(m.DispatchId, m.Layer, []));
+        if (m.Items.Count == 0) Answer(pending);
     }
+
+    Tensor Indices(int[] rows) => tensor(rows.Select(r => (long)r).ToArray(), ScalarType.Int64, model.Options.Device);
 
     void Collect(ExpertComputed m)
     {
@@ -127,7 +146,30 @@ public sealed class ExpertHostActor : ReceiveActor, IWithTimers
         var item = pending.Request.Items[index];
         pending.Outputs[index] = new ExpertInput(item.Expert, m.Output, item.Replica);
         if (--pending.Remaining > 0) return;
-        pending.Router.Tell(new TokensComputed(pending.Request.DispatchId, pending.Request.Layer, pending.Outputs!));
+        Answer(pending);
+    }
+
+    /// <summary>Every item computed: the outputs as they are, or, for a combining batch, Σ gate × output per row in item
+    /// order — the same operations, in the same order, as the single-process combine for these experts.</summary>
+    void Answer(Pending p)
+    {
+        var request = p.Request;
+        if (!request.Combine)
+        {
+            p.Router.Tell(new TokensComputed(request.DispatchId, request.Layer, p.Outputs!));
+            return;
+        }
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        var sum = zeros([p.RowCount, p.Hidden], model.Options.DType, model.Options.Device);
+        for (int i = 0; i < request.Items.Count; i++)
+        {
+            var item = request.Items[i];
+            var y = p.Outputs[i]!.Rows.Take(model.Options.Device);
+            var gates = tensor(item.Gates!, ScalarType.Float32, model.Options.Device).to(y.dtype).unsqueeze(1);
+            sum.index_add_(0, Indices(item.Rows), y * gates, 1);
+        }
+        p.Router.Tell(new TokensComputed(request.DispatchId, request.Layer, [], TensorPayload.Own(sum)));
     }
 
     /// <summary>One item failed: the router hears at once, and the call's other items are forgotten (their answers,
@@ -161,6 +203,7 @@ public sealed class ExpertHostActor : ReceiveActor, IWithTimers
     {
         foreach (var c in p.Correlations) inFlight.Remove(c);
         foreach (var o in p.Outputs) o?.Rows.Take().Dispose();
+        Array.Clear(p.Outputs);
     }
 
     void Load(LoadReplica m)

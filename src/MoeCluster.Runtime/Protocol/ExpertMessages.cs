@@ -31,16 +31,26 @@ public sealed record ExpertComputed(string ExpertId, long CorrelationId, TensorP
 /// instead of <see cref="ExpertComputed"/>. The expert keeps running.</summary>
 public sealed record ExpertFailed(string ExpertId, long CorrelationId, string Reason);
 
-/// <summary>One item of a per-node batch: the rows routed to one expert. <c>Replica</c> marks rows for the node's
-/// redundant replica of the expert (a child of its expert host) rather than the sharded primary.</summary>
+/// <summary>One expert's output for a per-node batch: its rows [n, D], in the order of the rows it was given.
+/// <c>Replica</c> as in <see cref="ExpertRows"/>.</summary>
 public sealed record ExpertInput(int Expert, TensorPayload Rows, bool Replica = false);
 
-/// <summary>Router → the expert host of one node: every expert input of one MoE layer that lives on that node,
-/// in one message (one message per destination node per step, not one per token or per expert).</summary>
-public sealed record DispatchTokens(long DispatchId, int Layer, IReadOnlyList<ExpertInput> Items) : ITensorMessage;
+/// <summary>One item of a per-node batch: the rows routed to one expert, as indices into the batch's
+/// <see cref="DispatchTokens.Rows"/> (ascending), and, when the node combines, each row's gate weight for this expert.
+/// <c>Replica</c> marks rows for the node's redundant replica of the expert (a child of its expert host) rather than the
+/// sharded primary.</summary>
+public sealed record ExpertRows(int Expert, int[] Rows, float[]? Gates = null, bool Replica = false);
 
-/// <summary>Expert host → router: the outputs for a <see cref="DispatchTokens"/>, one per item.</summary>
-public sealed record TokensComputed(long DispatchId, int Layer, IReadOnlyList<ExpertInput> Items) : ITensorMessage;
+/// <summary>Router → the expert host of one node: every expert input of one MoE layer that lives on that node, in one
+/// message (one per destination node per step). <c>Rows</c> [u, D] holds each token routed to the node once, however
+/// many of the node's experts it chose, so a token whose experts share a node costs one row, not k (DeepSpeed-MoE
+/// groups traffic per node). With <c>Combine</c>, every item carries its gate weights and the host answers with one
+/// row per token, Σ gate × expert output over the node's experts in item (ascending expert) order.</summary>
+public sealed record DispatchTokens(long DispatchId, int Layer, TensorPayload Rows, IReadOnlyList<ExpertRows> Items, bool Combine = false) : ITensorMessage;
+
+/// <summary>Expert host → router: for a combining <see cref="DispatchTokens"/>, <c>Combined</c> [u, D] row for row
+/// with its <c>Rows</c> and no items; otherwise the outputs, one per item.</summary>
+public sealed record TokensComputed(long DispatchId, int Layer, IReadOnlyList<ExpertInput> Items, TensorPayload? Combined = null) : ITensorMessage;
 
 /// <summary>Expert host → router, instead of <see cref="TokensComputed"/>: the items at these indices of the
 /// <see cref="DispatchTokens"/> failed (an expert threw, the batch was malformed) or were not answered within twice the

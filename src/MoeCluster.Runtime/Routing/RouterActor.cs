@@ -16,9 +16,12 @@ namespace MoeCluster.Runtime.Routing;
 /// <summary>
 /// The feed-forward half of one layer, on the gateway's node. For a MoE layer: gate the tokens, group them by expert,
 /// split each expert's tokens over its loaded copies (the primary and, for hot experts, redundant replicas:
-/// <see cref="ReplicaSplitter"/>, contiguous and deterministic), send one <see cref="DispatchTokens"/> per node, compute
-/// the shared expert while the experts work, gather, concatenate each expert's shares in order and combine in
-/// ascending expert order (the same sum the single-process model computes). A share that does not come back within the
+/// <see cref="ReplicaSplitter"/>, contiguous and deterministic), send one <see cref="DispatchTokens"/> per node carrying
+/// each of the node's tokens once, however many of its experts the token chose, compute the shared expert while the
+/// experts work, gather and combine (the same sum the single-process model computes). With top-k ≤ 2 the nodes combine
+/// their own experts' outputs and send one row per token back: a token's sum then has at most two terms, one from each
+/// of at most two nodes, and adding two numbers does not depend on their order, so this is the single-process sum
+/// exactly. With larger k each expert's output comes back and the combine runs here in ascending expert order. A share that does not come back within the
 /// expert timeout is re-sent through the shard region, which reaches the expert's primary wherever it lives now; a
 /// second timeout fails the step (the gateway retries it). Dense layers (Qwen2-MoE's mlp_only_layers) are computed here.
 /// Failures are answered, not waited out: an expert that throws (<see cref="ExpertFailed"/>), a host that reports failed
@@ -41,13 +44,17 @@ public sealed class RouterActor : ReceiveActor, IWithTimers
         public required Share[][] Shares;
         public required Tensor?[][] Parts;
         public required Tensor?[] Outputs;
+        /// <summary>Per group and share: its output has been taken into account.</summary>
+        public required bool[][] Done;
+        /// <summary>Nodes combine (top-k ≤ 2): Σ gate × output over what has come back, [T, D]; null otherwise.</summary>
+        public Tensor? Sum;
         public readonly List<long> NodeCalls = new();
         public int Attempt = 1;
-        public bool Complete => Outputs.All(o => o is not null);
+        public bool Complete => Done.All(g => g.All(x => x));
 
         public void Dispose()
         {
-            Residual.Dispose(); Normed.Dispose(); Groups.Dispose(); Shared?.Dispose();
+            Residual.Dispose(); Normed.Dispose(); Groups.Dispose(); Shared?.Dispose(); Sum?.Dispose();
             foreach (var o in Outputs) o?.Dispose();
             foreach (var parts in Parts) foreach (var p in parts) p?.Dispose();
         }
@@ -64,8 +71,9 @@ public sealed class RouterActor : ReceiveActor, IWithTimers
     readonly FaultInjector? faults;
     readonly ILoggingAdapter log = Context.GetLogger();
     readonly Dictionary<long, Dispatch> dispatches = new();
-    /// <summary>Per-node message id → its dispatch and the (group, share) of each item, in item order.</summary>
-    readonly Dictionary<long, (long dispatch, (int group, int share)[] items)> nodeCalls = new();
+    /// <summary>Per-node message id → its dispatch, the (group, share) of each item in item order, and the step rows
+    /// the message carries (ascending; row i of a combined answer is token Tokens[i]).</summary>
+    readonly Dictionary<long, (long dispatch, (int group, int share)[] items, long[] tokens)> nodeCalls = new();
     readonly Dictionary<long, (long dispatch, int group, int share)> regionCalls = new();
     readonly LoadWindow window;
     readonly long[] cumulative;
@@ -167,15 +175,17 @@ public sealed class RouterActor : ReceiveActor, IWithTimers
         RecordLoad(groups.TokensPerExpert);
         long id = ++nextId;
         int count = groups.Groups.Count;
+        bool combine = model.Config.TopK <= 2;
         var d = new Dispatch
         {
             StepId = m.StepId, ReplyTo = Sender, Residual = residual, Normed = normed, Groups = groups,
-            Shares = new Share[count][], Parts = new Tensor?[count][], Outputs = new Tensor?[count],
+            Shares = new Share[count][], Parts = new Tensor?[count][], Outputs = new Tensor?[count], Done = new bool[count][],
+            Sum = combine ? zeros_like(normed).DetachFromDisposeScope() : null,
         };
         dispatches[id] = d;
 
         // One message per destination node; experts with no known home yet go through the region whole.
-        var byNode = new Dictionary<string, (List<ExpertInput> items, List<(int, int)> index)>();
+        var byNode = new Dictionary<string, List<(int group, int share)>>();
         for (int i = 0; i < count; i++)
         {
             var g = groups.Groups[i];
@@ -185,23 +195,28 @@ public sealed class RouterActor : ReceiveActor, IWithTimers
                 ? [new Share(null, 0, tokens, false)]
                 : ReplicaSplitter.Split(tokens, nodes).Where(s => s.Count > 0).Select(s => new Share(s.Node, s.Start, s.Count, s.Replica > 0)).ToArray();
             d.Parts[i] = new Tensor?[d.Shares[i].Length];
+            d.Done[i] = new bool[d.Shares[i].Length];
             for (int s = 0; s < d.Shares[i].Length; s++)
             {
                 var share = d.Shares[i][s];
                 CountTokens(g.Expert, share.Node ?? "unplaced", share.Count);
                 if (share.Node is null) { SendThroughRegion(id, d, i, s); continue; }
-                if (!byNode.TryGetValue(share.Node, out var call)) byNode[share.Node] = call = (new List<ExpertInput>(), new List<(int, int)>());
-                call.items.Add(new ExpertInput(g.Expert, TensorPayload.Own(Rows(d, i, s)), share.Replica));
-                call.index.Add((i, s));
+                if (!byNode.TryGetValue(share.Node, out var index)) byNode[share.Node] = index = new List<(int, int)>();
+                index.Add((i, s));
             }
         }
-        foreach (var (node, call) in byNode)
+        if (byNode.Count > 0)
         {
-            long callId = ++nextId;
-            nodeCalls[callId] = (id, call.index.ToArray());
-            d.NodeCalls.Add(callId);
-            MoeMetrics.ExpertBatches.WithLabels(node).Inc();
-            Host(node).Tell(new DispatchTokens(callId, layer, call.items), Self);
+            var batches = NodeBatch.Build(d.Groups, byNode.ToDictionary(p => p.Key, p => (IReadOnlyList<(int, int, int, int, bool)>)p.Value
+                .Select(x => (x.group, x.share, d.Shares[x.group][x.share].Start, d.Shares[x.group][x.share].Count, d.Shares[x.group][x.share].Replica)).ToList()), combine);
+            foreach (var (node, batch) in batches)
+            {
+                long callId = ++nextId;
+                nodeCalls[callId] = (id, byNode[node].ToArray(), batch.Tokens);
+                d.NodeCalls.Add(callId);
+                MoeMetrics.ExpertBatches.WithLabels(node).Inc();
+                Host(node).Tell(new DispatchTokens(callId, layer, TensorPayload.Own(batch.RowsOf(d.Normed)), batch.Items, combine), Self);
+            }
         }
         // The shared expert runs here while the routed experts run elsewhere.
         d.Shared = moe.SharedOutput(normed)?.DetachFromDisposeScope();
@@ -241,22 +256,41 @@ public sealed class RouterActor : ReceiveActor, IWithTimers
     {
         if (!nodeCalls.Remove(m.DispatchId, out var call) || !dispatches.TryGetValue(call.dispatch, out var d))
         {
-            foreach (var item in m.Items) item.Rows.Take().Dispose();
+            Release(m);
             return;
         }
         // An answer that does not match what was sent is refused, not half-used.
-        string? wrong = m.Items.Count != call.items.Length ? $"{m.Items.Count} items for {call.items.Length} sent"
+        string? wrong = d.Sum is not null
+            ? m.Combined is null || m.Items.Count > 0 ? "per-expert outputs where one combined row per token was asked for"
+              : m.Combined.Shape.SequenceEqual(new[] { call.tokens.Length, d.Normed.shape[1] }) ? null
+              : $"combined rows [{string.Join(", ", m.Combined.Shape)}], expected [{call.tokens.Length}, {d.Normed.shape[1]}]"
+            : m.Combined is not null ? "combined rows where per-expert outputs were asked for"
+            : m.Items.Count != call.items.Length ? $"{m.Items.Count} items for {call.items.Length} sent"
             : Enumerable.Range(0, m.Items.Count).Select(i => Mismatch(d, call.items[i], m.Items[i])).FirstOrDefault(w => w is not null);
         if (wrong is not null)
         {
-            foreach (var item in m.Items) item.Rows.Take().Dispose();
+            Release(m);
             MoeMetrics.FrameRejected(FrameRejection.Inconsistent);
             Fail(call.dispatch, d, StepFailureCause.Fault, $"an expert node answered layer {layer} with a malformed batch ({wrong})", call.items);
             return;
         }
-        for (int i = 0; i < m.Items.Count; i++)
-            Accept(d, call.items[i].group, call.items[i].share, m.Items[i].Rows.Take(model.Options.Device));
+        if (d.Sum is not null)
+        {
+            using var scope = NewDisposeScope();
+            var combined = m.Combined!.Take(model.Options.Device);
+            d.Sum.index_add_(0, tensor(call.tokens, ScalarType.Int64, d.Sum.device), combined.to(d.Sum.dtype), 1);
+            foreach (var (group, share) in call.items) d.Done[group][share] = true;
+        }
+        else
+            for (int i = 0; i < m.Items.Count; i++)
+                Accept(d, call.items[i].group, call.items[i].share, m.Items[i].Rows.Take(model.Options.Device));
         TryComplete(call.dispatch, d);
+    }
+
+    static void Release(TokensComputed m)
+    {
+        foreach (var item in m.Items) item.Rows.Take().Dispose();
+        m.Combined?.Take().Dispose();
     }
 
     /// <summary>Why an answered item is not the output of the share it answers (null when it is).</summary>
@@ -311,12 +345,23 @@ public sealed class RouterActor : ReceiveActor, IWithTimers
         TryComplete(call.dispatch, d);
     }
 
-    /// <summary>Keeps one share's output (the first that arrives); once a group has all its shares, concatenates them in
-    /// share order, which is token order within the group.</summary>
+    /// <summary>Takes one share's output into account (the first that arrives): when nodes combine, adds gate × output
+    /// to the sum; otherwise keeps it, and once a group has all its shares, concatenates them in share order, which is
+    /// token order within the group.</summary>
     static void Accept(Dispatch d, int group, int share, Tensor output)
     {
+        if (d.Done[group][share]) { output.Dispose(); return; }
+        d.Done[group][share] = true;
+        if (d.Sum is not null)
+        {
+            using var scope = NewDisposeScope();
+            using var y = output;
+            var s = d.Shares[group][share];
+            var g = d.Groups.Groups[group];
+            d.Sum.index_add_(0, g.TokenIndices.narrow(0, s.Start, s.Count), y * g.GateWeights.narrow(0, s.Start, s.Count).unsqueeze(1), 1);
+            return;
+        }
         var parts = d.Parts[group];
-        if (d.Outputs[group] is not null || parts[share] is not null) { output.Dispose(); return; }
         parts[share] = output;
         if (parts.Any(p => p is null)) return;
         if (parts.Length == 1) d.Outputs[group] = parts[0];
@@ -332,10 +377,9 @@ public sealed class RouterActor : ReceiveActor, IWithTimers
     {
         if (!dispatches.TryGetValue(t.DispatchId, out var d) || t.Attempt != d.Attempt) return;
         var missing = new List<(int group, int share)>();
-        for (int i = 0; i < d.Outputs.Length; i++)
-            if (d.Outputs[i] is null)
-                for (int s = 0; s < d.Parts[i].Length; s++)
-                    if (d.Parts[i][s] is null) missing.Add((i, s));
+        for (int i = 0; i < d.Done.Length; i++)
+            for (int s = 0; s < d.Done[i].Length; s++)
+                if (!d.Done[i][s]) missing.Add((i, s));
         string Experts() => string.Join(", ", missing.Select(m => d.Groups.Groups[m.group].Expert).Distinct());
         if (d.Attempt >= 2)
         {
@@ -346,6 +390,9 @@ public sealed class RouterActor : ReceiveActor, IWithTimers
         MoeMetrics.Recoveries.WithLabels("expert_retry").Inc();
         hosts.Clear();   // a node that came back at the same address is a new incarnation: resolve again
         d.Attempt = 2;
+        // The unanswered node calls are given up (a late answer is dropped, so nothing is counted twice) and their
+        // shares re-sent one by one.
+        foreach (var call in d.NodeCalls) nodeCalls.Remove(call);
         foreach (var (group, share) in missing) SendThroughRegion(t.DispatchId, d, group, share);
         Timers.StartSingleTimer(t.DispatchId, new DispatchTimeout(t.DispatchId, 2), expertTimeout);
     }
@@ -356,7 +403,7 @@ public sealed class RouterActor : ReceiveActor, IWithTimers
         try
         {
             using var scope = NewDisposeScope();
-            var moe = MoeBlock.Combine(d.Normed, d.Groups, d.Outputs!, d.Shared);
+            var moe = d.Sum is null ? MoeBlock.Combine(d.Normed, d.Groups, d.Outputs!, d.Shared) : d.Shared is null ? d.Sum : d.Sum + d.Shared;
             d.ReplyTo.Tell(new FeedForwardComputed(d.StepId, layer, TensorPayload.Own(d.Residual + moe)));
         }
         catch (Exception e)

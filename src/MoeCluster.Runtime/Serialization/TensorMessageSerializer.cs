@@ -8,8 +8,9 @@ using static TorchSharp.torch;
 namespace MoeCluster.Runtime.Serialization;
 
 /// <summary>Binary wire format for messages that carry activations between nodes: fixed fields, then each tensor as
-/// dtype (byte), rank, dims, byte length and the raw little-endian bytes. Nothing is JSON or base64, so a decode step of
-/// 32 tokens × 2 experts × 512 floats costs its 128 KiB and a few dozen header bytes.</summary>
+/// dtype (byte), rank, dims, byte length and the raw little-endian bytes; row indices and gate weights of a per-node
+/// batch as plain int32/float32 arrays. Nothing is JSON or base64, so a decode step of 32 tokens × 2 experts × 512
+/// floats costs at most its 128 KiB (less when a token's experts share a node) and a few bytes per row.</summary>
 public sealed class TensorMessageSerializer(ExtendedActorSystem system) : SerializerWithStringManifest(system)
 {
     public const int Id = 7301;
@@ -34,8 +35,12 @@ public sealed class TensorMessageSerializer(ExtendedActorSystem system) : Serial
         {
             case ComputeExpert m: w.Write(m.ExpertId); w.Write(m.CorrelationId); Write(w, m.Input); break;
             case ExpertComputed m: w.Write(m.ExpertId); w.Write(m.CorrelationId); Write(w, m.Output); break;
-            case DispatchTokens m: w.Write(m.DispatchId); w.Write(m.Layer); Write(w, m.Items); break;
-            case TokensComputed m: w.Write(m.DispatchId); w.Write(m.Layer); Write(w, m.Items); break;
+            case DispatchTokens m: w.Write(m.DispatchId); w.Write(m.Layer); w.Write(m.Combine); Write(w, m.Rows); Write(w, m.Items, m.Combine); break;
+            case TokensComputed m:
+                w.Write(m.DispatchId); w.Write(m.Layer); Write(w, m.Items);
+                w.Write(m.Combined is not null);
+                if (m.Combined is not null) Write(w, m.Combined);
+                break;
             case AttentionStep m: w.Write(m.EntityId); w.Write(m.StepId); Write(w, m.Layout); Write(w, m.Input); break;
             case AttentionComputed m: w.Write(m.StepId); w.Write(m.Layer); Write(w, m.Residual); Write(w, m.Normed); break;
             default: throw new ArgumentException($"{obj.GetType()} is not a tensor message");
@@ -63,8 +68,8 @@ public sealed class TensorMessageSerializer(ExtendedActorSystem system) : Serial
             {
                 "CE" => new ComputeExpert(r.Text("expert id", MaxIdBytes), r.Int64("correlation id"), Rows(ReadTensor(ref r), "input")),
                 "EC" => new ExpertComputed(r.Text("expert id", MaxIdBytes), r.Int64("correlation id"), Rows(ReadTensor(ref r), "output")),
-                "DT" => new DispatchTokens(r.Int64("dispatch id"), r.Int32("layer"), ReadItems(ref r)),
-                "TC" => new TokensComputed(r.Int64("dispatch id"), r.Int32("layer"), ReadItems(ref r)),
+                "DT" => ReadDispatch(ref r),
+                "TC" => new TokensComputed(r.Int64("dispatch id"), r.Int32("layer"), ReadItems(ref r), r.Bool("combined flag") ? Rows(ReadTensor(ref r), "combined") : null),
                 "AS" => ReadAttentionStep(ref r),
                 "AC" => ReadAttentionComputed(ref r),
                 _ => throw FrameReader.Reject(FrameRejection.Manifest, $"unknown tensor message kind '{manifest}'"),
@@ -132,6 +137,55 @@ public sealed class TensorMessageSerializer(ExtendedActorSystem system) : Serial
                 throw FrameReader.Reject(FrameRejection.Inconsistent, "items of one batch differ in hidden size or dtype");
         }
         return items;
+    }
+
+    static DispatchTokens ReadDispatch(ref FrameReader r)
+    {
+        long id = r.Int64("dispatch id");
+        int layer = r.Int32("layer");
+        bool combine = r.Bool("combine flag");
+        var rows = Rows(ReadTensor(ref r), "rows");
+        // expert (4) + replica flag (1) + row count (4), then 4 bytes per row (and 4 per gate when combining)
+        var items = new ExpertRows[r.Count("items", minEntryBytes: 9)];
+        for (int i = 0; i < items.Length; i++)
+        {
+            int expert = r.Int32("expert");
+            if (expert < 0) throw FrameReader.Reject(FrameRejection.Inconsistent, $"expert {expert}");
+            bool replica = r.Bool("replica flag");
+            var indices = new int[r.Count("row indices", minEntryBytes: combine ? 8 : 4)];
+            for (int j = 0; j < indices.Length; j++)
+            {
+                indices[j] = r.Int32("row index");
+                if (indices[j] < 0 || indices[j] >= rows.Shape[0] || j > 0 && indices[j] <= indices[j - 1])
+                    throw FrameReader.Reject(FrameRejection.Inconsistent, $"item {i}: row index {indices[j]} is not ascending within [0, {rows.Shape[0]})");
+            }
+            float[]? gates = null;
+            if (combine)
+            {
+                gates = new float[indices.Length];
+                for (int j = 0; j < gates.Length; j++)
+                {
+                    gates[j] = BitConverter.Int32BitsToSingle(r.Int32("gate weight"));
+                    if (!float.IsFinite(gates[j])) throw FrameReader.Reject(FrameRejection.Inconsistent, $"item {i}: gate weight {gates[j]}");
+                }
+            }
+            items[i] = new ExpertRows(expert, indices, gates, replica);
+        }
+        return new DispatchTokens(id, layer, rows, items, combine);
+    }
+
+    static void Write(BinaryWriter w, IReadOnlyList<ExpertRows> items, bool combine)
+    {
+        w.Write(items.Count);
+        foreach (var i in items)
+        {
+            w.Write(i.Expert); w.Write(i.Replica);
+            w.Write(i.Rows.Length);
+            foreach (var row in i.Rows) w.Write(row);
+            if (!combine) continue;
+            if (i.Gates is null || i.Gates.Length != i.Rows.Length) throw new ArgumentException($"a combining dispatch needs a gate weight for each row of expert {i.Expert}");
+            foreach (var g in i.Gates) w.Write(g);
+        }
     }
 
     static AttentionStep ReadAttentionStep(ref FrameReader r)
