@@ -15,13 +15,17 @@ public static class ClusterEndpoints
 {
     public static WebApplication MapClusterEndpoints(this WebApplication app)
     {
-        app.MapGet("/v1/cluster/placement", async (ActorRegistry registry) =>
+        app.MapGet("/v1/cluster/placement", async (ActorRegistry registry, PlacementStrategy strategy) =>
         {
             if (!registry.TryGet<PlacementWatcherKey>(out var watcher))
                 return Results.Json(new { error = new { message = "this node has no gateway role; ask a gateway node", type = "invalid_request_error" } }, statusCode: 404);
             var p = await watcher.Ask<PlacementWatcherActor.Placement>(new PlacementWatcherActor.GetPlacement(), TimeSpan.FromSeconds(5));
             return Results.Json(new
             {
+                strategy = strategy.Name,
+                routing_profile = strategy.ProfilePath,
+                // Of the profile's co-activated pairs, the share whose experts share a node now.
+                colocated_pair_share = strategy.ColocatedShare(p.ExpertNodes),
                 experts = p.ExpertNodes.OrderBy(e => e.Key, StringComparer.Ordinal).ToDictionary(e => e.Key, e => e.Value),
                 nodes = p.ExpertNodes.GroupBy(e => e.Value).OrderBy(g => g.Key).ToDictionary(g => g.Key, g => g.Select(e => e.Key).OrderBy(k => k, StringComparer.Ordinal).ToArray()),
             });

@@ -32,6 +32,7 @@ public static class NodeHost
         log($"model {o.Runtime.ModelDirectory}: {model.Config.Architecture.HuggingFaceName()}, {model.Config.NumLayers} layers, {model.Config.NumExperts} experts (top-{model.Config.TopK}), {o.Runtime.DType} on {o.Runtime.Device}");
         builder.Services.AddSingleton(model);
         builder.Services.AddSingleton(model.Config);
+        builder.Services.AddSingleton(Runtime.Experts.PlacementStrategy.From(o.Runtime, model.Config));
         builder.Services.AddSingleton(_ => ModelTokenizer.Load(o.Runtime.ModelDirectory)!);
 
         var serving = new ServingOptions

@@ -44,6 +44,11 @@ public sealed record RuntimeOptions
     public TimeSpan RequestTimeout { get; init; } = TimeSpan.FromMinutes(10);
     /// <summary>Test-only fault injection (null in production).</summary>
     public Faults.FaultInjector? Faults { get; init; }
+    /// <summary>How expert primaries are placed: "even" or "coactivation" (with <see cref="RoutingProfile"/>);
+    /// docs/ARCHITECTURE.md, "Co-activation placement".</summary>
+    public string Placement { get; init; } = Experts.PlacementStrategy.Even;
+    /// <summary>Routing statistics JSON (<c>moecluster routing-stats --output</c>) the co-activation placement reads.</summary>
+    public string? RoutingProfile { get; init; }
     /// <summary>Gateways keep routing statistics (entropy, co-activation, fluctuation) over a window of
     /// <see cref="RoutingWindowSteps"/> steps and export them (docs/ARCHITECTURE.md, "Routing statistics").</summary>
     public bool RoutingStatistics { get; init; } = true;

@@ -19,7 +19,12 @@ public static class PlacementCommand
             try { text = await http.GetStringAsync(p.GetValue(Gateway)!.TrimEnd('/') + "/v1/cluster/placement", ct); }
             catch (HttpRequestException e) { Console.Error.WriteLine($"moecluster placement: {e.Message}"); return 2; }
             if (p.GetValue(Json)) { Console.WriteLine(text); return 0; }
-            var nodes = JsonNode.Parse(text)!["nodes"]!.AsObject();
+            var root = JsonNode.Parse(text)!;
+            var strategy = root["strategy"]?.GetValue<string>() ?? "even";
+            var share = root["colocated_pair_share"]?.GetValue<double>();
+            Console.WriteLine($"strategy: {strategy}{(root["routing_profile"]?.GetValue<string>() is string profile ? $" (routing profile {profile})" : "")}"
+                + (share is double v ? $"; {v:P0} of the profile's co-activated expert pairs share a node" : ""));
+            var nodes = root["nodes"]!.AsObject();
             foreach (var (node, experts) in nodes)
                 Console.WriteLine($"{node}  {experts!.AsArray().Count,4} experts  {string.Join(" ", experts.AsArray().Select(e => e!.GetValue<string>()))}");
             return 0;

@@ -36,6 +36,8 @@ public static class ServeCommand
     public static readonly Option<double?> RequestTimeout = new("--request-timeout") { Description = "seconds a request may take, queued and running, before it is cancelled with an error (default 600)" };
     public static readonly Option<bool?> Replication = new("--replication") { Description = "replicate hot experts on other expert nodes (coordinator on the gateway role; default off)" };
     public static readonly Option<double?> ReplicationInterval = new("--replication-interval") { Description = "seconds between replication decisions (default 5)" };
+    public static readonly Option<string?> Placement = new("--placement") { Description = "even (default) or coactivation: experts chosen together by the same tokens share a node (needs --routing-profile; set it on every expert node)" };
+    public static readonly Option<string?> RoutingProfile = new("--routing-profile") { Description = "routing statistics JSON from `moecluster routing-stats --output`, read by --placement coactivation" };
     public static readonly Option<bool?> RoutingStatistics = new("--routing-statistics") { Description = "keep and export routing statistics: entropy, co-activation, fluctuation (default true)" };
     public static readonly Option<int?> RoutingWindow = new("--routing-window") { Description = "steps in the routing statistics window (default 1000)" };
     public static readonly Option<double?> DowningStableAfter = new("--downing-stable-after") { Description = "seconds the split-brain resolver waits before downing unreachable nodes (default 20)" };
@@ -47,7 +49,7 @@ public static class ServeCommand
             Config, Model, Roles, Hostname, PublicHostname, Port, HttpHost, HttpPort, SeedNodes, Device, DType, ExpertSlots,
             MaxBatch, Context, MaxQueue, Threads, Engine, DataDir, Journal, ApiKeysFile, TlsCertificate, DowningStableAfter, MinExpertNodes,
             ExpertTimeout, StepTimeout, RequestTimeout,
-            Replication, ReplicationInterval, RoutingStatistics, RoutingWindow,
+            Replication, ReplicationInterval, RoutingStatistics, RoutingWindow, Placement, RoutingProfile,
         };
         command.SetAction(parse =>
         {
@@ -111,6 +113,8 @@ public static class ServeCommand
                 ExpertTimeout = Seconds(s.Get(ExpertTimeout, (double?)null), ExpertTimeout.Name) ?? new RuntimeOptions { ModelDirectory = "" }.ExpertTimeout,
                 StepTimeout = Seconds(s.Get(StepTimeout, (double?)null), StepTimeout.Name) ?? new RuntimeOptions { ModelDirectory = "" }.StepTimeout,
                 RequestTimeout = Seconds(s.Get(RequestTimeout, (double?)null), RequestTimeout.Name) ?? new RuntimeOptions { ModelDirectory = "" }.RequestTimeout,
+                Placement = s.Get(Placement, (string?)null) ?? Runtime.Experts.PlacementStrategy.Even,
+                RoutingProfile = s.Get(RoutingProfile, (string?)null),
                 RoutingStatistics = s.Get(RoutingStatistics, (bool?)null) ?? true,
                 RoutingWindowSteps = s.Get(RoutingWindow, (int?)null) is int w ? (w >= 2 ? w : throw new ArgumentException($"--routing-window: {w} is below 2 steps")) : 1000,
                 Replication = new Runtime.Replication.HotExpertOptions

@@ -2,6 +2,8 @@ using System.Collections.Immutable;
 using Akka.Actor;
 using Akka.Cluster;
 using Akka.Cluster.Sharding;
+using Akka.Event;
+using MoeCluster.Placement;
 
 namespace MoeCluster.Runtime.Experts;
 
@@ -11,9 +13,16 @@ namespace MoeCluster.Runtime.Experts;
 /// two or more shards more than another (a join), and at most a few move per rebalance round, so placement does not
 /// flap. Attention shards are never rebalanced: moving one throws its KV cache away.
 /// Before a rebalance round hands experts off, every gateway is told which experts move and pauses expert work until
-/// they answer from their new homes (a region drops what it buffered for a shard it is handing off).</summary>
-public sealed class ExpertAllocationStrategy(bool rebalance, int maxMovesPerRound = 4, string? role = null) : IShardAllocationStrategy, IActorSystemDependentAllocationStrategy
+/// they answer from their new homes (a region drops what it buffered for a shard it is handing off).
+/// With a co-activation <paramref name="placement"/>, an expert goes to the node the co-activation plan for the current
+/// nodes gives it (<see cref="CoactivationPlacement"/>), and a rebalance round moves experts that are not where the plan
+/// for the current nodes puts them (a join or a leave changes the plan), a few at a time.</summary>
+public sealed class ExpertAllocationStrategy(bool rebalance, int maxMovesPerRound = 4, string? role = null, PlacementStrategy? placement = null)
+    : IShardAllocationStrategy, IActorSystemDependentAllocationStrategy
 {
+    /// <summary>The last co-activation plan and the nodes it was made for.</summary>
+    (string Nodes, PlacementPlan Plan)? plan;
+
     ActorSystem? system;
     Cluster? cluster;
 
@@ -33,6 +42,8 @@ public sealed class ExpertAllocationStrategy(bool rebalance, int maxMovesPerRoun
         // gateway's. Once anything is placed this never waits, so survivors of a crash are not held.
         if (role is not null && current.Values.All(s => s.Count == 0) && MembersOfRole(role) > candidates.Count)
             return Task.FromResult(requester);
+        if (PlannedNode(shardId, candidates) is { } planned && (planned.Capacity == 0 || planned.Shards.Count < planned.Capacity))
+            return Task.FromResult(planned.Region);
         int layer = LayerOf(shardId);
         var withRoom = candidates.Where(c => c.Capacity == 0 || c.Shards.Count < c.Capacity).ToList();
         var pool = withRoom.Count > 0 ? withRoom : candidates;   // over capacity beats refusing to serve
@@ -52,6 +63,27 @@ public sealed class ExpertAllocationStrategy(bool rebalance, int maxMovesPerRoun
         return moves.Keys.ToImmutableHashSet();
     }
 
+    /// <summary>The candidate the co-activation plan for <paramref name="candidates"/> puts an expert shard on; null
+    /// without a co-activation placement or for a shard that is not an expert.</summary>
+    Candidate? PlannedNode(string shardId, IReadOnlyList<Candidate> candidates)
+    {
+        if (placement is not { Profile: { } profile, Experts: { } experts } || !ExpertId.TryParse(shardId, out var expert) || !experts.Contains(expert)) return null;
+        var key = string.Join(",", candidates.Select(c => $"{c.Address}={c.Capacity}").Order(StringComparer.Ordinal));
+        if (plan?.Nodes != key)
+        {
+            // Unlimited slots count as room for every expert.
+            var nodes = candidates.Select(c => new NodeCapacity(c.Address, c.Capacity == 0 ? experts.Count : c.Capacity)).ToList();
+            try { plan = (key, CoactivationPlacement.Place(experts, nodes, profile)); }
+            catch (PlacementException e)
+            {
+                system?.Log.Warning("co-activation placement impossible on these nodes ({0}); placing evenly", e.Message);
+                return null;
+            }
+        }
+        var node = plan.Value.Plan.NodeOf(expert);
+        return candidates.FirstOrDefault(c => c.Address == node);
+    }
+
     /// <summary>Shards to move this round → the node each leaves.</summary>
     IReadOnlyDictionary<string, string> Plan(IImmutableDictionary<IActorRef, IImmutableList<string>> current, IImmutableSet<string> inProgress)
     {
@@ -59,6 +91,12 @@ public sealed class ExpertAllocationStrategy(bool rebalance, int maxMovesPerRoun
         if (!rebalance || inProgress.Count > 0) return none;
         var regions = Usable(current).ToList();
         if (regions.Count < 2) return none;
+        if (placement?.Profile is not null)
+        {   // Off-plan experts move (their next allocation follows the plan), a few per round.
+            return regions.SelectMany(r => r.Shards.Where(s => PlannedNode(s, regions) is { } p && p.Address != r.Address).Select(s => (Shard: s, From: r.Address)))
+                .OrderBy(x => x.Shard, StringComparer.Ordinal).Take(maxMovesPerRound)
+                .ToDictionary(x => x.Shard, x => x.From);
+        }
         var moves = new Dictionary<string, string>();
         var counts = regions.ToDictionary(r => r.Region, r => r.Shards.Count);
         for (int i = 0; i < maxMovesPerRound; i++)

@@ -26,6 +26,7 @@ public static class MoeClusterHosting
         var roles = runtime.Roles.ToList();
         if (roles.Contains(NodeRoles.Expert) && runtime.ExpertSlots > 0) roles.Add(NodeRoles.ExpertSlotsPrefix + runtime.ExpertSlots);
         if (runtime.Replication.Enabled) runtime.Replication.Thresholds.Validate();   // a bad threshold fails the node at start
+        var placement = PlacementStrategy.From(runtime, model.Config);   // a bad --placement or profile fails the node at start
         var directory = new ExpertDirectory();   // gateway nodes: where routers send each expert's tokens
         var seeds = (node.SeedNodes.Count > 0 ? node.SeedNodes.ToArray() : [node.SelfAddress]).Select(node.WithProtocol).ToArray();
 
@@ -57,7 +58,7 @@ public static class MoeClusterHosting
                 var settings = ClusterShardingSettings.Create(system);
                 var experts = roles.Contains(NodeRoles.Expert)
                     ? sharding.Start(ExpertTypeName, id => ExpertActor.Props(id, model, runtime.Faults), settings.WithRole(NodeRoles.Expert),
-                        MessageExtractors.Experts(), new ExpertAllocationStrategy(rebalance: true, role: NodeRoles.Expert), PoisonPill.Instance)
+                        MessageExtractors.Experts(), new ExpertAllocationStrategy(rebalance: true, role: NodeRoles.Expert, placement: placement), PoisonPill.Instance)
                     : sharding.StartProxy(ExpertTypeName, NodeRoles.Expert, MessageExtractors.Experts());
                 var attention = roles.Contains(NodeRoles.Attention)
                     ? sharding.Start(AttentionTypeName, id => AttentionActor.Props(id, model, runtime.Faults), settings.WithRole(NodeRoles.Attention),
