@@ -99,6 +99,28 @@ foreach (var (name, roles) in new[]
     foreach (var app in Enumerable.Reverse(apps)) { await app.StopAsync(); await app.DisposeAsync(); }
 }
 
+// The cost model (moecluster plan) against what was just measured: same model, same requests, rates measured now.
+var calibration = MoeCluster.Node.Commands.MachineCalibration.Measure(config.HiddenSize, config.ExpertIntermediateSize,
+    MoeCluster.Node.Commands.PlanCommand.ShapeOf(config, "float32").AllExpertBytes, ScalarType.Float32);
+var shape = MoeCluster.Node.Commands.PlanCommand.ShapeOf(config, "float32");
+var validation = new StringBuilder();
+validation.AppendLine($"Rates measured in this run: weights stream at {calibration.Machine.WeightStreamBytesPerSecond / 1e9:0.0} GB/s (matrix–vector over bench-small's experts), {calibration.Machine.MatmulFlopsPerSecond / 1e9:0.0} GFLOP/s (32 rows), {calibration.Machine.OpSeconds * 1e6:0.0} µs per small op, {calibration.LocalHopSeconds * 1e6:0} µs per local actor hop, {calibration.MessageSeconds * 1e3:0.00} ms per loopback round trip, {calibration.LoopbackBytesPerSecond / 1e9:0.00} GB/s over loopback.");
+validation.AppendLine();
+validation.AppendLine("| setup | sequences | predicted tokens/s | measured tokens/s | error |");
+validation.AppendLine("|---|---:|---:|---:|---:|");
+var errors = new List<double>();
+foreach (var r in results.Where(r => !r.Setup.StartsWith("(a)")))
+{
+    int nodes = r.Setup.StartsWith("(b)") ? 1 : 3;
+    var cluster = new MoeCluster.Placement.ClusterShape(nodes, 16L << 30, calibration.LoopbackBytesPerSecond, calibration.MessageSeconds, calibration.LocalHopSeconds, SharedMachine: true);
+    double predicted = r.Concurrency * maxTokens / MoeCluster.Placement.CostModel.RunSeconds(shape, cluster, calibration.Machine, r.Concurrency, promptTokens, maxTokens);
+    errors.Add(predicted / r.TokensPerSecond - 1);
+    validation.AppendLine($"| {r.Setup} | {r.Concurrency} | {predicted:0.0} | {r.TokensPerSecond:0.0} | {predicted / r.TokensPerSecond - 1:+0%;-0%} |");
+}
+validation.AppendLine();
+validation.AppendLine($"Mean absolute error {errors.Average(Math.Abs):0%}, largest {errors.Max(Math.Abs):0%}.");
+Console.WriteLine(validation);
+
 var table = new StringBuilder();
 table.AppendLine("| setup | sequences | generated tokens/s | ratio to (a) | ms per step | activation bytes between nodes per generated token |");
 table.AppendLine("|---|---:|---:|---:|---:|---:|");
@@ -110,6 +132,7 @@ foreach (var r in results)
 Console.WriteLine(table);
 if (write is not null)
 {
+    MoeCluster.Bench.Report.BenchmarksDoc.ReplaceSection(write, "plan-validation", $"_Measured {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC in the cluster benchmark run below (same model, requests and load)._\n\n{validation}");
     MoeCluster.Bench.Report.BenchmarksDoc.ReplaceSection(write, "cluster-bench", $"_Measured {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, {Environment.ProcessorCount} cores, torch threads {get_num_threads()}, prompt {promptTokens} tokens, {maxTokens} generated per sequence._\n\n{table}");
 }
 return 0;

@@ -17,6 +17,7 @@ public static class Cli
             Commands.BenchCommand.Create(),
             Commands.TrainCommand.Create(),
             Commands.RoutingStatsCommand.Create(),
+            Commands.PlanCommand.Create(),
         };
         foreach (var extra in ExtraCommands) root.Subcommands.Add(extra());
         return root.Parse(args).Invoke();
