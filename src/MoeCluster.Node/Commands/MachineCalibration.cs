@@ -101,7 +101,10 @@ public static class MachineCalibration
     static Akka.Configuration.Config Config(int port) => ConfigurationFactory.ParseString($$"""
         moecluster.calibrate-address = "akka.tcp://calibrate@127.0.0.1:{{port}}"
         akka {
-          loglevel = ERROR
+          loglevel = OFF
+          stdout-loglevel = OFF
+          log-dead-letters = off
+          log-dead-letters-during-shutdown = off
           actor {
             provider = remote
             serializers { moe-tensor = "MoeCluster.Runtime.Serialization.TensorMessageSerializer, MoeCluster.Runtime" }
