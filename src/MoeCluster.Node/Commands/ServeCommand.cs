@@ -35,6 +35,7 @@ public static class ServeCommand
     public static readonly Option<double?> StepTimeout = new("--step-timeout") { Description = "seconds before an unfinished step is retried, and the longest a step waits for the cluster to recover (default 60)" };
     public static readonly Option<bool?> Replication = new("--replication") { Description = "replicate hot experts on other expert nodes (coordinator on the gateway role; default off)" };
     public static readonly Option<double?> ReplicationInterval = new("--replication-interval") { Description = "seconds between replication decisions (default 5)" };
+    public static readonly Option<string?> ChatTemplate = new("--chat-template") { Description = "Jinja chat template file (or the template text) to use instead of the checkpoint's (see docs/TOKENIZERS.md)" };
     public static readonly Option<double?> DowningStableAfter = new("--downing-stable-after") { Description = "seconds the split-brain resolver waits before downing unreachable nodes (default 20)" };
 
     public static Command Create()
@@ -44,7 +45,7 @@ public static class ServeCommand
             Config, Model, Roles, Hostname, PublicHostname, Port, HttpHost, HttpPort, SeedNodes, Device, DType, ExpertSlots,
             MaxBatch, Context, MaxQueue, Threads, Engine, DataDir, Journal, ApiKeysFile, TlsCertificate, DowningStableAfter, MinExpertNodes,
             ExpertTimeout, StepTimeout,
-            Replication, ReplicationInterval,
+            Replication, ReplicationInterval, ChatTemplate,
         };
         command.SetAction(parse =>
         {
@@ -86,6 +87,7 @@ public static class ServeCommand
             DataDirectory = s.Get(DataDir, (string?)null) ?? Path.Combine(Environment.CurrentDirectory, "data"),
             JournalConnectionString = s.Get(Journal, (string?)null),
             ApiKeys = keys,
+            ChatTemplate = s.Get(ChatTemplate, (string?)null),
             Cluster = new ClusterNodeOptions
             {
                 Hostname = s.Get(Hostname, (string?)null) ?? "127.0.0.1",

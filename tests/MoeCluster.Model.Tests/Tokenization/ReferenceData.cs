@@ -1,5 +1,6 @@
 using System.IO.Compression;
 using System.Text.Json;
+using MoeCluster.TestSupport;
 
 namespace MoeCluster.Model.Tests.Tokenization;
 
@@ -10,9 +11,7 @@ namespace MoeCluster.Model.Tests.Tokenization;
 /// </summary>
 internal static class ReferenceData
 {
-    public static string Root { get; } = FindRoot();
-
-    public static string DataDirectory => Path.Combine(Root, "tests", "data", "tokenizers");
+    public static string DataDirectory => TestData.Directory("tokenizers");
 
     /// <summary>The directory holding NAME's tokenizer.json and tokenizer_config.json.</summary>
     public static string TokenizerDirectory(string name)
@@ -61,17 +60,5 @@ internal static class ReferenceData
         {
             yield return line;
         }
-    }
-
-    private static string FindRoot()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            if (File.Exists(Path.Combine(dir.FullName, "MoeCluster.sln")))
-            {
-                return dir.FullName;
-            }
-        }
-        throw new InvalidOperationException($"No MoeCluster.sln in {AppContext.BaseDirectory} or any parent.");
     }
 }
