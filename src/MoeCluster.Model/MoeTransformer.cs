@@ -37,7 +37,7 @@ public sealed class MoeTransformer : nn.Module<Tensor, Tensor>
         Options = o;
         model = new MoeBackbone(c, o);
         if (!c.TieWordEmbeddings) lm_head = new Layers.Linear(c.HiddenSize, c.VocabSize, false, o);
-        Rotary = new RotaryEmbedding(c.HeadDim, maxPositions > 0 ? maxPositions : Math.Min(c.MaxPositionEmbeddings, 1 << 15), c.RopeTheta, o);
+        Rotary = new RotaryEmbedding(c.HeadDim, maxPositions > 0 ? maxPositions : Math.Min(c.MaxPositionEmbeddings, 1 << 15), c.RopeTheta, o, c.RopeScaling, c.MaxPositionEmbeddings);
         RegisterComponents();
     }
 
