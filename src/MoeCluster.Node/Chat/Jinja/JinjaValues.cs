@@ -326,7 +326,7 @@ public static partial class JinjaValues
     public static int Compare(object? a, object? b)
     {
         if ((IsNumber(a) || a is bool) && (IsNumber(b) || b is bool)) return ToDouble(a).CompareTo(ToDouble(b));
-        if (a is string sa && b is string sb) return string.CompareOrdinal(sa, sb);
+        if (a is string sa && b is string sb) return MoeCluster.Model.Checkpoints.JsonText.CodePointOrder.Compare(sa, sb); // Python compares code points
         if (a is IList<object?> la && b is IList<object?> lb)
         {
             for (int i = 0; i < Math.Min(la.Count, lb.Count); i++)

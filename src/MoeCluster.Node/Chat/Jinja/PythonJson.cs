@@ -1,4 +1,5 @@
 using System.Text;
+using MoeCluster.Model.Checkpoints;
 
 namespace MoeCluster.Node.Chat.Jinja;
 
@@ -50,7 +51,7 @@ public static class PythonJson
                 case IDictionary<string, object?> dict:
                     if (dict.Count == 0) { sb.Append("{}"); break; }
                     sb.Append('{');
-                    var entries = sortKeys ? dict.OrderBy(p => p.Key, StringComparer.Ordinal).ToList() : dict.ToList();
+                    var entries = sortKeys ? dict.OrderBy(p => p.Key, JsonText.CodePointOrder).ToList() : dict.ToList();
                     for (int i = 0; i < entries.Count; i++)
                     {
                         if (i > 0) sb.Append(itemSeparator);
@@ -79,27 +80,5 @@ public static class PythonJson
         }
     }
 
-    static void WriteString(StringBuilder sb, string s, bool ensureAscii)
-    {
-        sb.Append('"');
-        foreach (char c in s)
-        {
-            switch (c)
-            {
-                case '"': sb.Append("\\\""); break;
-                case '\\': sb.Append("\\\\"); break;
-                case '\n': sb.Append("\\n"); break;
-                case '\r': sb.Append("\\r"); break;
-                case '\t': sb.Append("\\t"); break;
-                case '\b': sb.Append("\\b"); break;
-                case '\f': sb.Append("\\f"); break;
-                default:
-                    // UTF-16 units are exactly the \uXXXX escapes json.dumps writes (surrogate pairs above the BMP).
-                    if (c < 0x20 || (ensureAscii && c > 0x7F)) sb.Append($"\\u{(int)c:x4}");
-                    else sb.Append(c);
-                    break;
-            }
-        }
-        sb.Append('"');
-    }
+    static void WriteString(StringBuilder sb, string s, bool ensureAscii) => JsonText.AppendString(sb, s, ensureAscii);
 }
