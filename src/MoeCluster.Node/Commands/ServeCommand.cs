@@ -40,6 +40,7 @@ public static class ServeCommand
     public static readonly Option<string?> RoutingProfile = new("--routing-profile") { Description = "routing statistics JSON from `moecluster routing-stats --output`, read by --placement coactivation" };
     public static readonly Option<bool?> RoutingStatistics = new("--routing-statistics") { Description = "keep and export routing statistics: entropy, co-activation, fluctuation (default true)" };
     public static readonly Option<int?> RoutingWindow = new("--routing-window") { Description = "steps in the routing statistics window (default 1000)" };
+    public static readonly Option<string?> ChatTemplate = new("--chat-template") { Description = "Jinja chat template file (or the template text) to use instead of the checkpoint's (see docs/TOKENIZERS.md)" };
     public static readonly Option<double?> DowningStableAfter = new("--downing-stable-after") { Description = "seconds the split-brain resolver waits before downing unreachable nodes (default 20)" };
 
     public static Command Create()
@@ -49,7 +50,7 @@ public static class ServeCommand
             Config, Model, Roles, Hostname, PublicHostname, Port, HttpHost, HttpPort, SeedNodes, Device, DType, ExpertSlots,
             MaxBatch, Context, MaxQueue, Threads, Engine, DataDir, Journal, ApiKeysFile, TlsCertificate, DowningStableAfter, MinExpertNodes,
             ExpertTimeout, StepTimeout, RequestTimeout,
-            Replication, ReplicationInterval, RoutingStatistics, RoutingWindow, Placement, RoutingProfile,
+            Replication, ReplicationInterval, ChatTemplate, RoutingStatistics, RoutingWindow, Placement, RoutingProfile,
         };
         command.SetAction(parse =>
         {
@@ -91,6 +92,7 @@ public static class ServeCommand
             DataDirectory = s.Get(DataDir, (string?)null) ?? Path.Combine(Environment.CurrentDirectory, "data"),
             JournalConnectionString = s.Get(Journal, (string?)null),
             ApiKeys = keys,
+            ChatTemplate = s.Get(ChatTemplate, (string?)null),
             Cluster = new ClusterNodeOptions
             {
                 Hostname = s.Get(Hostname, (string?)null) ?? "127.0.0.1",
