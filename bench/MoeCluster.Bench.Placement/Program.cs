@@ -112,7 +112,8 @@ async Task<Run> Measure(string strategy, bool statistics, int basePort)
     }
     finally
     {
-        foreach (var app in Enumerable.Reverse(apps)) { await app.StopAsync(); await app.DisposeAsync(); }
+        // The gateway first: stopped expert nodes would leave it retrying their experts while it shuts down.
+        foreach (var app in apps) { await app.StopAsync(); await app.DisposeAsync(); }
     }
 }
 

@@ -41,6 +41,9 @@ public sealed record LayerRoutingStatistics
     /// <summary>Share of co-activated pairs whose two experts were on one node, when placement was known; else null.</summary>
     public double? ColocatedPairShare { get; init; }
 
+    /// <summary>Largest |activation| of each expert's output (down_proj) seen, when recorded (offline profiles); else null.</summary>
+    public IReadOnlyList<double>? MaxOutput { get; init; }
+
     /// <summary>Entropy ÷ ln E: 1 when the gate is uniform over the E experts, 0 when it is certain.</summary>
     public double NormalisedEntropy => Load.Count <= 1 ? 0 : MeanEntropy / Math.Log(Load.Count);
 
@@ -118,6 +121,8 @@ public sealed record RoutingSnapshot
                 o["nodes_per_token"] = n;
             if (l.ColocatedPairShare is { } s)
                 o["colocated_pair_share"] = s;
+            if (l.MaxOutput is { } m)
+                o["max_output"] = new JsonArray(m.Select(x => (JsonNode)x).ToArray());
             layers.Add(o);
         }
         var root = new JsonObject { ["experts"] = Experts, ["top_k"] = TopK, ["steps"] = Steps, ["tokens"] = Tokens };
@@ -167,6 +172,7 @@ public sealed record RoutingSnapshot
                 NextLayerCoactivation = next is null ? null : Square(l, "next_layer_coactivation", at, experts),
                 NodesPerToken = l["nodes_per_token"] is null ? null : Double(l, "nodes_per_token", at),
                 ColocatedPairShare = l["colocated_pair_share"] is null ? null : Double(l, "colocated_pair_share", at),
+                MaxOutput = l["max_output"] is null ? null : Reals(l["max_output"]!, at + "max_output", experts),
             });
         }
         if (layers.Select(l => l.Layer).Distinct().Count() != layers.Count)
@@ -220,6 +226,21 @@ public sealed record RoutingSnapshot
             v[i] = Value<long>(a[i] ?? throw new FormatException($"'{item}' is null."), item);
             if (v[i] < 0)
                 throw new FormatException($"'{item}' must not be negative, got {v[i]}.");
+        }
+        return v;
+    }
+
+    private static double[] Reals(JsonNode node, string path, int length)
+    {
+        if (node is not JsonArray a || a.Count != length)
+            throw new FormatException($"'{path}' must be an array of {length} numbers (one per expert).");
+        var v = new double[length];
+        for (var i = 0; i < length; i++)
+        {
+            var item = string.Create(CultureInfo.InvariantCulture, $"{path}[{i}]");
+            v[i] = Value<double>(a[i] ?? throw new FormatException($"'{item}' is null."), item);
+            if (!double.IsFinite(v[i]) || v[i] < 0)
+                throw new FormatException($"'{item}' must be a finite number ≥ 0, got {v[i]}.");
         }
         return v;
     }

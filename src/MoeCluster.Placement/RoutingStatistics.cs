@@ -124,6 +124,22 @@ public sealed class RoutingStatistics
         }
     }
 
+    /// <summary>Records the largest |activation| seen in one output of a routed expert (its down_proj output), for
+    /// super-expert detection (<see cref="SuperExperts"/>).</summary>
+    /// <exception cref="ArgumentException">The layer is not a MoE layer, the expert is out of range, or the value is not finite.</exception>
+    public void RecordExpertOutput(int layer, int expert, double maxAbs)
+    {
+        if (!_slotOf.TryGetValue(layer, out var slot))
+            throw new ArgumentException($"Layer {layer} is not a MoE layer of this model.", nameof(layer));
+        if ((uint)expert >= (uint)_experts)
+            throw new ArgumentException($"Expert {expert} is outside 0 to {_experts - 1}.", nameof(expert));
+        if (!double.IsFinite(maxAbs) || maxAbs < 0)
+            throw new ArgumentException($"{maxAbs} is not an activation magnitude.", nameof(maxAbs));
+        var counts = _current.Layers[slot];
+        counts.MaxOutput[expert] = Math.Max(counts.MaxOutput[expert], maxAbs);
+        counts.OutputsSeen = true;
+    }
+
     private void Fluctuation(LayerCounts counts, int slot, long sequence, int[] sorted, Dictionary<long, int[]?[]> lastRowOf)
     {
         if (!lastRowOf.TryGetValue(sequence, out var last))
@@ -203,6 +219,9 @@ public sealed class RoutingStatistics
                     if (next is not null)
                         next[a][b] = c.Next[i] + (p?.Next[i] ?? 0);
                 }
+            double[]? maxOutput = null;
+            if (c.OutputsSeen || p?.OutputsSeen == true)
+                maxOutput = Enumerable.Range(0, _experts).Select(e => Math.Max(c.MaxOutput[e], p?.MaxOutput[e] ?? 0)).ToArray();
             var transitions = Sum(x => x.Transitions);
             var placedRows = Sum(x => x.PlacedRows);
             var placedPairs = Sum(x => x.PlacedPairs);
@@ -219,6 +238,7 @@ public sealed class RoutingStatistics
                 Transitions = transitions,
                 NodesPerToken = placedRows == 0 ? null : (double)Sum(x => x.NodesSum) / placedRows,
                 ColocatedPairShare = placedPairs == 0 ? null : (double)Sum(x => x.ColocatedPairs) / placedPairs,
+                MaxOutput = maxOutput,
             });
         }
         return new RoutingSnapshot
@@ -241,6 +261,9 @@ public sealed class RoutingStatistics
     {
         public long Tokens, Transitions, PlacedRows, NodesSum, PlacedPairs, ColocatedPairs;
         public double EntropySum, ChangedShare;
+        public bool OutputsSeen;
+        /// <summary>Largest |down_proj output| per expert.</summary>
+        public readonly double[] MaxOutput = new double[experts];
         public readonly long[] Load = new long[experts];
         /// <summary>[a * E + b] for a &lt; b: rows that chose both a and b.</summary>
         public readonly long[] Pairs = new long[experts * experts];

@@ -49,6 +49,15 @@ public sealed record RuntimeOptions
     public string Placement { get; init; } = Experts.PlacementStrategy.Even;
     /// <summary>Routing statistics JSON (<c>moecluster routing-stats --output</c>) the co-activation placement reads.</summary>
     public string? RoutingProfile { get; init; }
+    /// <summary>Routed experts held in int8: "none", "cold" (the least-loaded <see cref="Int8Budget"/> of each layer) or
+    /// "all"; never super experts (docs/ARCHITECTURE.md, "Int8 experts"). Needs <see cref="RoutingProfile"/>.</summary>
+    public string Int8Experts { get; init; } = "none";
+    public double Int8Budget { get; init; } = 0.6;
+    /// <summary>An expert node keeps at most this many experts in memory (0 = all); the others load on demand
+    /// (docs/ARCHITECTURE.md, "Experts that do not fit").</summary>
+    public int ResidentExperts { get; init; }
+    /// <summary>Routers prefetch the experts the next layer's gate picks for the current hidden state (Pre-gated MoE).</summary>
+    public bool ExpertLookahead { get; init; }
     /// <summary>Gateways keep routing statistics (entropy, co-activation, fluctuation) over a window of
     /// <see cref="RoutingWindowSteps"/> steps and export them (docs/ARCHITECTURE.md, "Routing statistics").</summary>
     public bool RoutingStatistics { get; init; } = true;

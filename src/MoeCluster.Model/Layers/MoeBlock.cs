@@ -46,7 +46,12 @@ public sealed class MoeBlock : nn.Module<Tensor, Tensor>
         if (experts.Count == 0) throw new InvalidOperationException("this MoE block was built without its routed experts; they run elsewhere");
         using var scope = NewDisposeScope();
         using var groups = Route(x, tokensPerExpert);
-        var outputs = groups.Groups.Select(g => experts[g.Expert].Forward(x.index_select(0, g.TokenIndices))).ToList();
+        var outputs = groups.Groups.Select(g =>
+        {
+            var y = experts[g.Expert].Forward(x.index_select(0, g.TokenIndices));
+            OnExpertOutput?.Invoke(g.Expert, y);
+            return y;
+        }).ToList();
         return Combine(x, groups, outputs, SharedOutput(x)).MoveToOuterDisposeScope();
     }
 
@@ -65,6 +70,10 @@ public sealed class MoeBlock : nn.Module<Tensor, Tensor>
     /// <summary>Called after every <see cref="Route"/> with the step's choices copied to the host, for routing
     /// statistics; null (the default) costs nothing. Set by the owner of the block (a router actor, a profiler).</summary>
     public Action<RoutingTrace>? OnRouted { get; set; }
+
+    /// <summary>Called in <see cref="Forward"/> with each routed expert's output [n, D] (down_proj's output, before the
+    /// gate weight), for activation statistics such as super-expert detection; the tensor belongs to the block.</summary>
+    public Action<int, Tensor>? OnExpertOutput { get; set; }
 
     /// <summary>sigmoid(shared_expert_gate(x)) · shared_expert(x), or null when the model has no shared expert.</summary>
     public Tensor? SharedOutput(Tensor x)

@@ -38,6 +38,10 @@ public static class ServeCommand
     public static readonly Option<double?> ReplicationInterval = new("--replication-interval") { Description = "seconds between replication decisions (default 5)" };
     public static readonly Option<string?> Placement = new("--placement") { Description = "even (default) or coactivation: experts chosen together by the same tokens share a node (needs --routing-profile; set it on every expert node)" };
     public static readonly Option<string?> RoutingProfile = new("--routing-profile") { Description = "routing statistics JSON from `moecluster routing-stats --output`, read by --placement coactivation" };
+    public static readonly Option<string?> Int8Experts = new("--int8-experts") { Description = "routed experts held in int8: none (default), cold (the least-loaded --int8-budget of each layer) or all; never super experts; needs --routing-profile" };
+    public static readonly Option<double?> Int8Budget = new("--int8-budget") { Description = "with --int8-experts cold: share of each layer's experts in int8 (default 0.6)" };
+    public static readonly Option<int?> ResidentExperts = new("--resident-experts") { Description = "experts this node keeps in memory (default 0 = all); the others load from the checkpoint when needed" };
+    public static readonly Option<bool?> ExpertLookahead = new("--expert-lookahead") { Description = "routers prefetch the experts the next layer's gate picks one layer early (Pre-gated MoE; for --resident-experts)" };
     public static readonly Option<bool?> RoutingStatistics = new("--routing-statistics") { Description = "keep and export routing statistics: entropy, co-activation, fluctuation (default true)" };
     public static readonly Option<int?> RoutingWindow = new("--routing-window") { Description = "steps in the routing statistics window (default 1000)" };
     public static readonly Option<string?> ChatTemplate = new("--chat-template") { Description = "Jinja chat template file (or the template text) to use instead of the checkpoint's (see docs/TOKENIZERS.md)" };
@@ -51,6 +55,7 @@ public static class ServeCommand
             MaxBatch, Context, MaxQueue, Threads, Engine, DataDir, Journal, ApiKeysFile, TlsCertificate, DowningStableAfter, MinExpertNodes,
             ExpertTimeout, StepTimeout, RequestTimeout,
             Replication, ReplicationInterval, ChatTemplate, RoutingStatistics, RoutingWindow, Placement, RoutingProfile,
+            Int8Experts, Int8Budget, ResidentExperts, ExpertLookahead,
         };
         command.SetAction(parse =>
         {
@@ -118,6 +123,10 @@ public static class ServeCommand
                 Placement = s.Get(Placement, (string?)null) ?? Runtime.Experts.PlacementStrategy.Even,
                 RoutingProfile = s.Get(RoutingProfile, (string?)null),
                 RoutingStatistics = s.Get(RoutingStatistics, (bool?)null) ?? true,
+                Int8Experts = s.Get(Int8Experts, (string?)null) ?? "none",
+                Int8Budget = s.Get(Int8Budget, (double?)null) ?? 0.6,
+                ResidentExperts = s.Get(ResidentExperts, (int?)null) ?? 0,
+                ExpertLookahead = s.Get(ExpertLookahead, (bool?)null) ?? false,
                 RoutingWindowSteps = s.Get(RoutingWindow, (int?)null) is int w ? (w >= 2 ? w : throw new ArgumentException($"--routing-window: {w} is below 2 steps")) : 1000,
                 Replication = new Runtime.Replication.HotExpertOptions
                 {

@@ -11,26 +11,29 @@ using static TorchSharp.torch;
 
 namespace MoeCluster.Runtime.Experts;
 
-/// <summary>One logical expert (a sharding entity): loads only its own weights when it starts, runs the model's expert
-/// compute (<see cref="IExpertCompute"/>) on whatever rows it is sent, and releases the weights when it stops (hand-off,
-/// node leaving). A computation that throws (out of memory, rows of the wrong width) is answered with
+/// <summary>One logical expert (a sharding entity): loads only its own weights when it starts (through the node's
+/// <see cref="ExpertLoader"/>: in int8 when planned, or paged in on demand when the node keeps a resident set), runs
+/// the model's expert compute (<see cref="IExpertCompute"/>) on whatever rows it is sent, and releases the weights when
+/// it stops (hand-off, node leaving). A computation that throws (out of memory, rows of the wrong width) is answered with
 /// <see cref="ExpertFailed"/> at once; the entity keeps running, so a bad input never restarts it.</summary>
 public sealed class ExpertActor : ReceiveActor
 {
     readonly ExpertKey key;
     readonly ModelSource model;
+    readonly ExpertLoader loader;
     readonly FaultInjector? faults;
     readonly ILoggingAdapter log = Context.GetLogger();
     IExpertCompute? expert;
     long parameterBytes;
 
-    public static Props Props(string entityId, ModelSource model, FaultInjector? faults = null) =>
-        Akka.Actor.Props.Create(() => new ExpertActor(entityId, model, faults));
+    public static Props Props(string entityId, ModelSource model, FaultInjector? faults = null, ExpertLoader? loader = null) =>
+        Akka.Actor.Props.Create(() => new ExpertActor(entityId, model, faults, loader));
 
-    public ExpertActor(string entityId, ModelSource model, FaultInjector? faults)
+    public ExpertActor(string entityId, ModelSource model, FaultInjector? faults, ExpertLoader? loader)
     {
         key = ExpertKey.Parse(entityId);
         this.model = model;
+        this.loader = loader ?? new ExpertLoader(model);
         this.faults = faults;
         Receive<StartExpert>(_ => Sender.Tell(new ExpertStarted(key.EntityId, Node, parameterBytes)));
         Receive<ComputeExpert>(Compute);
@@ -43,10 +46,9 @@ public sealed class ExpertActor : ReceiveActor
         var c = model.Config;
         if (key.Layer < 0 || key.Layer >= c.NumLayers || !c.IsMoeLayer(key.Layer) || key.Expert < 0 || key.Expert >= c.NumExperts)
             throw new ArgumentException($"expert {key} does not exist in {model.Directory}");
-        var module = ExpertMlp.Routed(c, model.Options);
-        parameterBytes = model.Load(module, model.Names.ExpertPrefix(key.Layer, key.Expert));
-        expert = module;
-        log.Debug("expert {0} loaded ({1} bytes)", key, parameterBytes);
+        expert = loader.Create(key);
+        parameterBytes = expert.ParameterBytes;
+        log.Debug("expert {0} loaded ({1} bytes{2})", key, parameterBytes, loader.IsInt8(key) ? ", int8" : "");
     }
 
     void Compute(ComputeExpert m)

@@ -50,6 +50,7 @@ public sealed class ExpertHostActor : ReceiveActor, IWithTimers
 
     readonly IActorRef expertRegion;
     readonly ModelSource model;
+    readonly ExpertLoader loader;
     readonly TimeSpan expertTimeout;
     readonly FaultInjector? faults;
     readonly Dictionary<long, (Pending pending, int index)> inFlight = new();
@@ -59,17 +60,23 @@ public sealed class ExpertHostActor : ReceiveActor, IWithTimers
     long nextCorrelation;
     public ITimerScheduler Timers { get; set; } = null!;
 
-    public static Props Props(IActorRef expertRegion, ModelSource model, TimeSpan expertTimeout, FaultInjector? faults = null) =>
-        Akka.Actor.Props.Create(() => new ExpertHostActor(expertRegion, model, expertTimeout, faults));
+    public static Props Props(IActorRef expertRegion, ModelSource model, TimeSpan expertTimeout, FaultInjector? faults = null, ExpertLoader? loader = null) =>
+        Akka.Actor.Props.Create(() => new ExpertHostActor(expertRegion, model, expertTimeout, faults, loader));
 
-    public ExpertHostActor(IActorRef expertRegion, ModelSource model, TimeSpan expertTimeout, FaultInjector? faults)
+    public ExpertHostActor(IActorRef expertRegion, ModelSource model, TimeSpan expertTimeout, FaultInjector? faults, ExpertLoader? loader)
     {
         this.expertRegion = expertRegion;
         this.model = model;
+        this.loader = loader ?? new ExpertLoader(model);
         this.expertTimeout = expertTimeout;
         this.faults = faults;
         node = Cluster.Get(Context.System).SelfAddress.ToString();
         Receive<DispatchTokens>(Dispatch);
+        Receive<PrefetchExperts>(m =>
+        {
+            if (this.loader.Resident is not { } resident || m.Layer < 0 || m.Layer >= model.Config.NumLayers || !model.Config.IsMoeLayer(m.Layer)) return;
+            foreach (var e in m.Experts.Where(e => e >= 0 && e < model.Config.NumExperts)) resident.Prefetch(new ExpertKey(m.Layer, e));
+        });
         Receive<ExpertComputed>(Collect);
         Receive<ExpertFailed>(OnExpertFailed);
         Receive<Evict>(_ => EvictAbandoned());
@@ -215,7 +222,7 @@ public sealed class ExpertHostActor : ReceiveActor, IWithTimers
             return;
         }
         // The child loads its weights in PreStart; StartExpert is answered after that, so ExpertStarted means loaded.
-        var child = Context.ActorOf(ExpertActor.Props(m.ExpertId, model, faults), ReplicaPrefix + m.ExpertId);
+        var child = Context.ActorOf(ExpertActor.Props(m.ExpertId, model, faults, loader), ReplicaPrefix + m.ExpertId);
         Context.Watch(child);
         var replica = new Replica(child);
         replica.Waiting.Add(Sender);

@@ -28,17 +28,7 @@ public sealed record PlacementStrategy(string Name, RoutingSnapshot? Profile = n
         }
         var path = options.RoutingProfile
             ?? throw new ArgumentException("--placement coactivation needs --routing-profile FILE: write one with `moecluster routing-stats --model DIR --data TEXT --output FILE`");
-        RoutingSnapshot profile;
-        try { profile = RoutingSnapshot.Parse(File.ReadAllText(path)); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException)
-        {
-            throw new ArgumentException($"--routing-profile {path}: {e.Message}", e);
-        }
-        if (profile.Experts != config.NumExperts || profile.TopK != config.TopK)
-            throw new ArgumentException($"--routing-profile {path}: taken on a model with {profile.Experts} experts per layer and top-{profile.TopK}; this model has {config.NumExperts} and top-{config.TopK}");
-        var moe = config.MoeLayers.ToHashSet();
-        if (profile.Layers.FirstOrDefault(l => !moe.Contains(l.Layer)) is { } extra)
-            throw new ArgumentException($"--routing-profile {path}: layer {extra.Layer} is not a MoE layer of this model");
+        var profile = Routing.RoutingProfileFile.Read(path, config, "co-activation placement");
         var experts = config.MoeLayers.SelectMany(l => Enumerable.Range(0, config.NumExperts).Select(e => new ExpertId(l, e))).ToList();
         return new PlacementStrategy(Coactivation, profile, path, experts);
     }

@@ -27,6 +27,9 @@ public static class MoeClusterHosting
         if (roles.Contains(NodeRoles.Expert) && runtime.ExpertSlots > 0) roles.Add(NodeRoles.ExpertSlotsPrefix + runtime.ExpertSlots);
         if (runtime.Replication.Enabled) runtime.Replication.Thresholds.Validate();   // a bad threshold fails the node at start
         var placement = PlacementStrategy.From(runtime, model.Config);   // a bad --placement or profile fails the node at start
+        var precision = ExpertPrecisionPlan.From(runtime, model.Config);
+        if (runtime.ResidentExperts < 0) throw new ArgumentException($"--resident-experts: {runtime.ResidentExperts} is negative; give 0 (keep all) or more");
+        var loader = roles.Contains(NodeRoles.Expert) ? new ExpertLoader(model, precision.Int8, runtime.ResidentExperts) : null;
         var directory = new ExpertDirectory();   // gateway nodes: where routers send each expert's tokens
         var seeds = (node.SeedNodes.Count > 0 ? node.SeedNodes.ToArray() : [node.SelfAddress]).Select(node.WithProtocol).ToArray();
 
@@ -57,7 +60,7 @@ public static class MoeClusterHosting
                 var sharding = ClusterSharding.Get(system);
                 var settings = ClusterShardingSettings.Create(system);
                 var experts = roles.Contains(NodeRoles.Expert)
-                    ? sharding.Start(ExpertTypeName, id => ExpertActor.Props(id, model, runtime.Faults), settings.WithRole(NodeRoles.Expert),
+                    ? sharding.Start(ExpertTypeName, id => ExpertActor.Props(id, model, runtime.Faults, loader), settings.WithRole(NodeRoles.Expert),
                         MessageExtractors.Experts(), new ExpertAllocationStrategy(rebalance: true, role: NodeRoles.Expert, placement: placement), PoisonPill.Instance)
                     : sharding.StartProxy(ExpertTypeName, NodeRoles.Expert, MessageExtractors.Experts());
                 var attention = roles.Contains(NodeRoles.Attention)
@@ -66,9 +69,10 @@ public static class MoeClusterHosting
                     : sharding.StartProxy(AttentionTypeName, NodeRoles.Attention, MessageExtractors.Attention());
                 registry.Register<ExpertRegionKey>(experts);
                 registry.Register<AttentionRegionKey>(attention);
+                if (loader?.Resident is { } resident) system.RegisterOnTermination(resident.Dispose);
                 if (roles.Contains(NodeRoles.Expert))
                 {
-                    system.ActorOf(ExpertHostActor.Props(experts, model, runtime.ExpertTimeout, runtime.Faults), ExpertHostActor.Name);
+                    system.ActorOf(ExpertHostActor.Props(experts, model, runtime.ExpertTimeout, runtime.Faults, loader), ExpertHostActor.Name);
                     // Before the region hands its experts off (phase cluster-sharding-shutdown-region), make every
                     // gateway stop sending expert work until the experts answer from their new homes.
                     CoordinatedShutdown.Get(system).AddTask(CoordinatedShutdown.PhaseBeforeClusterShutdown, "moecluster-drain-experts", async () =>

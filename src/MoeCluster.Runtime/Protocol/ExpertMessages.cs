@@ -52,6 +52,11 @@ public sealed record DispatchTokens(long DispatchId, int Layer, TensorPayload Ro
 /// with its <c>Rows</c> and no items; otherwise the outputs, one per item.</summary>
 public sealed record TokensComputed(long DispatchId, int Layer, IReadOnlyList<ExpertInput> Items, TensorPayload? Combined = null) : ITensorMessage;
 
+/// <summary>Router → the expert host of a node: experts of <c>Layer</c> that the look-ahead (the layer's gate applied to
+/// the hidden state one layer early, as Pre-gated MoE does) expects; a host with a resident set starts loading those it
+/// has released. Never answered; it changes no output.</summary>
+public sealed record PrefetchExperts(int Layer, int[] Experts);
+
 /// <summary>Expert host → router, instead of <see cref="TokensComputed"/>: the items at these indices of the
 /// <see cref="DispatchTokens"/> failed (an expert threw, the batch was malformed) or were not answered within twice the
 /// expert timeout (the host then forgets the whole call, so its table never fills with calls nobody waits for).</summary>

@@ -88,13 +88,18 @@ public sealed class RouterActor : ReceiveActor, IWithTimers
     /// <summary>The gateway's routing statistics (null when they are off) and the step being routed, for its reports.</summary>
     readonly IActorRef? statistics;
     long routingStep;
+    /// <summary>With look-ahead: the next MoE layer and its gate, applied here to this layer's hidden state to prefetch
+    /// the experts it will likely pick (Pre-gated MoE); null otherwise.</summary>
+    readonly bool lookahead;
+    (int Layer, TopKRouter Gate)? next;
 
-    public static Props Props(int layer, ModelSource model, IActorRef expertRegion, ExpertDirectory directory, TimeSpan expertTimeout, FaultInjector? faults = null, IActorRef? statistics = null) =>
-        Akka.Actor.Props.Create(() => new RouterActor(layer, model, expertRegion, directory, expertTimeout, faults, statistics));
+    public static Props Props(int layer, ModelSource model, IActorRef expertRegion, ExpertDirectory directory, TimeSpan expertTimeout, FaultInjector? faults = null, IActorRef? statistics = null, bool lookahead = false) =>
+        Akka.Actor.Props.Create(() => new RouterActor(layer, model, expertRegion, directory, expertTimeout, faults, statistics, lookahead));
 
-    public RouterActor(int layer, ModelSource model, IActorRef expertRegion, ExpertDirectory directory, TimeSpan expertTimeout, FaultInjector? faults, IActorRef? statistics)
+    public RouterActor(int layer, ModelSource model, IActorRef expertRegion, ExpertDirectory directory, TimeSpan expertTimeout, FaultInjector? faults, IActorRef? statistics, bool lookahead)
     {
         this.statistics = statistics;
+        this.lookahead = lookahead;
         this.layer = layer;
         this.model = model;
         this.expertRegion = expertRegion;
@@ -132,6 +137,12 @@ public sealed class RouterActor : ReceiveActor, IWithTimers
         moe = new MoeBlock(c, model.Options, routedExperts: false);
         model.Load(moe, prefix);
         if (statistics is not null) moe.OnRouted = t => statistics.Tell(new LayerRouted(routingStep, t.AtLayer(layer)));
+        if (lookahead && c.MoeLayers.FirstOrDefault(l => l > layer, -1) is var following and >= 0)
+        {
+            var gate = new TopKRouter(c.HiddenSize, c.NumExperts, c.TopK, c.NormTopKProb, model.Options);
+            model.Load(gate, model.Names.FeedForwardPrefix(following) + "gate.");
+            next = (following, gate);
+        }
     }
 
     /// <summary>Whatever throws while a step is dispatched (out of memory in the gate, a bug) is answered at once.</summary>
@@ -218,10 +229,24 @@ public sealed class RouterActor : ReceiveActor, IWithTimers
                 Host(node).Tell(new DispatchTokens(callId, layer, TensorPayload.Own(batch.RowsOf(d.Normed)), batch.Items, combine), Self);
             }
         }
+        Prefetch(normed);
         // The shared expert runs here while the routed experts run elsewhere.
         d.Shared = moe.SharedOutput(normed)?.DetachFromDisposeScope();
         Timers.StartSingleTimer(id, new DispatchTimeout(id, 1), expertTimeout);
         TryComplete(id, d);
+    }
+
+    /// <summary>Look-ahead: the next MoE layer's gate on this layer's hidden state names the experts that layer will
+    /// likely need; each node holding some of them is told now, so it loads those it has released while this layer
+    /// computes. A guess only: what the next layer routes is decided by its own gate on its own input.</summary>
+    void Prefetch(Tensor normed)
+    {
+        if (next is not { } n) return;
+        using var scope = NewDisposeScope();
+        using var routing = n.Gate.Route(normed);
+        var experts = routing.Experts.flatten().unique().Item1.to(ScalarType.Int32).cpu().data<int>().ToArray();
+        foreach (var group in experts.GroupBy(e => directory.NodeOf(new ExpertKey(n.Layer, e).EntityId)))
+            if (group.Key is string node) Host(node).Tell(new PrefetchExperts(n.Layer, group.ToArray()), Self);
     }
 
     /// <summary>The expert host of a node, resolved once (path parsing per step costs more than the message).</summary>
@@ -449,7 +474,7 @@ public sealed class RouterActor : ReceiveActor, IWithTimers
     {
         Akka.Cluster.Cluster.Get(Context.System).Unsubscribe(Self);
         foreach (var d in dispatches.Values) d.Dispose();
-        moe?.Dispose(); denseMlp?.Dispose();
+        moe?.Dispose(); denseMlp?.Dispose(); next?.Gate.Dispose();
     }
 }
 

@@ -8,7 +8,8 @@ namespace MoeCluster.Runtime.Routing;
 /// <summary>Routing statistics of a model over token sequences, computed in one process with the model core
 /// (<c>moecluster routing-stats</c>): each sequence is prefilled as one segment of a step, several per step, and every
 /// MoE block reports its choices as the cluster's routers do, so the numbers are those a gateway would count serving
-/// the same tokens.</summary>
+/// the same tokens. It also records each expert's largest output activation, which only a profile has (the experts of
+/// a cluster run on other nodes than its gateways).</summary>
 public static class RoutingProfiler
 {
     public static LayerRouting AtLayer(this RoutingTrace trace, int layer) => new(layer, trace.TopK, trace.Experts, trace.Entropy);
@@ -21,7 +22,12 @@ public static class RoutingProfiler
         var statistics = new RoutingStatistics(c.MoeLayers.ToList(), c.NumExperts, c.TopK, windowSteps: int.MaxValue);
         var traces = new List<LayerRouting>();
         var blocks = c.MoeLayers.Select(l => (Layer: l, Block: model.Layers[l].Moe!)).ToList();
-        foreach (var (layer, block) in blocks) block.OnRouted = t => traces.Add(t.AtLayer(layer));
+        foreach (var (layer, block) in blocks)
+        {
+            block.OnRouted = t => traces.Add(t.AtLayer(layer));
+            // The largest |down_proj output| per expert: super experts show up as rare, huge outliers here.
+            block.OnExpertOutput = (expert, y) => statistics.RecordExpertOutput(layer, expert, y.abs().max().to(ScalarType.Float32).item<float>());
+        }
         try
         {
             var longest = sequences.Count == 0 ? 1 : sequences.Max(s => s.Count);
@@ -43,7 +49,7 @@ public static class RoutingProfiler
             }
             finally { foreach (var cache in caches) cache.Dispose(); }
         }
-        finally { foreach (var (_, block) in blocks) block.OnRouted = null; }
+        finally { foreach (var (_, block) in blocks) { block.OnRouted = null; block.OnExpertOutput = null; } }
         return statistics.Snapshot(source);
     }
 }
