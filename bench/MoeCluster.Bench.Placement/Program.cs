@@ -5,6 +5,7 @@ using System.Text.Json.Nodes;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.DependencyInjection;
 using MoeCluster.Bench.Measurement;
+using MoeCluster.Bench.Shared;
 using MoeCluster.Model;
 using MoeCluster.Model.Generation;
 using MoeCluster.Model.Layers;
@@ -58,84 +59,56 @@ using (var engine = new LocalEngine(model, batching))
     reference = engine.Run(requests).ToDictionary(p => p.Key, p => p.Value.Generated);
 long fedTokens = requests.Sum(r => r.PromptTokens.Count + reference[r.Id].Count - 1);
 
+// Each setting in a fresh cluster, in this order, every round: (strategy, load slack, routing statistics).
+(string, double, bool)[] Settings = [(PlacementStrategy.Even, 0.25, true), (PlacementStrategy.Coactivation, 0.25, true), (PlacementStrategy.Coactivation, 1.0, true), (PlacementStrategy.Even, 0.25, false)];
 var results = new List<Run>();
 int port = 47400;
 for (int round = 0; round < rounds; round++)
-    foreach (var (strategy, statistics) in new[] { (PlacementStrategy.Even, true), (PlacementStrategy.Coactivation, true), (PlacementStrategy.Even, false) })
+    foreach (var (strategy, slack, statistics) in Settings)
     {
-        results.Add(await Measure(strategy, statistics, port));
+        results.Add(await Measure(strategy, slack, statistics, port));
         port += 20;
     }
 
-async Task<Run> Measure(string strategy, bool statistics, int basePort)
+async Task<Run> Measure(string strategy, double slack, bool statistics, int basePort)
 {
-    var seed = $"akka.tcp://moecluster@127.0.0.1:{basePort}";
-    var roles = new[] { new[] { NodeRoles.Gateway, NodeRoles.Attention }, [NodeRoles.Expert], [NodeRoles.Expert], [NodeRoles.Expert] };
-    var apps = new List<WebApplication>();
-    for (int i = 0; i < roles.Length; i++)
-    {
-        var app = NodeHost.Build(new ServeOptions
+    await using var cluster = await LoopbackCluster.StartAsync(basePort, [[NodeRoles.Gateway, NodeRoles.Attention], [NodeRoles.Expert], [NodeRoles.Expert], [NodeRoles.Expert]],
+        _ => new RuntimeOptions
         {
-            HttpHost = "127.0.0.1", HttpPort = basePort + 10 + i, DataDirectory = Path.Combine(Path.GetTempPath(), $"moecluster-bench-{basePort}-{i}"),
-            Cluster = new ClusterNodeOptions { Hostname = "127.0.0.1", Port = basePort + i, SeedNodes = [seed], LogLevel = "WARNING" },
-            Runtime = new RuntimeOptions
-            {
-                ModelDirectory = modelDir, Roles = roles[i], Batching = batching, MinExpertNodes = 3, ComputeThreads = 1,
-                Placement = strategy, RoutingProfile = strategy == PlacementStrategy.Coactivation ? profilePath : null, RoutingStatistics = statistics,
-            },
-        }, _ => { });
-        await app.StartAsync();
-        apps.Add(app);
-    }
-    try
+            ModelDirectory = modelDir, Batching = batching, MinExpertNodes = 3, ComputeThreads = 1, RoutingStatistics = statistics,
+            Placement = strategy, RoutingProfile = strategy == PlacementStrategy.Coactivation ? profilePath : null, PlacementLoadSlack = slack,
+        });
     {
-        var service = apps[0].Services.GetRequiredService<IGenerationService>();
-        while (!(await service.GetStatusAsync()).Ready) await Task.Delay(100);
-        using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{basePort + 10}/") };
+        var service = cluster.Service;
+        using var http = new HttpClient { BaseAddress = cluster.Http(0) };
         var placement = JsonNode.Parse(await http.GetStringAsync("v1/cluster/placement"))!;
         var experts = placement["experts"]!.AsObject().ToDictionary(p => p.Key, p => p.Value!.GetValue<string>());
-        await Generate(service, requests.Take(2).Select(r => r with { Id = "warm-" + r.Id, MaxTokens = 2 }).ToList());
+        await cluster.GenerateAsync(requests.Take(2).Select(r => r with { Id = "warm-" + r.Id, MaxTokens = 2 }).ToList());
 
         double bytes0 = MoeMetrics.BytesBetweenNodes.WithLabels("sent").Value;
         double messages0 = experts.Values.Distinct().Sum(n => MoeMetrics.ExpertBatches.WithLabels(n).Value);
         var clock = Stopwatch.StartNew();
-        var generated = await Generate(service, requests);
+        var generated = await cluster.GenerateAsync(requests);
         double seconds = clock.Elapsed.TotalSeconds;
         double bytes = MoeMetrics.BytesBetweenNodes.WithLabels("sent").Value - bytes0;
         double messages = experts.Values.Distinct().Sum(n => MoeMetrics.ExpertBatches.WithLabels(n).Value) - messages0;
         var routing = statistics ? RoutingSnapshot.Parse(await http.GetStringAsync("v1/cluster/routing")) : null;
         int same = requests.Count(r => generated[r.Id].SequenceEqual(reference[r.Id]));
-        var run = new Run(strategy, statistics, placement["strategy"]!.GetValue<string>(), generated.Values.Sum(g => g.Count) / seconds, bytes / fedTokens, messages / fedTokens,
+        var run = new Run(strategy == PlacementStrategy.Coactivation ? string.Create(inv, $"coactivation, slack {slack}") : strategy, statistics, placement["strategy"]!.GetValue<string>(), generated.Values.Sum(g => g.Count) / seconds, bytes / fedTokens, messages / fedTokens,
             routing?.Layers.Average(l => l.NodesPerToken ?? double.NaN), CoactivationShare(experts), same, MachineInfo.CurrentLoad());
         Console.Error.WriteLine(run);
         return run;
-    }
-    finally
-    {
-        // The gateway first: stopped expert nodes would leave it retrying their experts while it shuts down.
-        foreach (var app in apps) { await app.StopAsync(); await app.DisposeAsync(); }
     }
 }
 
 double CoactivationShare(IReadOnlyDictionary<string, string> experts) =>
     CoactivationPlacement.ColocatedShare(new PlacementPlan(experts.ToDictionary(p => ExpertId.Parse(p.Key), p => (IReadOnlyList<string>)[p.Value])), profile);
 
-static async Task<Dictionary<string, IReadOnlyList<int>>> Generate(IGenerationService service, IReadOnlyList<GenerationRequest> requests)
-{
-    var done = await Task.WhenAll(requests.Select(async r =>
-    {
-        await foreach (var e in service.GenerateAsync(r))
-            if (e is SequenceFinished f) return (r.Id, f.Generated);
-        throw new InvalidOperationException($"{r.Id} did not finish");
-    }));
-    return done.ToDictionary(d => d.Id, d => d.Generated);
-}
-
 // What the pure algorithm expects on three equal nodes, and the old protocol's rows for comparison.
 var nodes = Enumerable.Range(0, 3).Select(i => new NodeCapacity($"node-{i}", 64)).ToList();
 var all = profile.Layers.SelectMany(l => Enumerable.Range(0, profile.Experts).Select(e => new ExpertId(l.Layer, e))).ToList();
 double evenPlanned = CoactivationPlacement.ColocatedShare(ExpertPlacement.Place(all, nodes), profile);
-double coPlanned = CoactivationPlacement.ColocatedShare(CoactivationPlacement.Place(all, nodes, profile), profile);
+var planned = new[] { 0.25, 0.5, 1.0, 2.0 }.Select(slack => (slack, CoactivationPlacement.ColocatedShare(CoactivationPlacement.Place(all, nodes, profile, slack), profile))).ToList();
 int hidden = ModelConfig.Load(modelDir).HiddenSize, layers = profile.Layers.Count, k = profile.TopK;
 // Before rows were sent once per node (issue #14), every (token, expert) row went out and came back: 2 × k × D × 4 bytes per MoE layer.
 double oldBytes = 2.0 * k * hidden * 4 * layers;
@@ -144,17 +117,20 @@ var table = new StringBuilder();
 table.AppendLine("| placement | routing statistics | round | shown by /v1/cluster/placement | co-located pairs (profile) | nodes per token (live) | cross-node bytes per token | vs even | messages per token | generated tokens/s | tokens identical to single process | load average after |");
 table.AppendLine("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---|---|");
 var evenRuns = results.Where(r => r.Strategy == PlacementStrategy.Even && r.Statistics).ToList();
-var coRuns = results.Where(r => r.Strategy == PlacementStrategy.Coactivation).ToList();
+var coRuns = results.Where(r => r.Strategy.StartsWith(PlacementStrategy.Coactivation) && r.Strategy.EndsWith("0.25")).ToList();
+var wideRuns = results.Where(r => r.Strategy.StartsWith(PlacementStrategy.Coactivation) && r.Strategy.EndsWith(" 1")).ToList();
 var offRuns = results.Where(r => !r.Statistics).ToList();
 double evenBytes = evenRuns.Average(r => r.BytesPerToken);
 foreach (var (r, i) in results.Select((r, i) => (r, i)))
-    table.AppendLine(string.Create(inv, $"| {r.Strategy} | {(r.Statistics ? "on" : "off")} | {i / 3 + 1} | {r.Shown} | {r.ColocatedShare:0.000} | {(r.NodesPerToken is double n ? n.ToString("0.000", inv) : "–")} | {r.BytesPerToken:0} | {r.BytesPerToken / evenBytes - 1:+0.0%;-0.0%;0.0%} | {r.MessagesPerToken:0.000} | {r.TokensPerSecond:0.0} | {r.Identical}/{requests.Count} | {r.Load} |"));
+    table.AppendLine(string.Create(inv, $"| {r.Strategy} | {(r.Statistics ? "on" : "off")} | {i / Settings.Length + 1} | {r.Shown} | {r.ColocatedShare:0.000} | {(r.NodesPerToken is double n ? n.ToString("0.000", inv) : "–")} | {r.BytesPerToken:0} | {r.BytesPerToken / evenBytes - 1:+0.0%;-0.0%;0.0%} | {r.MessagesPerToken:0.000} | {r.TokensPerSecond:0.0} | {r.Identical}/{requests.Count} | {r.Load} |"));
 table.AppendLine();
 var coBytes = coRuns.Average(r => r.BytesPerToken);
+var wideBytes = wideRuns.Average(r => r.BytesPerToken);
+var wideTps = wideRuns.Average(r => r.TokensPerSecond);
 var evenTps = evenRuns.Average(r => r.TokensPerSecond);
 var coTps = coRuns.Average(r => r.TokensPerSecond);
 var offTps = offRuns.Average(r => r.TokensPerSecond);
-table.AppendLine(string.Create(inv, $"Means: cross-node bytes per token {evenBytes:0} (even) → {coBytes:0} (co-activation), **{coBytes / evenBytes - 1:+0.0%;-0.0%}**; against the protocol before this issue (every token-expert row out and back, {oldBytes:0} bytes per token for {layers} MoE layers × top-{k} × hidden {hidden} float32, headers not counted): even {evenBytes / oldBytes - 1:+0%;-0%}, co-activation **{coBytes / oldBytes - 1:+0%;-0%}**. Generated tokens/s {evenTps:0.0} → {coTps:0.0} ({coTps / evenTps:0.00}×); routing statistics off {offTps:0.0}, on {evenTps:0.0} ({evenTps / offTps:0.00}×). The pure algorithm on three equal nodes: co-located pairs {evenPlanned:0.000} (even) → {coPlanned:0.000} (co-activation)."));
+table.AppendLine(string.Create(inv, $"Means: cross-node bytes per token {evenBytes:0} (even) → {coBytes:0} (co-activation, slack 0.25), **{coBytes / evenBytes - 1:+0.0%;-0.0%}**; {wideBytes:0} with slack 1, **{wideBytes / evenBytes - 1:+0.0%;-0.0%}**. Against the protocol before this issue (every token-expert row out and back, {oldBytes:0} bytes per token for {layers} MoE layers × top-{k} × hidden {hidden} float32, headers not counted): even {evenBytes / oldBytes - 1:+0%;-0%}, co-activation {coBytes / oldBytes - 1:+0%;-0%}, slack 1 **{wideBytes / oldBytes - 1:+0%;-0%}**. Generated tokens/s {evenTps:0.0} (even), {coTps:0.0} ({coTps / evenTps:0.00}×), {wideTps:0.0} ({wideTps / evenTps:0.00}×); routing statistics off {offTps:0.0} vs on {evenTps:0.0} ({evenTps / offTps:0.00}×). The pure algorithm on three equal nodes, co-located pairs of the profile: even {evenPlanned:0.000}; co-activation {string.Join(", ", planned.Select(p => $"slack {p.slack}: {p.Item2:0.000}"))}."));
 Console.WriteLine(table);
 if (write is not null)
     MoeCluster.Bench.Report.BenchmarksDoc.ReplaceSection(write, "placement-bench",

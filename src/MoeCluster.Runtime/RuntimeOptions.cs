@@ -49,6 +49,9 @@ public sealed record RuntimeOptions
     public string Placement { get; init; } = Experts.PlacementStrategy.Even;
     /// <summary>Routing statistics JSON (<c>moecluster routing-stats --output</c>) the co-activation placement reads.</summary>
     public string? RoutingProfile { get; init; }
+    /// <summary>Co-activation placement: how far above an even share of a layer's tokens (and of the experts) a node
+    /// may go; larger values group more and spread each layer over fewer nodes.</summary>
+    public double PlacementLoadSlack { get; init; } = 0.25;
     /// <summary>Routed experts held in int8: "none", "cold" (the least-loaded <see cref="Int8Budget"/> of each layer) or
     /// "all"; never super experts (docs/ARCHITECTURE.md, "Int8 experts"). Needs <see cref="RoutingProfile"/>.</summary>
     public string Int8Experts { get; init; } = "none";

@@ -37,6 +37,7 @@ public static class ServeCommand
     public static readonly Option<bool?> Replication = new("--replication") { Description = "replicate hot experts on other expert nodes (coordinator on the gateway role; default off)" };
     public static readonly Option<double?> ReplicationInterval = new("--replication-interval") { Description = "seconds between replication decisions (default 5)" };
     public static readonly Option<string?> Placement = new("--placement") { Description = "even (default) or coactivation: experts chosen together by the same tokens share a node (needs --routing-profile; set it on every expert node)" };
+    public static readonly Option<double?> PlacementLoadSlack = new("--placement-load-slack") { Description = "with --placement coactivation: how far above an even share of a layer's tokens a node may go (default 0.25; 1 lets a layer use two of three nodes, 2 one)" };
     public static readonly Option<string?> RoutingProfile = new("--routing-profile") { Description = "routing statistics JSON from `moecluster routing-stats --output`, read by --placement coactivation" };
     public static readonly Option<string?> Int8Experts = new("--int8-experts") { Description = "routed experts held in int8: none (default), cold (the least-loaded --int8-budget of each layer) or all; never super experts; needs --routing-profile" };
     public static readonly Option<double?> Int8Budget = new("--int8-budget") { Description = "with --int8-experts cold: share of each layer's experts in int8 (default 0.6)" };
@@ -54,7 +55,7 @@ public static class ServeCommand
             Config, Model, Roles, Hostname, PublicHostname, Port, HttpHost, HttpPort, SeedNodes, Device, DType, ExpertSlots,
             MaxBatch, Context, MaxQueue, Threads, Engine, DataDir, Journal, ApiKeysFile, TlsCertificate, DowningStableAfter, MinExpertNodes,
             ExpertTimeout, StepTimeout, RequestTimeout,
-            Replication, ReplicationInterval, ChatTemplate, RoutingStatistics, RoutingWindow, Placement, RoutingProfile,
+            Replication, ReplicationInterval, ChatTemplate, RoutingStatistics, RoutingWindow, Placement, PlacementLoadSlack, RoutingProfile,
             Int8Experts, Int8Budget, ResidentExperts, ExpertLookahead,
         };
         command.SetAction(parse =>
@@ -122,6 +123,7 @@ public static class ServeCommand
                 RequestTimeout = Seconds(s.Get(RequestTimeout, (double?)null), RequestTimeout.Name) ?? new RuntimeOptions { ModelDirectory = "" }.RequestTimeout,
                 Placement = s.Get(Placement, (string?)null) ?? Runtime.Experts.PlacementStrategy.Even,
                 RoutingProfile = s.Get(RoutingProfile, (string?)null),
+                PlacementLoadSlack = s.Get(PlacementLoadSlack, (double?)null) ?? 0.25,
                 RoutingStatistics = s.Get(RoutingStatistics, (bool?)null) ?? true,
                 Int8Experts = s.Get(Int8Experts, (string?)null) ?? "none",
                 Int8Budget = s.Get(Int8Budget, (double?)null) ?? 0.6,

@@ -73,7 +73,7 @@ public sealed class ExpertAllocationStrategy(bool rebalance, int maxMovesPerRoun
         {
             // Unlimited slots count as room for every expert.
             var nodes = candidates.Select(c => new NodeCapacity(c.Address, c.Capacity == 0 ? experts.Count : c.Capacity)).ToList();
-            try { plan = (key, CoactivationPlacement.Place(experts, nodes, profile)); }
+            try { plan = (key, CoactivationPlacement.Place(experts, nodes, profile, placement.LoadSlack)); }
             catch (PlacementException e)
             {
                 system?.Log.Warning("co-activation placement impossible on these nodes ({0}); placing evenly", e.Message);

@@ -9,7 +9,8 @@ namespace MoeCluster.Runtime.Experts;
 /// choose share a node. Every expert node must be started with the same setting: the shard coordinator (on the oldest
 /// expert node) places with its own.</summary>
 /// <param name="Experts">Every routed expert of the model (the co-activation plan places them all).</param>
-public sealed record PlacementStrategy(string Name, RoutingSnapshot? Profile = null, string? ProfilePath = null, IReadOnlyList<ExpertId>? Experts = null)
+/// <param name="LoadSlack">How far above an even share of a layer's tokens a node may go (<see cref="CoactivationPlacement"/>).</param>
+public sealed record PlacementStrategy(string Name, RoutingSnapshot? Profile = null, string? ProfilePath = null, IReadOnlyList<ExpertId>? Experts = null, double LoadSlack = 0.25)
 {
     public const string Even = "even";
     public const string Coactivation = "coactivation";
@@ -30,7 +31,9 @@ public sealed record PlacementStrategy(string Name, RoutingSnapshot? Profile = n
             ?? throw new ArgumentException("--placement coactivation needs --routing-profile FILE: write one with `moecluster routing-stats --model DIR --data TEXT --output FILE`");
         var profile = Routing.RoutingProfileFile.Read(path, config, "co-activation placement");
         var experts = config.MoeLayers.SelectMany(l => Enumerable.Range(0, config.NumExperts).Select(e => new ExpertId(l, e))).ToList();
-        return new PlacementStrategy(Coactivation, profile, path, experts);
+        if (!(options.PlacementLoadSlack >= 0) || double.IsInfinity(options.PlacementLoadSlack))
+            throw new ArgumentException($"--placement-load-slack: {options.PlacementLoadSlack} is not a share ≥ 0 (0.25 = a node may take 25 % more than an even share of a layer)");
+        return new PlacementStrategy(Coactivation, profile, path, experts, options.PlacementLoadSlack);
     }
 
     /// <summary>Share of the profile's co-activated pairs whose experts share a node under <paramref name="placement"/>
