@@ -42,6 +42,7 @@ public static class NodeHost
             JournalConnectionString = o.JournalConnectionString,
             ContextLength = o.Runtime.Batching.ContextLength,
         };
+        builder.Services.AddMoeClusterNode(serving);
         if (o.ServesApi) builder.Services.AddMoeClusterServing(serving);
 
         if (o.Engine == "local")
@@ -60,13 +61,17 @@ public static class NodeHost
                 b.AddMoeClusterRuntime(o.Cluster, o.Runtime, model);
                 if (o.ServesApi) b.AddMoeClusterJobs(serving);
             });
-            if (o.Runtime.Roles.Contains(NodeRoles.Gateway))
+            bool gateway = o.Runtime.Roles.Contains(NodeRoles.Gateway);
+            if (gateway)
                 builder.Services.AddSingleton<IGenerationService>(sp =>
                     new ClusterGenerationService(sp.GetRequiredService<ActorSystem>(), sp.GetRequiredService<ActorRegistry>().Get<GatewayKey>(), model.Config));
+            builder.Services.AddSingleton<INodeReadiness>(sp => new ClusterNodeReadiness(sp.GetRequiredService<ActorSystem>(), o.Runtime.Roles,
+                () => gateway ? sp.GetRequiredService<IGenerationService>() : null));
         }
 
         var app = builder.Build();
         if (o.ServesApi) app.MapMoeClusterApi();
+        else app.MapMoeClusterNode();
         app.MapClusterEndpoints();
         app.Lifetime.ApplicationStopped.Register(model.Dispose);
         return app;

@@ -1,6 +1,7 @@
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Logging;
 using MoeCluster.Model.Tokenization;
 using MoeCluster.Node.Chat;
@@ -17,7 +18,8 @@ public static class ServingExtensions
     /// checkpoint has one, <see cref="ModelTokenizer"/> (without it only token-id requests work).</summary>
     public static IServiceCollection AddMoeClusterServing(this IServiceCollection services, ServingOptions options)
     {
-        services.AddSingleton(options);
+        services.AddMoeClusterNode(options);
+        services.TryAddSingleton<INodeReadiness>(sp => new GenerationReadiness(sp.GetRequiredService<IGenerationService>()));
         services.AddSingleton(sp => new ChatPromptRenderer(sp.GetService<ModelTokenizer>(), sp.GetRequiredService<ILogger<ChatPromptRenderer>>()));
         services.AddSingleton(sp => new CompletionRunner(sp.GetRequiredService<IGenerationService>(), sp.GetService<ModelTokenizer>(),
             sp.GetRequiredService<ChatPromptRenderer>(), options));
@@ -25,20 +27,36 @@ public static class ServingExtensions
         return services;
     }
 
-    /// <summary>Maps /v1/completions, /v1/chat/completions, /v1/models, /v1/generate, /v1/jobs..., /healthz, /readyz and
-    /// /metrics, behind request metrics, OpenAI-style errors and API keys (which guard /v1 only).</summary>
-    public static WebApplication MapMoeClusterApi(this WebApplication app)
+    /// <summary>What every node needs, whatever its roles: the options the API-key and error middleware read. The host
+    /// registers <see cref="INodeReadiness"/> (or <see cref="AddMoeClusterServing"/> does, over the generation service).</summary>
+    public static IServiceCollection AddMoeClusterNode(this IServiceCollection services, ServingOptions options)
+    {
+        services.TryAddSingleton(options);
+        return services;
+    }
+
+    /// <summary>What every node serves, whatever its roles: /healthz, /readyz, /metrics, and one API-key rule (everything
+    /// under /v1 needs the key, /v1/cluster/* included; probes and /metrics stay open), with OpenAI-style errors.</summary>
+    public static WebApplication MapMoeClusterNode(this WebApplication app)
     {
         app.UseMiddleware<HttpMetrics>();
         app.UseMiddleware<ApiErrorMiddleware>();
         app.UseMiddleware<ApiKeyMiddleware>();
-        OpenAiEndpoints.Map(app);
-        GenerateEndpoint.Map(app);
-        JobsEndpoints.Map(app);
         HealthEndpoints.Map(app);
         app.MapMetrics("/metrics");
         app.Map("/v1/{**path}", context =>
             throw new ApiException(404, $"unknown endpoint {context.Request.Method} {context.Request.Path}", null, "unknown_url"));
+        return app;
+    }
+
+    /// <summary>Maps /v1/completions, /v1/chat/completions, /v1/models, /v1/generate, /v1/jobs..., /healthz, /readyz and
+    /// /metrics, behind request metrics, OpenAI-style errors and API keys (which guard /v1 only).</summary>
+    public static WebApplication MapMoeClusterApi(this WebApplication app)
+    {
+        app.MapMoeClusterNode();
+        OpenAiEndpoints.Map(app);
+        GenerateEndpoint.Map(app);
+        JobsEndpoints.Map(app);
         return app;
     }
 }

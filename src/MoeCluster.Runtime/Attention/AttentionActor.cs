@@ -72,7 +72,7 @@ public sealed class AttentionActor : ReceiveActor
         }
         using var scope = NewDisposeScope();
         using var _ = no_grad();
-        var x = m.Input.Take(model.Options.Device);
+        var x = m.Input.Take(model.Options);
         var h = x + attention!.Forward(inputNorm!.forward(x), m.Layout, cache!, rotary!);
         var n = postNorm!.forward(h);
         foreach (var s in m.Layout.Segments) cachedLength[s.Slot] = s.End;

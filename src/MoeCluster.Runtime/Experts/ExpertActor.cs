@@ -3,6 +3,7 @@ using Akka.Cluster;
 using Akka.Event;
 using MoeCluster.Model;
 using MoeCluster.Model.Layers;
+using MoeCluster.Runtime.Metrics;
 using MoeCluster.Runtime.Protocol;
 using static TorchSharp.torch;
 
@@ -15,6 +16,8 @@ public sealed class ExpertActor : ReceiveActor
     readonly ExpertKey key;
     readonly ModelSource model;
     readonly ILoggingAdapter log = Context.GetLogger();
+    readonly HostedExperts hosted = HostedExperts.Get(Context.System);
+    readonly string[] rowLabels;
     ExpertMlp? mlp;
     long parameterBytes;
 
@@ -24,6 +27,8 @@ public sealed class ExpertActor : ReceiveActor
     {
         key = ExpertKey.Parse(entityId);
         this.model = model;
+        var c = model.Config;
+        rowLabels = [key.Layer.ToString(), (long)c.NumLayers * c.NumExperts <= MoeMetrics.ExpertSeriesLimit ? key.Expert.ToString() : "all"];
         Receive<StartExpert>(_ => Sender.Tell(new ExpertStarted(key.EntityId, Node, parameterBytes)));
         Receive<ComputeExpert>(Compute);
     }
@@ -35,25 +40,32 @@ public sealed class ExpertActor : ReceiveActor
         var c = model.Config;
         if (key.Layer < 0 || key.Layer >= c.NumLayers || !c.IsMoeLayer(key.Layer) || key.Expert < 0 || key.Expert >= c.NumExperts)
             throw new ArgumentException($"expert {key} does not exist in {model.Directory}");
+        hosted.StartedLoading(Self.Path.ToStringWithoutAddress());
         var module = new ExpertMlp(c.HiddenSize, c.ExpertIntermediateSize, c.Architecture == Architecture.Mixtral, model.Options);
         parameterBytes = model.Load(module, model.Names.ExpertPrefix(key.Layer, key.Expert));
         mlp = module;
+        hosted.FinishedLoading(Self.Path.ToStringWithoutAddress(), parameterBytes);
         log.Debug("expert {0} loaded ({1} bytes)", key, parameterBytes);
     }
 
     void Compute(ComputeExpert m)
     {
+        long start = System.Diagnostics.Stopwatch.GetTimestamp();
         using var scope = NewDisposeScope();
         using var _ = no_grad();
-        var x = m.Input.Take(model.Options.Device);
+        // Converted to this node's dtype on arrival; the receiver of the output converts it to its own.
+        var x = m.Input.Take(model.Options);
         var y = mlp!.forward(x);
+        MoeMetrics.ExpertComputedRows.WithLabels(rowLabels).Inc(x.shape[0]);
         Sender.Tell(new ExpertComputed(key.EntityId, m.CorrelationId, TensorPayload.Own(y)));
+        MoeMetrics.ExpertComputeSeconds.Observe(System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalSeconds);
     }
 
     protected override void PostStop()
     {
         mlp?.Dispose();
         mlp = null;
+        hosted.Released(Self.Path.ToStringWithoutAddress());
         log.Debug("expert {0} released", key);
     }
 }

@@ -67,6 +67,7 @@ public sealed class ExpertHostActor : ReceiveActor
         {
             long correlation = ++nextCorrelation;
             inFlight[correlation] = (pending, i);
+            MoeMetrics.ExpertHostInFlight.Inc();
             var item = m.Items[i];
             var id = new ExpertKey(m.Layer, item.Expert).EntityId;
             var message = new ComputeExpert(id, correlation, item.Rows);
@@ -87,6 +88,7 @@ public sealed class ExpertHostActor : ReceiveActor
             m.Output.Take().Dispose();
             return;
         }
+        MoeMetrics.ExpertHostInFlight.Dec();
         var (pending, index) = entry;
         var item = pending.Request.Items[index];
         pending.Outputs[index] = new ExpertInput(item.Expert, m.Output, item.Replica);

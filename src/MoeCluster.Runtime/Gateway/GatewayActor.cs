@@ -279,7 +279,7 @@ public sealed class GatewayActor : ReceiveActor, IWithTimers
         using (var scope = NewDisposeScope())
         using (no_grad())
         {
-            var x = output.Take(model.Options.Device);
+            var x = output.Take(model.Options);
             var last = x.index_select(0, tensor(s.Plan.Layout.LastTokenIndices(), ScalarType.Int64, x.device));
             var n = finalNorm!.forward(last);
             var l = lmHead is not null ? lmHead.forward(n) : nn.functional.linear(n, embedding!.weight);

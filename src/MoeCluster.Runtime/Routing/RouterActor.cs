@@ -124,13 +124,13 @@ public sealed class RouterActor : ReceiveActor, IWithTimers
         if (denseMlp is not null)
         {
             using var scope = NewDisposeScope();
-            var h = m.Residual.Take(model.Options.Device);
-            var n = m.Normed.Take(model.Options.Device);
+            var h = m.Residual.Take(model.Options);
+            var n = m.Normed.Take(model.Options);
             Sender.Tell(new FeedForwardComputed(m.StepId, layer, TensorPayload.Own(h + denseMlp.forward(n))));
             return;
         }
-        var residual = m.Residual.Take(model.Options.Device);
-        var normed = m.Normed.Take(model.Options.Device);
+        var residual = m.Residual.Take(model.Options);
+        var normed = m.Normed.Take(model.Options);
         ExpertGroups groups;
         using (var routing = gate!.Route(normed)) groups = ExpertGroups.From(routing, model.Config.NumExperts);
         RecordLoad(groups.TokensPerExpert);
@@ -214,13 +214,13 @@ public sealed class RouterActor : ReceiveActor, IWithTimers
             return;
         }
         for (int i = 0; i < m.Items.Count; i++)
-            Accept(d, call.items[i].group, call.items[i].share, m.Items[i].Rows.Take(model.Options.Device));
+            Accept(d, call.items[i].group, call.items[i].share, m.Items[i].Rows.Take(model.Options));
         TryComplete(call.dispatch, d);
     }
 
     void OnRegionResult(ExpertComputed m)
     {
-        var output = m.Output.Take(model.Options.Device);
+        var output = m.Output.Take(model.Options);
         if (!regionCalls.Remove(m.CorrelationId, out var call) || !dispatches.TryGetValue(call.dispatch, out var d))
         {
             output.Dispose();

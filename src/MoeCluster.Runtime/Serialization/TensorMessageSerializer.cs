@@ -42,12 +42,14 @@ public sealed class TensorMessageSerializer(ExtendedActorSystem system) : Serial
         }
         w.Flush();
         MoeMetrics.BytesBetweenNodes.WithLabels("sent").Inc(stream.Length);
+        MoeMetrics.RemoteMessages.WithLabels("sent").Inc();
         return stream.ToArray();
     }
 
     public override object FromBinary(byte[] bytes, string manifest)
     {
         MoeMetrics.BytesBetweenNodes.WithLabels("received").Inc(bytes.Length);
+        MoeMetrics.RemoteMessages.WithLabels("received").Inc();
         using var r = new BinaryReader(new MemoryStream(bytes));
         return manifest switch
         {
