@@ -41,6 +41,10 @@ public static class NodeHost
             DataDirectory = o.DataDirectory ?? Path.Combine(Environment.CurrentDirectory, "data"),
             JournalConnectionString = o.JournalConnectionString,
             ContextLength = o.Runtime.Batching.ContextLength,
+            MaxBatchSize = o.Runtime.Batching.MaxBatchSize,
+            Retention = o.JobRetention,
+            JobBatchShare = o.JobBatchShare,
+            MaxConcurrentUploads = o.MaxConcurrentUploads,
         };
         builder.Services.AddMoeClusterNode(serving);
         if (o.ServesApi) builder.Services.AddMoeClusterServing(serving);
@@ -59,7 +63,7 @@ public static class NodeHost
             builder.Services.AddAkka(ClusterNodeOptions.ActorSystemName, b =>
             {
                 b.AddMoeClusterRuntime(o.Cluster, o.Runtime, model);
-                if (o.ServesApi) b.AddMoeClusterJobs(serving);
+                if (o.ServesApi) b.AddMoeClusterJobs(serving, cluster: true);
             });
             bool gateway = o.Runtime.Roles.Contains(NodeRoles.Gateway);
             if (gateway)

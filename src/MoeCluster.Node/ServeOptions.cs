@@ -15,5 +15,8 @@ public sealed record ServeOptions
     public string? DataDirectory { get; init; }
     public string? JournalConnectionString { get; init; }
     public IReadOnlyList<string> ApiKeys { get; init; } = [];
+    public TimeSpan JobRetention { get; init; } = TimeSpan.FromDays(30);
+    public double JobBatchShare { get; init; } = 0.5;
+    public int MaxConcurrentUploads { get; init; } = 4;
     public bool ServesApi => Engine == "local" || Runtime.Roles.Contains(NodeRoles.Gateway);
 }

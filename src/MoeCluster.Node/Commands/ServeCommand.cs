@@ -35,6 +35,9 @@ public static class ServeCommand
     public static readonly Option<double?> StepTimeout = new("--step-timeout") { Description = "seconds before an unfinished step is retried, and the longest a step waits for the cluster to recover (default 60)" };
     public static readonly Option<bool?> Replication = new("--replication") { Description = "replicate hot experts on other expert nodes (coordinator on the gateway role; default off)" };
     public static readonly Option<double?> ReplicationInterval = new("--replication-interval") { Description = "seconds between replication decisions (default 5)" };
+    public static readonly Option<double?> JobRetention = new("--job-retention-hours") { Description = "hours a finished job and an uploaded file are kept before deletion (default 720 = 30 days)" };
+    public static readonly Option<double?> JobBatchShare = new("--job-batch-share") { Description = "share of the batch slots job lines may hold at once, so interactive requests are not starved (default 0.5)" };
+    public static readonly Option<int?> MaxUploads = new("--max-concurrent-uploads") { Description = "uploads (/v1/files, /v1/jobs) streamed at once on this node; more get 429 (default 4)" };
     public static readonly Option<double?> DowningStableAfter = new("--downing-stable-after") { Description = "seconds the split-brain resolver waits before downing unreachable nodes (default 20)" };
 
     public static Command Create()
@@ -44,7 +47,7 @@ public static class ServeCommand
             Config, Model, Roles, Hostname, PublicHostname, Port, HttpHost, HttpPort, SeedNodes, Device, DType, ExpertSlots,
             MaxBatch, Context, MaxQueue, Threads, Engine, DataDir, Journal, ApiKeysFile, TlsCertificate, DowningStableAfter, MinExpertNodes,
             ExpertTimeout, StepTimeout,
-            Replication, ReplicationInterval,
+            Replication, ReplicationInterval, JobRetention, JobBatchShare, MaxUploads,
         };
         command.SetAction(parse =>
         {
@@ -86,6 +89,9 @@ public static class ServeCommand
             DataDirectory = s.Get(DataDir, (string?)null) ?? Path.Combine(Environment.CurrentDirectory, "data"),
             JournalConnectionString = s.Get(Journal, (string?)null),
             ApiKeys = keys,
+            JobRetention = Seconds(s.Get(JobRetention, (double?)null) * 3600, JobRetention.Name) ?? TimeSpan.FromDays(30),
+            JobBatchShare = s.Get(JobBatchShare, (double?)null) ?? 0.5,
+            MaxConcurrentUploads = s.Get(MaxUploads, (int?)null) ?? 4,
             Cluster = new ClusterNodeOptions
             {
                 Hostname = s.Get(Hostname, (string?)null) ?? "127.0.0.1",

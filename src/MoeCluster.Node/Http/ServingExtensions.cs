@@ -23,7 +23,10 @@ public static class ServingExtensions
         services.AddSingleton(sp => new ChatPromptRenderer(sp.GetService<ModelTokenizer>(), sp.GetRequiredService<ILogger<ChatPromptRenderer>>()));
         services.AddSingleton(sp => new CompletionRunner(sp.GetRequiredService<IGenerationService>(), sp.GetService<ModelTokenizer>(),
             sp.GetRequiredService<ChatPromptRenderer>(), options));
-        services.AddSingleton<IJobLineRunner>(sp => new JobLineRunner(() => sp.GetRequiredService<CompletionRunner>()));
+        services.AddSingleton(new JobSlots(options.JobBatchShare, options.MaxBatchSize));
+        services.AddSingleton(new UploadSlots(options.MaxConcurrentUploads));
+        services.AddSingleton(_ => JobsHosting.Files(options));
+        services.AddSingleton<IJobLineRunner>(sp => new JobLineRunner(() => sp.GetRequiredService<CompletionRunner>(), sp.GetRequiredService<JobSlots>()));
         return services;
     }
 
@@ -57,6 +60,8 @@ public static class ServingExtensions
         OpenAiEndpoints.Map(app);
         GenerateEndpoint.Map(app);
         JobsEndpoints.Map(app);
+        Files.FilesEndpoints.Map(app);
+        Jobs.BatchesEndpoints.Map(app);
         return app;
     }
 }

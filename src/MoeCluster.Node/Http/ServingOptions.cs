@@ -16,8 +16,20 @@ public sealed record ServingOptions
     /// <summary>Largest JSON body accepted by the generation endpoints (413 above it).</summary>
     public long MaxRequestBodyBytes { get; init; } = 1 << 20;
 
-    /// <summary>Largest JSONL upload accepted by POST /v1/jobs (413 above it).</summary>
+    /// <summary>Largest JSONL upload accepted by POST /v1/jobs and POST /v1/files (413 above it).</summary>
     public long MaxJobBodyBytes { get; init; } = 64L << 20;
+
+    /// <summary>Uploads streamed to disk at the same time on one node; one more gets 429.</summary>
+    public int MaxConcurrentUploads { get; init; } = 4;
+
+    /// <summary>Jobs and uploaded files are deleted this long after they end (files: after upload).</summary>
+    public TimeSpan Retention { get; init; } = TimeSpan.FromDays(30);
+
+    /// <summary>Share of the gateway's batch slots (<see cref="MaxBatchSize"/>) that job lines may hold at once.</summary>
+    public double JobBatchShare { get; init; } = 0.5;
+
+    /// <summary>Sequences the gateway decodes together (the host sets it from the scheduler's options).</summary>
+    public int MaxBatchSize { get; init; } = 32;
 
     /// <summary>Most lines one batch job may hold.</summary>
     public int MaxJobLines { get; init; } = 50_000;

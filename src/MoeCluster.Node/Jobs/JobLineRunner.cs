@@ -23,12 +23,14 @@ public interface IJobLineRunner
     Task<LineOutcome> RunAsync(int line, string text, CancellationToken cancellation);
 }
 
-/// <summary>One line of GET /v1/jobs/{id}/results.</summary>
+/// <summary>One line of GET /v1/jobs/{id}/results. <see cref="StatusCode"/> is the HTTP status the same request would
+/// have got (the Batch API's output and error files carry it).</summary>
 public sealed record JobResultLine(
     [property: JsonPropertyName("line")] int Line,
     [property: JsonPropertyName("custom_id"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? CustomId,
     [property: JsonPropertyName("response"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] object? Response,
-    [property: JsonPropertyName("error"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] ApiErrorBody? Error);
+    [property: JsonPropertyName("error"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] ApiErrorBody? Error,
+    [property: JsonPropertyName("status_code")] int StatusCode = 200);
 
 /// <summary>Runs a line as the HTTP API would run the same request body, non-streaming. A line is either a request
 /// body (chat when it has "messages", else completion) or an OpenAI Batch line
@@ -37,16 +39,32 @@ public sealed record JobResultLine(
 public sealed class JobLineRunner : IJobLineRunner
 {
     readonly Lazy<CompletionRunner> completions;
-
-    public JobLineRunner(CompletionRunner runner) => completions = new(runner);
+    readonly JobSlots slots;
 
     /// <summary>Resolves the runner (and so the gateway) on the first line, not when the job actors start: a node
-    /// resumes jobs at start-up, possibly before its gateway is registered.</summary>
-    public JobLineRunner(Func<CompletionRunner> runner) => completions = new(runner);
+    /// resumes jobs at start-up, possibly before its gateway is registered. Every line holds one of the node's
+    /// <paramref name="slots"/> while it runs, so jobs never fill more than their share of the batch.</summary>
+    public JobLineRunner(Func<CompletionRunner> runner, JobSlots slots)
+    {
+        completions = new(runner);
+        this.slots = slots;
+    }
+
+    public static string? CustomId(string line)
+    {
+        try
+        {
+            using var doc = JsonDocument.Parse(line);
+            return doc.RootElement.ValueKind == JsonValueKind.Object && doc.RootElement.TryGetProperty("custom_id", out var c) && c.ValueKind == JsonValueKind.String ? c.GetString() : null;
+        }
+        catch (JsonException) { return null; }
+    }
 
     public async Task<LineOutcome> RunAsync(int line, string text, CancellationToken cancellation)
     {
         string? customId = null;
+        try { await slots.WaitAsync(cancellation); }
+        catch (OperationCanceledException) { return new LineAbandoned(line); }
         try
         {
             using var doc = RequestBody.ParseObject(Encoding.UTF8.GetBytes(text), $"line {line}");
@@ -72,11 +90,12 @@ public sealed class JobLineRunner : IJobLineRunner
             var response = CompletionResponses.Build(prepared, outcome);
             return new LineFinished(line, JsonSerializer.Serialize(new JobResultLine(line, customId, response, null), OpenAiJson.Options), false);
         }
-        catch (ApiException e) when (e.Status == 429) { return new LineDeferred(line, TimeSpan.FromSeconds(1)); }
-        catch (ApiException e) { return Failed(line, customId, e.ToError().Error); }
+        catch (ApiException e) when (e.Status is 429 or 503) { return new LineDeferred(line, TimeSpan.FromSeconds(1)); }
+        catch (ApiException e) { return Failed(line, customId, e.Status, e.ToError().Error); }
         catch (OperationCanceledException) when (cancellation.IsCancellationRequested) { return new LineAbandoned(line); }
+        finally { slots.Release(); }
     }
 
-    public static LineFinished Failed(int line, string? customId, ApiErrorBody error) =>
-        new(line, JsonSerializer.Serialize(new JobResultLine(line, customId, null, error), OpenAiJson.Options), true);
+    public static LineFinished Failed(int line, string? customId, int statusCode, ApiErrorBody error) =>
+        new(line, JsonSerializer.Serialize(new JobResultLine(line, customId, null, error, statusCode), OpenAiJson.Options), true);
 }
