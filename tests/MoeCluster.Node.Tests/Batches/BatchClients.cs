@@ -59,6 +59,13 @@ public sealed class BatchClients(Uri gateway, string key = "unused")
         return content.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => JsonNode.Parse(l)!).ToList();
     }
 
+    /// <summary>A completion line with a token-id prompt (works on checkpoints without a tokenizer).</summary>
+    public static string CompletionLine(string customId, string model, int[] prompt, int maxTokens = 4) => JsonSerializer.Serialize(new
+    {
+        custom_id = customId, method = "POST", url = "/v1/completions",
+        body = new { model, prompt, max_tokens = maxTokens, temperature = 0 },
+    });
+
     public static string ChatLine(string customId, string model, string content, int maxTokens = 4) => JsonSerializer.Serialize(new
     {
         custom_id = customId, method = "POST", url = "/v1/chat/completions",
