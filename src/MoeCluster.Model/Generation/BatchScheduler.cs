@@ -157,6 +157,17 @@ public sealed class BatchScheduler(BatchingOptions options)
         foreach (var s in running.Values.ToList()) Finish(s, FinishReason.Error, events, error);
     }
 
+    /// <summary>Ends every queued request with an error (a draining gateway will never run them).</summary>
+    public void FailWaiting(string error, List<GenerationEvent> events)
+    {
+        while (waiting.Count > 0)
+        {
+            var r = waiting.Dequeue();
+            cancelled.Remove(r.Id);
+            events.Add(new SequenceFinished(r.Id, FinishReason.Error, r.PromptTokens.Count, [], error));
+        }
+    }
+
     /// <summary>Running sequences' slots, by request id (attention actors free these caches when a sequence ends).</summary>
     public IReadOnlyDictionary<string, int> Slots => running.ToDictionary(p => p.Key, p => p.Value.Slot);
 

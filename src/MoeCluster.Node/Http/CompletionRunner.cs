@@ -82,6 +82,7 @@ public sealed class CompletionRunner(IGenerationService generation, ModelTokeniz
         try { any = await events.MoveNextAsync(); }
         catch (InvalidGenerationRequestException e) { throw ApiException.BadRequest(MapField(e.Field, p.Request), e.Message); }
         catch (GatewayOverloadedException e) { throw new ApiException(429, $"the server is overloaded ({e.Message}); retry later", null, "overloaded", "rate_limit_error"); }
+        catch (GatewayUnavailableException e) { throw new ApiException(503, e.Message, null, "unavailable", "server_error"); }
         var detokenizer = tokenizer?.CreateStreamingDetokenizer();
         var matcher = new StopStringMatcher(p.Request.Stop);
         var text = new StringBuilder();

@@ -23,6 +23,7 @@ public sealed class ClusterGenerationService(ActorSystem system, IActorRef gatew
             switch (first)
             {
                 case GenerationRejected { Kind: RejectionKind.Overloaded } r: throw new GatewayOverloadedException(r.Message);
+                case GenerationRejected { Kind: RejectionKind.Draining } r: throw new GatewayUnavailableException(r.Message);
                 case GenerationRejected r: throw new InvalidGenerationRequestException(r.Field, r.Message);
             }
             using var registration = cancellation.Register(() => gateway.Tell(new CancelGeneration(request.Id)));

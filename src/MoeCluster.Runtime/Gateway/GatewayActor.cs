@@ -42,6 +42,15 @@ public sealed class GatewayActor : ReceiveActor, IWithTimers
     }
 
 
+    /// <summary>Set once a drain began (it never ends: a drained gateway stays closed).</summary>
+    sealed class Drain
+    {
+        public readonly List<IActorRef> ReplyTo = new();
+        public int Finished, Failed;
+        public bool Done;
+    }
+
+    sealed record DrainGraceEnded;
     sealed record RunStep;
     sealed record StepTimedOut(long StepId);
     sealed record WarmUp;
@@ -85,6 +94,7 @@ public sealed class GatewayActor : ReceiveActor, IWithTimers
     Model.Layers.Linear? lmHead;
     ActiveStep? step;
     PendingMoves? moves;
+    Drain? drain;
     long nextStepId;
     long kvBytesPerToken;
     public ITimerScheduler Timers { get; set; } = null!;
@@ -102,6 +112,8 @@ public sealed class GatewayActor : ReceiveActor, IWithTimers
         this.directory = directory;
         scheduler = new BatchScheduler(options.Batching);
         Receive<SubmitGeneration>(Submit);
+        Receive<DrainGateway>(StartDrain);
+        Receive<DrainGraceEnded>(_ => EndDrain());
         Receive<CancelGeneration>(m => { if (scheduler.Cancel(m.RequestId)) KickOff(); });
         Receive<GetGatewayStatus>(_ => Sender.Tell(Status()));
         Receive<RunStep>(_ => StartStep());
@@ -202,6 +214,12 @@ public sealed class GatewayActor : ReceiveActor, IWithTimers
     void Submit(SubmitGeneration m)
     {
         var r = m.Request;
+        if (drain is not null)
+        {
+            MoeMetrics.RequestsRejected.WithLabels("draining").Inc();
+            Sender.Tell(new GenerationRejected(r.Id, RejectionKind.Draining, "", "the gateway is draining (its node is shutting down); send the request to another gateway"));
+            return;
+        }
         try
         {
             if (!scheduler.TryEnqueue(r))
@@ -227,6 +245,50 @@ public sealed class GatewayActor : ReceiveActor, IWithTimers
     void KickOff()
     {
         if (step is null) Self.Tell(new RunStep());
+        CheckDrained();
+    }
+
+    void StartDrain(DrainGateway m)
+    {
+        if (drain is { Done: true }) { Sender.Tell(new GatewayDrained(drain.Finished, drain.Failed)); return; }
+        if (drain is null)
+        {
+            drain = new Drain();
+            log.Info("draining: {0} queued requests refused, {1} running get {2:0.#}s to finish", scheduler.Waiting, scheduler.Running, m.Grace.TotalSeconds);
+            events.Clear();
+            scheduler.FailWaiting("the gateway is draining (its node is shutting down) and did not start this request; retry on another gateway", events);
+            Deliver();
+            UpdateGauges();
+            Timers.StartSingleTimer("drain-grace", new DrainGraceEnded(), m.Grace);
+        }
+        drain.ReplyTo.Add(Sender);
+        CheckDrained();
+    }
+
+    /// <summary>The grace is over: what still runs ends with an error, and the step in flight is abandoned.</summary>
+    void EndDrain()
+    {
+        if (drain is null || drain.Done) return;
+        if (scheduler.Running > 0) log.Warning("drain grace ended; failing the {0} sequences still running", scheduler.Running);
+        Timers.Cancel("step-timeout");
+        Timers.Cancel("recovery-check");
+        events.Clear();
+        scheduler.FailRunning("the gateway is shutting down and the sequence did not finish within the drain grace", events);
+        if (step is not null) { step = null; ++nextStepId; }
+        Deliver();
+        UpdateGauges();
+        AcknowledgeMovesIfIdle();
+        CheckDrained();
+    }
+
+    void CheckDrained()
+    {
+        if (drain is null || drain.Done || step is not null || !scheduler.IsIdle) return;
+        drain.Done = true;
+        Timers.Cancel("drain-grace");
+        log.Info("drained: {0} sequences finished, {1} requests answered with an error", drain.Finished, drain.Failed);
+        foreach (var a in drain.ReplyTo) a.Tell(new GatewayDrained(drain.Finished, drain.Failed));
+        drain.ReplyTo.Clear();
     }
 
     void StartStep()
@@ -237,7 +299,7 @@ public sealed class GatewayActor : ReceiveActor, IWithTimers
         events.Clear();
         var plan = scheduler.PlanStep(events);
         Deliver();
-        if (plan is null) { UpdateGauges(); return; }
+        if (plan is null) { UpdateGauges(); CheckDrained(); return; }
         metrics?.Step(plan);
         step = new ActiveStep { Plan = plan, Id = ++nextStepId };
         RunFromFirstLayer();
@@ -454,7 +516,11 @@ public sealed class GatewayActor : ReceiveActor, IWithTimers
         {
             if (!clients.TryGetValue(e.RequestId, out var subscriber)) continue;
             metrics?.Observe(e);
-            if (e is SequenceFinished) clients.Remove(e.RequestId);
+            if (e is SequenceFinished f)
+            {
+                clients.Remove(e.RequestId);
+                if (drain is not null) { if (f.Reason == FinishReason.Error) drain.Failed++; else drain.Finished++; }
+            }
             subscriber.Tell(e);
         }
         events.Clear();
