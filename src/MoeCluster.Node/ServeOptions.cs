@@ -18,5 +18,7 @@ public sealed record ServeOptions
     public TimeSpan JobRetention { get; init; } = TimeSpan.FromDays(30);
     public double JobBatchShare { get; init; } = 0.5;
     public int MaxConcurrentUploads { get; init; } = 4;
+    /// <summary>On SIGTERM, how long a gateway lets its running sequences finish before failing them.</summary>
+    public TimeSpan DrainGrace { get; init; } = TimeSpan.FromSeconds(30);
     public bool ServesApi => Engine == "local" || Runtime.Roles.Contains(NodeRoles.Gateway);
 }

@@ -38,6 +38,7 @@ public static class ServeCommand
     public static readonly Option<double?> JobRetention = new("--job-retention-hours") { Description = "hours a finished job and an uploaded file are kept before deletion (default 720 = 30 days)" };
     public static readonly Option<double?> JobBatchShare = new("--job-batch-share") { Description = "share of the batch slots job lines may hold at once, so interactive requests are not starved (default 0.5)" };
     public static readonly Option<int?> MaxUploads = new("--max-concurrent-uploads") { Description = "uploads (/v1/files, /v1/jobs) streamed at once on this node; more get 429 (default 4)" };
+    public static readonly Option<double?> DrainGrace = new("--drain-grace") { Description = "seconds a stopping gateway gives its running sequences to finish (default 30; keep it under the pod's termination grace)" };
     public static readonly Option<double?> DowningStableAfter = new("--downing-stable-after") { Description = "seconds the split-brain resolver waits before downing unreachable nodes (default 20)" };
 
     public static Command Create()
@@ -47,7 +48,7 @@ public static class ServeCommand
             Config, Model, Roles, Hostname, PublicHostname, Port, HttpHost, HttpPort, SeedNodes, Device, DType, ExpertSlots,
             MaxBatch, Context, MaxQueue, Threads, Engine, DataDir, Journal, ApiKeysFile, TlsCertificate, DowningStableAfter, MinExpertNodes,
             ExpertTimeout, StepTimeout,
-            Replication, ReplicationInterval, JobRetention, JobBatchShare, MaxUploads,
+            Replication, ReplicationInterval, JobRetention, JobBatchShare, MaxUploads, DrainGrace,
         };
         command.SetAction(parse =>
         {
@@ -92,6 +93,7 @@ public static class ServeCommand
             JobRetention = Seconds(s.Get(JobRetention, (double?)null) * 3600, JobRetention.Name) ?? TimeSpan.FromDays(30),
             JobBatchShare = s.Get(JobBatchShare, (double?)null) ?? 0.5,
             MaxConcurrentUploads = s.Get(MaxUploads, (int?)null) ?? 4,
+            DrainGrace = Seconds(s.Get(DrainGrace, (double?)null), DrainGrace.Name) ?? TimeSpan.FromSeconds(30),
             Cluster = new ClusterNodeOptions
             {
                 Hostname = s.Get(Hostname, (string?)null) ?? "127.0.0.1",

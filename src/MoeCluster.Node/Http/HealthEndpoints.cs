@@ -18,6 +18,11 @@ public static class HealthEndpoints
         {
             var readiness = context.RequestServices.GetRequiredService<INodeReadiness>();
             ReadinessReport report;
+            if (context.RequestServices.GetRequiredService<NodeLifecycle>().Draining)
+            {
+                await ApiResults.WriteJsonAsync(context, new ReadinessReport("draining", false, 0, 0, "the node is shutting down"), 503);
+                return;
+            }
             try
             {
                 using var timeout = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted);

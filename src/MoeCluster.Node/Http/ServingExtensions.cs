@@ -35,6 +35,7 @@ public static class ServingExtensions
     public static IServiceCollection AddMoeClusterNode(this IServiceCollection services, ServingOptions options)
     {
         services.TryAddSingleton(options);
+        services.TryAddSingleton<NodeLifecycle>();
         return services;
     }
 
@@ -45,6 +46,7 @@ public static class ServingExtensions
         app.UseMiddleware<HttpMetrics>();
         app.UseMiddleware<ApiErrorMiddleware>();
         app.UseMiddleware<ApiKeyMiddleware>();
+        app.UseMiddleware<DrainingMiddleware>();
         HealthEndpoints.Map(app);
         app.MapMetrics("/metrics");
         app.Map("/v1/{**path}", context =>
