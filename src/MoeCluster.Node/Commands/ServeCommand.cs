@@ -30,6 +30,8 @@ public static class ServeCommand
     public static readonly Option<string?> Journal = new("--journal-connection-string") { Description = "PostgreSQL connection string for the job journal instead of SQLite" };
     public static readonly Option<string?> ApiKeysFile = new("--api-keys-file") { Description = "file with one API key per line (or MOECLUSTER_API_KEYS=k1,k2)" };
     public static readonly Option<string?> TlsCertificate = new("--tls-certificate") { Description = "PKCS#12 file enabling TLS between nodes (password in MOECLUSTER_TLS_CERTIFICATE_PASSWORD)" };
+    public static readonly Option<string?> TlsKey = new("--tls-key") { Description = "PEM private key of a PEM --tls-certificate (tls.key beside tls.crt)" };
+    public static readonly Option<bool?> TrustedNetwork = new("--trusted-network") { Description = "allow remoting on a non-loopback interface without TLS (only on a network private to the cluster)" };
     public static readonly Option<int?> MinExpertNodes = new("--min-expert-nodes") { Description = "expert nodes that must join before the cluster starts placing experts (default 1)" };
     public static readonly Option<double?> ExpertTimeout = new("--expert-timeout") { Description = "seconds a router waits for an expert node before re-sending through the shard region (default 10)" };
     public static readonly Option<double?> StepTimeout = new("--step-timeout") { Description = "seconds before an unfinished step is retried, and the longest a step waits for the cluster to recover (default 60)" };
@@ -46,13 +48,14 @@ public static class ServeCommand
         var command = new Command("serve", "Run a MoeCluster node (or a whole single-node cluster) and its HTTP API.")
         {
             Config, Model, Roles, Hostname, PublicHostname, Port, HttpHost, HttpPort, SeedNodes, Device, DType, ExpertSlots,
-            MaxBatch, Context, MaxQueue, Threads, Engine, DataDir, Journal, ApiKeysFile, TlsCertificate, DowningStableAfter, MinExpertNodes,
+            MaxBatch, Context, MaxQueue, Threads, Engine, DataDir, Journal, ApiKeysFile, TlsCertificate, TlsKey, TrustedNetwork, DowningStableAfter, MinExpertNodes,
             ExpertTimeout, StepTimeout,
             Replication, ReplicationInterval, JobRetention, JobBatchShare, MaxUploads, DrainGrace,
         };
         command.SetAction(parse =>
         {
             var options = Resolve(parse);
+            if (options.Engine == "cluster") options.Cluster.CheckSecure();
             var app = NodeHost.Build(options);
             Console.Error.WriteLine($"node {options.Cluster.SelfAddress} roles [{string.Join(",", options.Runtime.Roles)}], HTTP on :{options.HttpPort}");
             app.Run();
@@ -103,6 +106,8 @@ public static class ServeCommand
                 DowningStableAfter = TimeSpan.FromSeconds(s.Get(DowningStableAfter, (double?)null) ?? 20),
                 TlsCertificatePath = s.Get(TlsCertificate, (string?)null),
                 TlsCertificatePassword = Environment.GetEnvironmentVariable("MOECLUSTER_TLS_CERTIFICATE_PASSWORD"),
+                TlsKeyPath = s.Get(TlsKey, (string?)null),
+                TrustedNetwork = s.Get(TrustedNetwork, (bool?)null) ?? false,
             },
             Runtime = new RuntimeOptions
             {
