@@ -55,6 +55,32 @@ public sealed class BadInputSpec(ServingFixture f)
         { "v1/generate", """{"prompt_token_ids":[1,2],"max_tokens":0}""", 400, "max_tokens" },
         { "v1/generate", """{"prompt_token_ids":[1,2],"return_prompt_logits":"yes"}""", 400, "return_prompt_logits" },
         { "v1/generate", """{"prompt_token_ids":[1,2],"stop_token_ids":[1.5]}""", 400, "stop_token_ids[0]" },
+        // Escaped lone surrogates are valid JSON but no .NET string can hold them.
+        { "v1/completions", """{"model":"MODEL","prompt":"ab\ud800cd"}""", 400, "prompt" },
+        { "v1/completions", """{"model":"ab\ud800cd","prompt":"hi"}""", 400, "model" },
+        { "v1/completions", """{"model":"MODEL","prompt":"hi","stop":"\udfff"}""", 400, "stop" },
+        { "v1/completions", """{"model":"MODEL","prompt":"hi","stop":["ok","\ud800"]}""", 400, "stop[1]" },
+        { "v1/chat/completions", """{"model":"MODEL","messages":[{"role":"user","content":"ab\ud800cd"}]}""", 400, "messages[0].content" },
+        { "v1/chat/completions", """{"model":"MODEL","messages":[{"role":"us\ud800er","content":"hi"}]}""", 400, "messages[0].role" },
+        { "v1/chat/completions", """{"model":"MODEL","messages":[{"role":"user","content":[{"type":"text","text":"\ud800"}]}]}""", 400, "messages[0].content[0].text" },
+        { "v1/chat/completions", """{"model":"MODEL","messages":[{"role":"user","content":"hi","\ud800":1}]}""", 400, "messages[0]" },
+        // No field is silently ignored: unknown ones are refused as OpenAI refuses them.
+        { "v1/completions", """{"model":"MODEL","prompt":"hi","temprature":0.5}""", 400, "temprature" },
+        { "v1/chat/completions", """{"model":"MODEL","messages":[{"role":"user","content":"hi","nam":"x"}]}""", 400, "messages[0].nam" },
+        { "v1/chat/completions", """{"model":"MODEL","messages":[{"role":"user","content":"hi"}],"stream_options":{"include_usage":true,"x":1}}""", 400, "stream_options.x" },
+        { "v1/chat/completions", """{"model":"MODEL","messages":[{"role":"user","content":"hi"}],"functions":[]}""", 400, "functions" },
+        { "v1/completions", """{"model":"MODEL","prompt":"hi","suffix":"x"}""", 400, "suffix" },
+        { "v1/generate", """{"prompt_token_ids":[1,2],"messages":[]}""", 400, "messages" },
+        // Sampling bounds.
+        { "v1/completions", """{"model":"MODEL","prompt":"hi","frequency_penalty":2.5}""", 400, "frequency_penalty" },
+        { "v1/completions", """{"model":"MODEL","prompt":"hi","presence_penalty":"x"}""", 400, "presence_penalty" },
+        { "v1/completions", """{"model":"MODEL","prompt":"hi","repetition_penalty":0}""", 400, "repetition_penalty" },
+        { "v1/completions", """{"model":"MODEL","prompt":"hi","min_p":1.5}""", 400, "min_p" },
+        { "v1/completions", """{"model":"MODEL","prompt":"hi","logit_bias":{"abc":1}}""", 400, "logit_bias" },
+        { "v1/completions", """{"model":"MODEL","prompt":"hi","logit_bias":{"5":101}}""", 400, "logit_bias.5" },
+        { "v1/completions", """{"model":"MODEL","prompt":"hi","logit_bias":{"999999":1}}""", 400, "logit_bias" },
+        { "v1/completions", """{"model":"MODEL","prompt":"hi","stop_token_ids":[999999]}""", 400, "stop_token_ids[0]" },
+        { "v1/completions", """{"model":"MODEL","prompt":"hi","temperature":1e400}""", 400, "temperature" },
         { "v1/completions", """{"model":"MODEL","prompt":"hi"} trailing""", 400, null },
         { "v1/completions", "{\"model\":\"MODEL\",\"prompt\":\"hi", 400, null },
         { "v1/completions", """[1,2,3]""", 400, null },
@@ -103,6 +129,39 @@ public sealed class BadInputSpec(ServingFixture f)
         var (status, json) = await f.Host.Http.PostJsonAsync("v1/completions", new { model = Model, prompt });
         Assert.Equal(413, status);
         AssertError(json, null);
+    }
+
+    [Fact]
+    public async Task A_temperature_too_small_to_scale_by_decodes_greedily_instead_of_producing_garbage()
+    {
+        var (status, tiny) = await f.Host.Http.PostJsonAsync("v1/completions", new { model = Model, prompt = "Hello world", max_tokens = 8, temperature = 1e-308, ignore_eos = true });
+        Assert.Equal(200, status);
+        var (_, greedy) = await f.Host.Http.PostJsonAsync("v1/completions", new { model = Model, prompt = "Hello world", max_tokens = 8, temperature = 0, ignore_eos = true });
+        Assert.Equal((string)greedy!["choices"]![0]!["text"]!, (string)tiny!["choices"]![0]!["text"]!);
+    }
+
+    [Fact]
+    public async Task Generate_with_a_token_id_outside_the_vocabulary_is_a_clear_cli_error_not_a_stack_trace()
+    {
+        var (exit, stdout, stderr) = await NodeProcess.RunAsync(["generate", "--model", f.Model.Directory, "--token-ids", "1,999999", "--max-tokens", "2"], TimeSpan.FromSeconds(120));
+        Assert.Equal(2, exit);
+        Assert.Contains("token id 999999 is outside the vocabulary", stderr);
+        Assert.DoesNotContain("   at ", stderr + stdout);
+    }
+
+    [Fact]
+    public async Task A_nul_in_the_path_is_refused_by_kestrel_with_400_not_a_5xx()
+    {
+        using var response = await f.Host.Http.GetAsync("v1/jobs/%00/results");
+        Assert.Equal(400, (int)response.StatusCode);
+    }
+
+    [Fact]
+    public async Task A_wrong_method_is_a_json_405()
+    {
+        using var response = await f.Host.Http.PostAsync("healthz", null);
+        Assert.Equal(405, (int)response.StatusCode);
+        AssertError(JsonNode.Parse(await response.Content.ReadAsStringAsync()), null);
     }
 
     [Fact]

@@ -19,7 +19,7 @@ public sealed record StepPlan(int[] Tokens, StepLayout Layout, IReadOnlyList<str
 /// at a step boundary when a KV-cache slot is free, and leave when done, freeing the slot. The same scheduler drives
 /// the single-process engine and the cluster gateway, so both produce the same tokens. Not thread-safe: one owner
 /// (a loop or an actor) calls it.</summary>
-public sealed class BatchScheduler(BatchingOptions options)
+public sealed class BatchScheduler(BatchingOptions options, int vocabSize)
 {
     sealed class Sequence(GenerationRequest request, int slot)
     {
@@ -52,6 +52,8 @@ public sealed class BatchScheduler(BatchingOptions options)
     public void Validate(GenerationRequest r)
     {
         if (r.PromptTokens.Count == 0) throw new InvalidGenerationRequestException("prompt", "prompt must contain at least one token");
+        foreach (int t in r.PromptTokens)
+            if ((uint)t >= (uint)vocabSize) throw new InvalidGenerationRequestException("prompt", $"token id {t} is outside the vocabulary (ids 0 to {vocabSize - 1})");
         if (r.MaxTokens <= 0) throw new InvalidGenerationRequestException("max_tokens", $"max_tokens must be > 0, got {r.MaxTokens}");
         if (r.PromptTokens.Count > options.ContextLength)
             throw new InvalidGenerationRequestException("prompt", $"prompt has {r.PromptTokens.Count} tokens; the context holds {options.ContextLength}");
@@ -59,7 +61,9 @@ public sealed class BatchScheduler(BatchingOptions options)
             throw new InvalidGenerationRequestException("max_tokens",
                 $"prompt ({r.PromptTokens.Count} tokens) + max_tokens ({r.MaxTokens}) exceeds the context length {options.ContextLength}");
         try { r.Sampling.Validate(); }
-        catch (ArgumentOutOfRangeException e) { throw new InvalidGenerationRequestException(e.ParamName?.ToLowerInvariant() ?? "sampling", e.Message); }
+        catch (ArgumentOutOfRangeException e) { throw new InvalidGenerationRequestException(e.ParamName ?? "sampling", e.Message); }
+        if (r.Sampling.LogitBias.Keys.FirstOrDefault(t => t >= vocabSize, -1) is var bias and >= 0)
+            throw new InvalidGenerationRequestException("logit_bias", $"logit_bias names token id {bias}, outside the vocabulary (ids 0 to {vocabSize - 1})");
         if (running.ContainsKey(r.Id) || waiting.Any(w => w.Id == r.Id))
             throw new InvalidGenerationRequestException("id", $"request id '{r.Id}' is already in use");
     }

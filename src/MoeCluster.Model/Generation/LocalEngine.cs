@@ -16,7 +16,7 @@ public sealed class LocalEngine : IDisposable
     public LocalEngine(MoeTransformer model, BatchingOptions options)
     {
         this.model = model;
-        Scheduler = new BatchScheduler(options);
+        Scheduler = new BatchScheduler(options, model.Config.VocabSize);
         caches = model.CreateCaches(options.MaxBatchSize, options.ContextLength);
         TokensPerExpert = Enumerable.Range(0, model.Config.NumLayers).Select(_ => new long[model.Config.NumExperts]).ToArray();
     }
@@ -28,8 +28,7 @@ public sealed class LocalEngine : IDisposable
         if (plan is null) return false;
         onPlan?.Invoke(plan);
         using var scope = NewDisposeScope();
-        var tokens = tensor(plan.Tokens.Select(t => (long)t).ToArray(), ScalarType.Int64, model.Options.Device);
-        var logits = model.Forward(tokens, plan.Layout, caches, TokensPerExpert).cpu().contiguous();
+        var logits = model.ForwardTokens(plan.Tokens, plan.Layout, caches, TokensPerExpert).cpu().contiguous();
         Scheduler.CompleteStep(plan, logits.data<float>().ToArray(), model.Config.VocabSize, events);
         return true;
     }

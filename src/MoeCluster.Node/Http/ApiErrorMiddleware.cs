@@ -10,7 +10,16 @@ public sealed class ApiErrorMiddleware(RequestDelegate next, ServingOptions opti
 {
     public async Task InvokeAsync(HttpContext context)
     {
-        try { await next(context); }
+        try
+        {
+            await next(context);
+            // Routing answers a wrong method (405) or a malformed route with a bare status: give it OpenAI's body too.
+            if (context.Response.StatusCode >= 400 && !context.Response.HasStarted && context.Response.ContentType is null)
+                await ApiResults.WriteErrorAsync(context, new ApiException(context.Response.StatusCode, context.Response.StatusCode == 405
+                    ? $"method {context.Request.Method} is not allowed on {context.Request.Path}"
+                    : $"the request failed with status {context.Response.StatusCode}", null,
+                    context.Response.StatusCode == 405 ? "method_not_allowed" : "invalid_request"));
+        }
         catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested) { /* client went away */ }
         catch (ApiException e) when (!context.Response.HasStarted) { await ApiResults.WriteErrorAsync(context, e, options.RetryAfterSeconds); }
         catch (BadHttpRequestException e) when (!context.Response.HasStarted)

@@ -1,5 +1,6 @@
 using System.Text;
 using System.Text.Json;
+using MoeCluster.Model.Generation;
 using MoeCluster.Node.Chat;
 
 namespace MoeCluster.Node.Http;
@@ -17,10 +18,7 @@ public sealed record CompletionRequest
     /// <summary>Chat: the conversation.</summary>
     public IReadOnlyList<ChatMessage>? Messages { get; init; }
     public int? MaxTokens { get; init; }
-    public double Temperature { get; init; } = 1.0;
-    public double TopP { get; init; } = 1.0;
-    public int TopK { get; init; }
-    public long? Seed { get; init; }
+    public SamplingOptions Sampling { get; init; } = new();
     public IReadOnlyList<string> Stop { get; init; } = [];
     public IReadOnlyList<int> StopTokenIds { get; init; } = [];
     public bool IgnoreEos { get; init; }
@@ -30,10 +28,12 @@ public sealed record CompletionRequest
     /// <summary>The field a prompt problem is reported under.</summary>
     public string PromptParam => Kind == CompletionKind.Chat ? "messages" : "prompt";
 
-    /// <summary>Validates every field, naming the first bad one. Unknown fields are ignored (as vLLM does); features we
-    /// do not implement are refused rather than silently ignored.</summary>
-    public static CompletionRequest Parse(JsonElement body, CompletionKind kind)
+    /// <summary>Validates every field, naming the first bad one. Unknown fields and features we do not implement are
+    /// refused (<see cref="RequestFields"/>), never silently ignored. <paramref name="extraFields"/> are wrapper fields
+    /// the caller reads (a batch line's <c>custom_id</c>).</summary>
+    public static CompletionRequest Parse(JsonElement body, CompletionKind kind, IReadOnlySet<string>? extraFields = null)
     {
+        RequestFields.Check(body, kind == CompletionKind.Chat ? RequestFields.Chat : RequestFields.Completion, extra: extraFields);
         string model = JsonFields.String(body, "model") ?? throw ApiException.MissingField("model");
         int n = JsonFields.Int(body, "n", 1, 128) ?? 1;
         if (n != 1) throw ApiException.BadRequest("n", $"only n=1 is supported, got {n}", "unsupported_value");
@@ -41,24 +41,34 @@ public sealed record CompletionRequest
 
         int? maxTokens = JsonFields.Int(body, "max_tokens", 1);
         if (kind == CompletionKind.Chat && JsonFields.Int(body, "max_completion_tokens", 1) is { } mct) maxTokens = mct;
-        int topK = JsonFields.Int(body, "top_k", -1) ?? 0;
+        var sampling = SamplingFields.Parse(body, defaultTemperature: 1.0);
+        if (sampling.HasPenalties || sampling.LogitBias.Count > 0 || sampling.MinP > 0 || sampling.MinTokens > 0)
+            throw ApiException.BadRequest(FirstPresent(body, "frequency_penalty", "presence_penalty", "repetition_penalty", "logit_bias", "min_p", "min_tokens"),
+                "penalties, logit_bias, min_p and min_tokens are not implemented yet", "unsupported_parameter");
+        JsonFields.String(body, "user");
+        if (JsonFields.Bool(body, "store") == true) throw ApiException.BadRequest("store", "stored completions are not supported", "unsupported_value");
+        if (JsonFields.Get(body, "priority") is not null) throw ApiException.BadRequest("priority", "priority is not implemented yet", "unsupported_parameter");
 
         var request = new CompletionRequest
         {
             Kind = kind,
             Model = model,
             MaxTokens = maxTokens,
-            Temperature = JsonFields.Number(body, "temperature", 0, 2) ?? 1.0,
-            TopP = JsonFields.Number(body, "top_p", 0, 1, minExclusive: true) ?? 1.0,
-            TopK = topK < 0 ? 0 : topK,
-            Seed = JsonFields.Long(body, "seed"),
+            Sampling = sampling,
             Stop = ParseStop(body),
             StopTokenIds = JsonFields.IntArray(body, "stop_token_ids", 0) ?? [],
             IgnoreEos = JsonFields.Bool(body, "ignore_eos") ?? false,
             Stream = JsonFields.Bool(body, "stream") ?? false,
-            IncludeUsage = JsonFields.Object(body, "stream_options") is { } so && (JsonFields.Bool(so, "include_usage") ?? false),
+            IncludeUsage = ParseStreamOptions(body),
         };
         return kind == CompletionKind.Chat ? request with { Messages = ParseMessages(body) } : WithPrompt(request, body);
+    }
+
+    static bool ParseStreamOptions(JsonElement body)
+    {
+        if (JsonFields.Object(body, "stream_options") is not { } so) return false;
+        RequestFields.Check(so, RequestFields.StreamOptions, "stream_options");
+        return JsonFields.Bool(so, "include_usage", "stream_options.include_usage") ?? false;
     }
 
     static CompletionRequest WithPrompt(CompletionRequest request, JsonElement body)
@@ -94,6 +104,11 @@ public sealed record CompletionRequest
         {
             string at = $"messages[{i++}]";
             if (m.ValueKind != JsonValueKind.Object) throw ApiException.WrongType(at, "an object with 'role' and 'content'");
+            RequestFields.Check(m, RequestFields.Message, at);
+            JsonFields.String(m, "name", $"{at}.name");
+            JsonFields.String(m, "refusal", $"{at}.refusal");
+            if (JsonFields.Get(m, "tool_calls") is not null) throw ApiException.BadRequest($"{at}.tool_calls", "tool calls are not implemented yet", "unsupported_parameter");
+            JsonFields.String(m, "tool_call_id", $"{at}.tool_call_id");
             string role = JsonFields.String(m, "role", $"{at}.role") ?? throw ApiException.MissingField($"{at}.role");
             if (role is not ("system" or "developer" or "user" or "assistant" or "tool"))
                 throw ApiException.BadRequest($"{at}.role", $"'{at}.role' must be one of system, developer, user, assistant, tool; got '{role}'");
@@ -114,6 +129,7 @@ public sealed record CompletionRequest
         {
             string at = $"{param}[{i++}]";
             if (part.ValueKind != JsonValueKind.Object) throw ApiException.WrongType(at, "a content part object");
+            if (JsonFields.String(part, "type", $"{at}.type") == "text") RequestFields.Check(part, RequestFields.ContentPart, at);
             string type = JsonFields.String(part, "type", $"{at}.type") ?? throw ApiException.MissingField($"{at}.type");
             if (type != "text") throw ApiException.BadRequest($"{at}.type", $"content parts of type '{type}' are not supported; only 'text'", "unsupported_value");
             text.Append(JsonFields.String(part, "text", $"{at}.text") ?? throw ApiException.MissingField($"{at}.text"));
@@ -142,8 +158,20 @@ public sealed record CompletionRequest
         return list;
     }
 
+    static string FirstPresent(JsonElement body, params string[] names) => names.First(n => JsonFields.Get(body, n) is not null);
+
     static void RefuseUnsupported(JsonElement body, CompletionKind kind)
     {
+        if (kind == CompletionKind.Chat)
+        {
+            JsonFields.String(body, "safety_identifier");
+            if (JsonFields.Get(body, "modalities") is { } modalities && !(modalities.ValueKind == JsonValueKind.Array
+                    && modalities.EnumerateArray().All(m => m.ValueKind == JsonValueKind.String && m.GetString() == "text")))
+                throw ApiException.BadRequest("modalities", "only the 'text' modality is supported", "unsupported_value");
+            if (JsonFields.Get(body, "tool_choice") is { } tc && !(tc.ValueKind == JsonValueKind.String && tc.GetString() == "none"))
+                throw ApiException.BadRequest("tool_choice", "tool calling is not implemented yet", "unsupported_parameter");
+            if (JsonFields.Get(body, "parallel_tool_calls") is not null) JsonFields.Bool(body, "parallel_tool_calls");
+        }
         if (JsonFields.Get(body, "logprobs") is { } lp && lp.ValueKind != JsonValueKind.False && !(lp.ValueKind == JsonValueKind.Number && lp.GetRawText() == "0"))
             throw ApiException.BadRequest("logprobs", "logprobs are not supported", "unsupported_parameter");
         if (JsonFields.Get(body, "top_logprobs") is not null)
@@ -152,9 +180,13 @@ public sealed record CompletionRequest
         if (JsonFields.Int(body, "best_of", 1, 128) is > 1) throw ApiException.BadRequest("best_of", "only best_of=1 is supported", "unsupported_value");
         if (kind == CompletionKind.Completion && JsonFields.Get(body, "suffix") is not null)
             throw ApiException.BadRequest("suffix", "suffix is not supported", "unsupported_parameter");
-        if (JsonFields.Get(body, "tools") is { ValueKind: JsonValueKind.Array } tools && tools.GetArrayLength() > 0)
-            throw ApiException.BadRequest("tools", "tool calling is not supported", "unsupported_parameter");
-        if (JsonFields.Object(body, "response_format") is { } rf && JsonFields.String(rf, "type", "response_format.type") is { } t && t != "text")
-            throw ApiException.BadRequest("response_format", $"response_format '{t}' is not supported; only 'text'", "unsupported_value");
+        if (JsonFields.Get(body, "tools") is { } tools && (tools.ValueKind != JsonValueKind.Array || tools.GetArrayLength() > 0))
+            throw ApiException.BadRequest("tools", "tool calling is not implemented yet", "unsupported_parameter");
+        if (JsonFields.Object(body, "response_format") is { } rf)
+        {
+            string t = JsonFields.String(rf, "type", "response_format.type") ?? throw ApiException.MissingField("response_format.type");
+            if (t != "text") throw ApiException.BadRequest("response_format.type", $"response_format '{t}' is not implemented yet; only 'text'", "unsupported_value");
+            RequestFields.Check(rf, new HashSet<string> { "type" }, "response_format");
+        }
     }
 }

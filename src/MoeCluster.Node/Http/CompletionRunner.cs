@@ -32,6 +32,7 @@ public sealed class CompletionRunner(IGenerationService generation, ModelTokeniz
         int vocab = generation.Config.VocabSize;
         if (prompt.FirstOrDefault(t => t >= vocab, -1) is var bad and >= 0)
             throw ApiException.BadRequest(r.PromptParam, $"token id {bad} is outside the vocabulary (size {vocab})");
+        CheckVocabulary(r.Sampling, r.StopTokenIds, vocab);
         int context = ContextLength;
         if (prompt.Count >= context)
             throw ApiException.BadRequest(r.PromptParam, $"the prompt has {prompt.Count} tokens; the context holds {context} (prompt and completion together)", "context_length_exceeded");
@@ -51,10 +52,20 @@ public sealed class CompletionRunner(IGenerationService generation, ModelTokeniz
         string id = (r.Kind == CompletionKind.Chat ? "chatcmpl-" : "cmpl-") + Guid.NewGuid().ToString("N");
         var request = new GenerationRequest(id, prompt, maxTokens)
         {
-            Sampling = new SamplingOptions { Temperature = r.Temperature, TopP = r.TopP, TopK = r.TopK, Seed = r.Seed },
+            Sampling = r.Sampling,
             StopTokenIds = stopIds.Order().ToArray(),
         };
         return new PreparedCompletion(r, request, id, DateTimeOffset.UtcNow.ToUnixTimeSeconds());
+    }
+
+    /// <summary>Token ids in sampling fields must exist in the served model's vocabulary.</summary>
+    public static void CheckVocabulary(SamplingOptions sampling, IReadOnlyList<int> stopTokenIds, int vocab)
+    {
+        if (sampling.LogitBias.Keys.FirstOrDefault(t => t >= vocab, -1) is var bias and >= 0)
+            throw ApiException.BadRequest("logit_bias", $"logit_bias names token id {bias}, outside the vocabulary (size {vocab})");
+        for (int i = 0; i < stopTokenIds.Count; i++)
+            if (stopTokenIds[i] >= vocab)
+                throw ApiException.BadRequest($"stop_token_ids[{i}]", $"stop token id {stopTokenIds[i]} is outside the vocabulary (size {vocab})");
     }
 
     IReadOnlyList<int> PromptTokens(CompletionRequest r)

@@ -31,6 +31,7 @@ public static class GenerateEndpoint
         using (var doc = await RequestBody.ReadJsonObjectAsync(context, options.MaxRequestBodyBytes))
         {
             var body = doc.RootElement;
+            RequestFields.Check(body, RequestFields.Generate);
             if (JsonFields.String(body, "model") is { } model && model != options.ModelName)
                 throw new ApiException(404, $"The model '{model}' does not exist; this server serves '{options.ModelName}'", "model", "model_not_found");
             int vocab = generation.Config.VocabSize;
@@ -42,17 +43,14 @@ public static class GenerateEndpoint
             int maxTokens = JsonFields.Int(body, "max_tokens", 1) ?? Math.Min(16, context_ - prompt.Count);
             if (prompt.Count + maxTokens > context_)
                 throw ApiException.BadRequest("max_tokens", $"max_tokens ({maxTokens}) + the prompt ({prompt.Count} tokens) exceeds the context length {context_}", "context_length_exceeded");
-            int topK = JsonFields.Int(body, "top_k", -1) ?? 0;
+            var sampling = SamplingFields.Parse(body, defaultTemperature: 0);
+            var stopTokenIds = JsonFields.IntArray(body, "stop_token_ids", 0) ?? [];
+            CompletionRunner.CheckVocabulary(sampling, stopTokenIds, vocab);
+            if (JsonFields.Bool(body, "ignore_eos") is not null) { /* no implicit EOS here: ignore_eos is always in effect */ }
             request = new GenerationRequest("gen-" + Guid.NewGuid().ToString("N"), prompt, maxTokens)
             {
-                Sampling = new SamplingOptions
-                {
-                    Temperature = JsonFields.Number(body, "temperature", 0, 2) ?? 0,
-                    TopP = JsonFields.Number(body, "top_p", 0, 1, minExclusive: true) ?? 1,
-                    TopK = Math.Max(0, topK),
-                    Seed = JsonFields.Long(body, "seed"),
-                },
-                StopTokenIds = JsonFields.IntArray(body, "stop_token_ids", 0) ?? [],
+                Sampling = sampling,
+                StopTokenIds = stopTokenIds,
                 ReturnPromptLogits = JsonFields.Bool(body, "return_prompt_logits") ?? false,
             };
         }

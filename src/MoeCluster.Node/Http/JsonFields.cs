@@ -18,14 +18,14 @@ public static class JsonFields
         return v.ValueKind == JsonValueKind.String ? v.GetString()! : throw ApiException.WrongType(param ?? name, "a string");
     }
 
-    public static bool? Bool(JsonElement obj, string name)
+    public static bool? Bool(JsonElement obj, string name, string? param = null)
     {
         if (Get(obj, name) is not { } v) return null;
         return v.ValueKind switch
         {
             JsonValueKind.True => true,
             JsonValueKind.False => false,
-            _ => throw ApiException.WrongType(name, "a boolean"),
+            _ => throw ApiException.WrongType(param ?? name, "a boolean"),
         };
     }
 

@@ -51,8 +51,40 @@ public static class RequestBody
             doc.Dispose();
             throw new ApiException(400, $"{what} must be a JSON object, got {kind.ToString().ToLowerInvariant()}", null, "invalid_json");
         }
+        try { CheckStrings(doc.RootElement, null); }
+        catch { doc.Dispose(); throw; }
         return doc;
     }
+
+    /// <summary>Valid JSON may still escape a lone UTF-16 surrogate ("\ud800"), which no .NET string can hold:
+    /// System.Text.Json throws on reading it. Every string and property name is read once here, so such a value is a
+    /// 400 naming its field and every later read is safe.</summary>
+    static void CheckStrings(JsonElement e, string? path)
+    {
+        switch (e.ValueKind)
+        {
+            case JsonValueKind.Object:
+                foreach (var p in e.EnumerateObject())
+                {
+                    string name;
+                    try { name = p.Name; }
+                    catch (InvalidOperationException) { throw LoneSurrogate(path, "a property name"); }
+                    CheckStrings(p.Value, path is null ? name : $"{path}.{name}");
+                }
+                break;
+            case JsonValueKind.Array:
+                int i = 0;
+                foreach (var item in e.EnumerateArray()) CheckStrings(item, $"{path}[{i++}]");
+                break;
+            case JsonValueKind.String:
+                try { e.GetString(); }
+                catch (InvalidOperationException) { throw LoneSurrogate(path, path is null ? "the body" : $"'{path}'"); }
+                break;
+        }
+    }
+
+    static ApiException LoneSurrogate(string? param, string what) =>
+        new(400, $"{what} contains an escaped lone UTF-16 surrogate (\\uD800-\\uDFFF without its pair); strings must be valid Unicode", param, "invalid_encoding");
 
     static ApiException TooLarge(long limit) => new(413, $"request body exceeds the limit of {limit} bytes", null, "request_too_large");
 }

@@ -71,8 +71,12 @@ public sealed class JobLineRunner : IJobLineRunner
             var body = doc.RootElement;
             customId = JsonFields.Get(body, "custom_id") is { ValueKind: JsonValueKind.String } c ? c.GetString() : null;
             var kind = JsonFields.Get(body, "messages") is not null ? CompletionKind.Chat : CompletionKind.Completion;
+            IReadOnlySet<string> extra = CustomIdOnly;
             if (JsonFields.Object(body, "body") is { } inner)
             {
+                RequestFields.Check(body, WrapperFields);
+                if (JsonFields.String(body, "method") is { } method && method != "POST")
+                    throw ApiException.BadRequest("method", $"'method' must be POST, got '{method}'");
                 string url = JsonFields.String(body, "url") ?? "/v1/completions";
                 kind = url switch
                 {
@@ -81,8 +85,9 @@ public sealed class JobLineRunner : IJobLineRunner
                     _ => throw ApiException.BadRequest("url", $"'url' must be /v1/completions or /v1/chat/completions, got '{url}'"),
                 };
                 body = inner;
+                extra = NoFields;
             }
-            var request = CompletionRequest.Parse(body, kind) with { Stream = false };
+            var request = CompletionRequest.Parse(body, kind, extra) with { Stream = false };
             var runner = completions.Value;
             var prepared = runner.Prepare(request);
             var outcome = await runner.RunAsync(prepared, null, null, cancellation);
@@ -95,6 +100,11 @@ public sealed class JobLineRunner : IJobLineRunner
         catch (OperationCanceledException) when (cancellation.IsCancellationRequested) { return new LineAbandoned(line); }
         finally { slots.Release(); }
     }
+
+    /// <summary>The OpenAI Batch line around a request body.</summary>
+    static readonly IReadOnlySet<string> WrapperFields = new HashSet<string>(["custom_id", "method", "url", "body"]);
+    static readonly IReadOnlySet<string> CustomIdOnly = new HashSet<string>(["custom_id"]);
+    static readonly IReadOnlySet<string> NoFields = new HashSet<string>();
 
     public static LineFinished Failed(int line, string? customId, int statusCode, ApiErrorBody error) =>
         new(line, JsonSerializer.Serialize(new JobResultLine(line, customId, null, error, statusCode), OpenAiJson.Options), true);

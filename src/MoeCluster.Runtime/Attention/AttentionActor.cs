@@ -6,16 +6,15 @@ using static TorchSharp.torch;
 
 namespace MoeCluster.Runtime.Attention;
 
-/// <summary>The attention half of one decoder layer for one gateway's batch (a sharding entity): input norm, attention
-/// with its KV cache, residual, post-attention norm. It remembers how many positions of each slot it holds, so after a
+/// <summary>The attention half of one decoder layer for one gateway's batch (a sharding entity): the model's
+/// <see cref="AttentionBlock"/> (input norm, attention with its KV cache, residual, post-attention norm). It remembers how many positions of each slot it holds, so after a
 /// restart or move it answers <see cref="AttentionCacheMissing"/> instead of attending over an empty cache.</summary>
 public sealed class AttentionActor : ReceiveActor
 {
     readonly string entityId;
     readonly int layer;
     readonly ModelSource model;
-    RmsNorm? inputNorm, postNorm;
-    Model.Layers.Attention? attention;
+    AttentionBlock? block;
     RotaryEmbedding? rotary;
     KvCache? cache;
     int[] cachedLength = [];
@@ -36,13 +35,8 @@ public sealed class AttentionActor : ReceiveActor
     {
         var c = model.Config;
         if (layer < 0 || layer >= c.NumLayers) throw new ArgumentException($"layer {layer} does not exist in {model.Directory}");
-        var prefix = model.Names.LayerPrefix(layer);
-        inputNorm = new RmsNorm(c.HiddenSize, c.RmsNormEps, model.Options);
-        postNorm = new RmsNorm(c.HiddenSize, c.RmsNormEps, model.Options);
-        attention = new Model.Layers.Attention(c, model.Options);
-        model.Load(inputNorm, prefix + "input_layernorm.");
-        model.Load(postNorm, prefix + "post_attention_layernorm.");
-        model.Load(attention, prefix + "self_attn.");
+        block = new AttentionBlock(c, model.Options);
+        model.Load(block, model.Names.LayerPrefix(layer));
     }
 
     void Start(StartAttention m)
@@ -73,8 +67,8 @@ public sealed class AttentionActor : ReceiveActor
         using var scope = NewDisposeScope();
         using var _ = no_grad();
         var x = m.Input.Take(model.Options);
-        var h = x + attention!.Forward(inputNorm!.forward(x), m.Layout, cache!, rotary!);
-        var n = postNorm!.forward(h);
+        using var step = StepContext.Create(m.Layout, rotary!, model.Config, model.Options.Device);
+        var (h, n) = block!.Forward(x, step, cache!);
         foreach (var s in m.Layout.Segments) cachedLength[s.Slot] = s.End;
         Sender.Tell(new AttentionComputed(m.StepId, layer, TensorPayload.Own(h), TensorPayload.Own(n)));
     }
@@ -83,8 +77,6 @@ public sealed class AttentionActor : ReceiveActor
     {
         cache?.Dispose();
         rotary?.Dispose();
-        inputNorm?.Dispose();
-        postNorm?.Dispose();
-        attention?.Dispose();
+        block?.Dispose();
     }
 }

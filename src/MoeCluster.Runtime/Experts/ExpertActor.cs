@@ -9,8 +9,8 @@ using static TorchSharp.torch;
 
 namespace MoeCluster.Runtime.Experts;
 
-/// <summary>One logical expert (a sharding entity): loads only its own three weight matrices when it starts, computes
-/// SwiGLU on whatever rows it is sent, and releases the weights when it stops (hand-off, node leaving).</summary>
+/// <summary>One logical expert (a sharding entity): loads only its own weights when it starts, runs the model's expert
+/// compute (<see cref="IExpertCompute"/>) on whatever rows it is sent, and releases the weights when it stops (hand-off, node leaving).</summary>
 public sealed class ExpertActor : ReceiveActor
 {
     readonly ExpertKey key;
@@ -18,7 +18,7 @@ public sealed class ExpertActor : ReceiveActor
     readonly ILoggingAdapter log = Context.GetLogger();
     readonly HostedExperts hosted = HostedExperts.Get(Context.System);
     readonly string[] rowLabels;
-    ExpertMlp? mlp;
+    IExpertCompute? expert;
     long parameterBytes;
 
     public static Props Props(string entityId, ModelSource model) => Akka.Actor.Props.Create(() => new ExpertActor(entityId, model));
@@ -41,9 +41,9 @@ public sealed class ExpertActor : ReceiveActor
         if (key.Layer < 0 || key.Layer >= c.NumLayers || !c.IsMoeLayer(key.Layer) || key.Expert < 0 || key.Expert >= c.NumExperts)
             throw new ArgumentException($"expert {key} does not exist in {model.Directory}");
         hosted.StartedLoading(Self.Path.ToStringWithoutAddress());
-        var module = new ExpertMlp(c.HiddenSize, c.ExpertIntermediateSize, c.Architecture == Architecture.Mixtral, model.Options);
+        var module = ExpertMlp.Routed(c, model.Options);
         parameterBytes = model.Load(module, model.Names.ExpertPrefix(key.Layer, key.Expert));
-        mlp = module;
+        expert = module;
         hosted.FinishedLoading(Self.Path.ToStringWithoutAddress(), parameterBytes);
         log.Debug("expert {0} loaded ({1} bytes)", key, parameterBytes);
     }
@@ -55,7 +55,7 @@ public sealed class ExpertActor : ReceiveActor
         using var _ = no_grad();
         // Converted to this node's dtype on arrival; the receiver of the output converts it to its own.
         var x = m.Input.Take(model.Options);
-        var y = mlp!.forward(x);
+        var y = expert!.Forward(x);
         MoeMetrics.ExpertComputedRows.WithLabels(rowLabels).Inc(x.shape[0]);
         Sender.Tell(new ExpertComputed(key.EntityId, m.CorrelationId, TensorPayload.Own(y)));
         MoeMetrics.ExpertComputeSeconds.Observe(System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalSeconds);
@@ -63,8 +63,8 @@ public sealed class ExpertActor : ReceiveActor
 
     protected override void PostStop()
     {
-        mlp?.Dispose();
-        mlp = null;
+        expert?.Dispose();
+        expert = null;
         hosted.Released(Self.Path.ToStringWithoutAddress());
         log.Debug("expert {0} released", key);
     }

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using Akka.Actor;
 using Akka.Cluster;
 using Akka.Event;
+using MoeCluster.Model;
 using MoeCluster.Model.Generation;
 using MoeCluster.Model.Layers;
 using MoeCluster.Runtime.Experts;
@@ -90,8 +91,7 @@ public sealed class GatewayActor : ReceiveActor, IWithTimers
     readonly HashSet<UniqueAddress> upExperts = new();
     IActorRef[] routers = [];
     Model.Layers.Embedding? embedding;
-    RmsNorm? finalNorm;
-    Model.Layers.Linear? lmHead;
+    OutputHead? head;
     ActiveStep? step;
     PendingMoves? moves;
     Drain? drain;
@@ -110,7 +110,7 @@ public sealed class GatewayActor : ReceiveActor, IWithTimers
         this.attentionRegion = attentionRegion;
         this.expertRegion = expertRegion;
         this.directory = directory;
-        scheduler = new BatchScheduler(options.Batching);
+        scheduler = new BatchScheduler(options.Batching, model.Config.VocabSize);
         Receive<SubmitGeneration>(Submit);
         Receive<DrainGateway>(StartDrain);
         Receive<DrainGraceEnded>(_ => EndDrain());
@@ -160,14 +160,9 @@ public sealed class GatewayActor : ReceiveActor, IWithTimers
     {
         var c = model.Config;
         embedding = new Model.Layers.Embedding(c.VocabSize, c.HiddenSize, model.Options);
-        finalNorm = new RmsNorm(c.HiddenSize, c.RmsNormEps, model.Options);
-        model.Load(embedding, "model.embed_tokens.");
-        model.Load(finalNorm, "model.norm.");
-        if (!c.TieWordEmbeddings)
-        {
-            lmHead = new Model.Layers.Linear(c.HiddenSize, c.VocabSize, false, model.Options);
-            model.Load(lmHead, "lm_head.");
-        }
+        head = new OutputHead(c, model.Options, embedding);
+        model.Load(embedding, WeightNames.EmbeddingPrefix);
+        model.Load(head, WeightNames.HeadTensor);
         routers = Enumerable.Range(0, Layers)
             .Select(l => Context.ActorOf(RouterActor.Props(l, model, expertRegion, directory, options.ExpertTimeout), $"router-{l}"))
             .ToArray();
@@ -311,8 +306,7 @@ public sealed class GatewayActor : ReceiveActor, IWithTimers
         Timers.StartSingleTimer("step-timeout", new StepTimedOut(s.Id), options.StepTimeout);
         using var scope = NewDisposeScope();
         using var _ = no_grad();
-        var tokens = tensor(s.Plan.Tokens.Select(t => (long)t).ToArray(), ScalarType.Int64, model.Options.Device);
-        var x = embedding!.forward(tokens);
+        var x = embedding!.Lookup(s.Plan.Tokens);
         attentionRegion.Tell(new AttentionStep(AttentionId(0), s.Id, s.Plan.Layout, TensorPayload.Own(x)));
     }
 
@@ -342,10 +336,7 @@ public sealed class GatewayActor : ReceiveActor, IWithTimers
         using (no_grad())
         {
             var x = output.Take(model.Options);
-            var last = x.index_select(0, tensor(s.Plan.Layout.LastTokenIndices(), ScalarType.Int64, x.device));
-            var n = finalNorm!.forward(last);
-            var l = lmHead is not null ? lmHead.forward(n) : nn.functional.linear(n, embedding!.weight);
-            logits = l.to(ScalarType.Float32).cpu().contiguous().data<float>().ToArray();
+            logits = head!.Logits(x, s.Plan.Layout).cpu().contiguous().data<float>().ToArray();
         }
         events.Clear();
         scheduler.CompleteStep(s.Plan, logits, model.Config.VocabSize, events);
@@ -534,6 +525,6 @@ public sealed class GatewayActor : ReceiveActor, IWithTimers
         events.Clear();
         scheduler.FailRunning("the gateway stopped", events);
         Deliver();
-        embedding?.Dispose(); finalNorm?.Dispose(); lmHead?.Dispose();
+        embedding?.Dispose(); head?.Dispose();
     }
 }

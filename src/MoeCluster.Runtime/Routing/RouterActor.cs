@@ -65,9 +65,9 @@ public sealed class RouterActor : ReceiveActor, IWithTimers
     readonly long[] cumulative;
     long totalSteps;
     readonly Dictionary<string, ICanTell> hosts = new();
-    TopKRouter? gate;
-    ExpertMlp? sharedExpert, denseMlp;
-    MoeCluster.Model.Layers.Linear? sharedGate;
+    /// <summary>The layer's MoE block without its routed experts (router, shared expert, combine), or null for a dense layer.</summary>
+    MoeBlock? moe;
+    ExpertMlp? denseMlp;
     long nextId;
     public ITimerScheduler Timers { get; set; } = null!;
 
@@ -103,19 +103,12 @@ public sealed class RouterActor : ReceiveActor, IWithTimers
         var prefix = model.Names.FeedForwardPrefix(layer);
         if (!c.IsMoeLayer(layer))
         {
-            denseMlp = new ExpertMlp(c.HiddenSize, c.IntermediateSize, false, model.Options);
+            denseMlp = ExpertMlp.Dense(c, model.Options);
             model.Load(denseMlp, prefix);
             return;
         }
-        gate = new TopKRouter(c.HiddenSize, c.NumExperts, c.TopK, c.NormTopKProb, model.Options);
-        model.Load(gate, prefix + "gate.");
-        if (c.HasSharedExpert)
-        {
-            sharedExpert = new ExpertMlp(c.HiddenSize, c.SharedExpertIntermediateSize, false, model.Options);
-            sharedGate = new MoeCluster.Model.Layers.Linear(c.HiddenSize, 1, false, model.Options);
-            model.Load(sharedExpert, prefix + "shared_expert.");
-            model.Load(sharedGate, prefix + "shared_expert_gate.");
-        }
+        moe = new MoeBlock(c, model.Options, routedExperts: false);
+        model.Load(moe, prefix);
     }
 
     void Step(FeedForwardStep m)
@@ -131,8 +124,7 @@ public sealed class RouterActor : ReceiveActor, IWithTimers
         }
         var residual = m.Residual.Take(model.Options);
         var normed = m.Normed.Take(model.Options);
-        ExpertGroups groups;
-        using (var routing = gate!.Route(normed)) groups = ExpertGroups.From(routing, model.Config.NumExperts);
+        var groups = moe!.Route(normed);
         RecordLoad(groups.TokensPerExpert);
         long id = ++nextId;
         int count = groups.Groups.Count;
@@ -173,7 +165,7 @@ public sealed class RouterActor : ReceiveActor, IWithTimers
             Host(node).Tell(new DispatchTokens(callId, layer, call.items), Self);
         }
         // The shared expert runs here while the routed experts run elsewhere.
-        d.Shared = MoeBlock.GatedSharedOutput(sharedExpert, sharedGate, normed)?.DetachFromDisposeScope();
+        d.Shared = moe.SharedOutput(normed)?.DetachFromDisposeScope();
         Timers.StartSingleTimer(id, new DispatchTimeout(id, 1), expertTimeout);
         TryComplete(id, d);
     }
@@ -318,7 +310,7 @@ public sealed class RouterActor : ReceiveActor, IWithTimers
     {
         Akka.Cluster.Cluster.Get(Context.System).Unsubscribe(Self);
         foreach (var d in dispatches.Values) d.Dispose();
-        gate?.Dispose(); sharedExpert?.Dispose(); sharedGate?.Dispose(); denseMlp?.Dispose();
+        moe?.Dispose(); denseMlp?.Dispose();
     }
 }
 

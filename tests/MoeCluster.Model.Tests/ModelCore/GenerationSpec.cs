@@ -133,7 +133,7 @@ public class GenerationSpec
     [Fact]
     public void Requests_that_cannot_fit_the_context_are_rejected_naming_the_field()
     {
-        var s = new BatchScheduler(Options);
+        var s = new BatchScheduler(Options, vocabSize: 64);
         var e = Assert.Throws<InvalidGenerationRequestException>(() => s.TryEnqueue(new GenerationRequest("x", Enumerable.Repeat(1, 60).ToArray(), 10)));
         Assert.Equal("max_tokens", e.Field);
         Assert.Equal("prompt", Assert.Throws<InvalidGenerationRequestException>(() => s.TryEnqueue(new GenerationRequest("y", [], 10))).Field);
