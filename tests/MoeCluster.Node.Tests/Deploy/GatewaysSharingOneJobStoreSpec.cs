@@ -1,7 +1,6 @@
 using System.Net.Http.Headers;
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using MoeCluster.Model;
 using MoeCluster.Node.Tests.Batches;
 using MoeCluster.Node.Tests.Support;
 using MoeCluster.TestSupport;
@@ -18,27 +17,11 @@ public sealed class GatewaysSharingOneJobStoreSpec(ITestOutputHelper output)
     [Fact]
     public async Task Two_gateways_share_batches_and_the_survivor_resumes_a_job_whose_gateway_was_killed()
     {
-        using var database = new PostgresDatabase();
-        using var model = TinyModels.Random(Architecture.Mixtral);
-        var checkpoint = TinyCheckpoint.Write(model);
-        var name = Path.GetFileName(checkpoint.TrimEnd('/'));
-        var dir = Path.Combine(Path.GetTempPath(), "moecluster-two-gateways", Guid.NewGuid().ToString("N")[..8]);
-        Directory.CreateDirectory(dir);
-        string[] flags =
-        [
-            "--threads", "1", "--max-batch-size", "8", "--context-length", "64", "--downing-stable-after", "3",
-            "--expert-timeout", "2", "--step-timeout", "30", "--journal-connection-string", database.ConnectionString, "--job-batch-share", "1",
-        ];
-        int sp = FreePorts.Next(), sh = FreePorts.Next();
-        var seed = $"akka.tcp://moecluster@127.0.0.1:{sp}";
-        NodeProcess Start(string label, string roles, int port, int http) =>
-            NodeProcess.Serve(label, checkpoint, roles, port, http, seed, Path.Combine(dir, label), Path.Combine(dir, label + ".log"), flags);
-        using var workers = Start("workers", "attention,expert", sp, sh);
-        var gateways = new[] { Start("gateway-a", "gateway", FreePorts.Next(), FreePorts.Next()), Start("gateway-b", "gateway", FreePorts.Next(), FreePorts.Next()) };
-        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(60) };
+        using var cluster = new SharedJournalCluster(2, "--job-batch-share", "1");
+        var (gateways, http, name) = (cluster.Gateways, cluster.Http, cluster.ModelName);
         try
         {
-            foreach (var g in gateways) await g.WaitForAsync(http, "readyz", TimeSpan.FromSeconds(120));
+            await cluster.WaitUntilReadyAsync();
 
             // Upload on A; create, poll and download on B.
             var a = new BatchClients(gateways[0].BaseAddress);
@@ -67,7 +50,7 @@ public sealed class GatewaysSharingOneJobStoreSpec(ITestOutputHelper output)
             var owner = gateways.Single(g => (string)status!["node"]! == g.Address);
             var survivor = gateways.Single(g => g != owner);
             owner.Kill();
-            long persistedAtKill = database.Scalar($"SELECT COUNT(*) FROM journal WHERE persistence_id = 'job-{id}'") - 1;
+            long persistedAtKill = cluster.JournalEvents(id) - 1;
             output.WriteLine($"killed {owner.Name} with {persistedAtKill} of {total} lines persisted");
             Assert.InRange(persistedAtKill, 1, total - 1);
 
@@ -83,13 +66,12 @@ public sealed class GatewaysSharingOneJobStoreSpec(ITestOutputHelper output)
             JobsClient.AssertOneResultPerLineInOrder(results, total);
             Assert.All(results, r => Assert.NotNull(r["response"]));
             // One JobSubmitted and exactly one LineCompleted per line in the shared journal: nothing answered twice.
-            Assert.Equal(1 + total, database.Scalar($"SELECT COUNT(*) FROM journal WHERE persistence_id = 'job-{id}'"));
+            Assert.Equal(1 + total, cluster.JournalEvents(id));
         }
         catch (Exception)
         {
-            foreach (var n in gateways.Append(workers)) output.WriteLine(n.Tail(60));
+            cluster.WriteLogs(output);
             throw;
         }
-        finally { foreach (var g in gateways) g.Dispose(); }
     }
 }

@@ -4,7 +4,6 @@ using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using MoeCluster.Model;
 using MoeCluster.Node.Tests.Support;
 using MoeCluster.TestSupport;
 using Xunit.Abstractions;
@@ -21,28 +20,11 @@ public sealed class RollingRestartSpec(ITestOutputHelper output)
     [Fact]
     public async Task SIGTERM_of_the_gateway_running_a_job_under_load_loses_no_line_and_leaves_no_request_hanging()
     {
-        using var database = new PostgresDatabase();
-        using var model = TinyModels.Random(Architecture.Mixtral);
-        var checkpoint = TinyCheckpoint.Write(model);
-        var name = Path.GetFileName(checkpoint.TrimEnd('/'));
-        var dir = Path.Combine(Path.GetTempPath(), "moecluster-rolling", Guid.NewGuid().ToString("N")[..8]);
-        Directory.CreateDirectory(dir);
-        string[] flags =
-        [
-            "--threads", "1", "--max-batch-size", "8", "--context-length", "64", "--downing-stable-after", "3",
-            "--expert-timeout", "2", "--step-timeout", "30", "--journal-connection-string", database.ConnectionString, "--drain-grace", "10",
-        ];
-        int sp = FreePorts.Next(), sh = FreePorts.Next();
-        var seed = $"akka.tcp://moecluster@127.0.0.1:{sp}";
-        var ports = new[] { (FreePorts.Next(), FreePorts.Next()), (FreePorts.Next(), FreePorts.Next()) };
-        NodeProcess Gateway(int i) => NodeProcess.Serve($"gateway-{i}", checkpoint, "gateway", ports[i].Item1, ports[i].Item2, seed,
-            Path.Combine(dir, $"g{i}"), Path.Combine(dir, $"gateway-{i}.log"), flags);
-        using var workers = NodeProcess.Serve("workers", checkpoint, "attention,expert", sp, sh, seed, Path.Combine(dir, "w"), Path.Combine(dir, "workers.log"), flags);
-        var gateways = new[] { Gateway(0), Gateway(1) };
-        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(60) };
+        using var cluster = new SharedJournalCluster(2, "--drain-grace", "10");
+        var (gateways, http, name) = (cluster.Gateways, cluster.Http, cluster.ModelName);
         try
         {
-            foreach (var g in gateways) await g.WaitForAsync(http, "readyz", TimeSpan.FromSeconds(120));
+            await cluster.WaitUntilReadyAsync();
             const int total = 40;
             var job = Enumerable.Range(0, total).Select(i => JsonSerializer.Serialize(new { model = name, prompt = new[] { 4 + i % 80, 8 }, max_tokens = 40, temperature = 0, ignore_eos = true }));
             using var content = new StringContent(string.Join("\n", job) + "\n");
@@ -68,9 +50,7 @@ public sealed class RollingRestartSpec(ITestOutputHelper output)
             var clock = Stopwatch.StartNew();
             await stopping;
             output.WriteLine($"gateway-{owner} exited {clock.Elapsed.TotalSeconds:0.0}s after turning not ready");
-            gateways[owner].Dispose();
-            gateways[owner] = Gateway(owner);
-            await gateways[owner].WaitForAsync(http, "readyz", TimeSpan.FromSeconds(120));
+            await cluster.RestartGatewayAsync(owner);
             int before = load.Succeeded;
             await Poll.UntilAsync(() => load.Succeeded >= before + 6, TimeSpan.FromSeconds(60), "load flowing after the restart");
             load.Stop();
@@ -85,14 +65,13 @@ public sealed class RollingRestartSpec(ITestOutputHelper output)
                 TimeSpan.FromSeconds(180), "the job finished after the hand-off");
             Assert.Equal(total, (int)status!["completed"]!);
             Assert.Equal(0, (int)status["failed"]!);
-            Assert.Equal(1 + total, database.Scalar($"SELECT COUNT(*) FROM journal WHERE persistence_id = 'job-{id}'"));
+            Assert.Equal(1 + total, cluster.JournalEvents(id));
         }
         catch (Exception)
         {
-            foreach (var n in gateways.Append(workers)) output.WriteLine(n.Tail(60));
+            cluster.WriteLogs(output);
             throw;
         }
-        finally { foreach (var g in gateways) g.Dispose(); }
     }
 
     /// <summary>Clients sending completions round-robin over the gateways; a 503 or a refused connection is retried on

@@ -1,6 +1,6 @@
 using Npgsql;
 
-namespace MoeCluster.Node.Tests.Support;
+namespace MoeCluster.TestSupport;
 
 /// <summary>A fresh database on the PostgreSQL server that deploy/install-test-deps.sh installs and starts
 /// (127.0.0.1:5432, role moecluster_test), dropped again on dispose. A missing server fails the test, loudly: the
