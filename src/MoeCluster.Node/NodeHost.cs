@@ -68,7 +68,7 @@ public static class NodeHost
             bool gateway = o.Runtime.Roles.Contains(NodeRoles.Gateway);
             if (gateway)
                 builder.Services.AddSingleton<IGenerationService>(sp =>
-                    new ClusterGenerationService(sp.GetRequiredService<ActorSystem>(), sp.GetRequiredService<ActorRegistry>().Get<GatewayKey>(), model.Config));
+                    new ClusterGenerationService(sp.GetRequiredService<ActorSystem>(), sp.GetRequiredService<ActorRegistry>().Get<GatewayKey>(), model.Config, o.Runtime.RequestTimeout));
             builder.Services.AddSingleton<INodeReadiness>(sp => new ClusterNodeReadiness(sp.GetRequiredService<ActorSystem>(), o.Runtime.Roles,
                 () => gateway ? sp.GetRequiredService<IGenerationService>() : null));
         }

@@ -172,8 +172,12 @@ public sealed class BatchScheduler(BatchingOptions options, int vocabSize)
         }
     }
 
-    /// <summary>Running sequences' slots, by request id (attention actors free these caches when a sequence ends).</summary>
-    public IReadOnlyDictionary<string, int> Slots => running.ToDictionary(p => p.Key, p => p.Value.Slot);
+    /// <summary>Ends these running requests with an error (a step that keeps failing on their tokens); the rest go on.</summary>
+    public void Fail(IEnumerable<string> requestIds, string error, List<GenerationEvent> events)
+    {
+        foreach (var id in requestIds)
+            if (running.TryGetValue(id, out var s)) Finish(s, FinishReason.Error, events, error);
+    }
 
     void DropCancelled(List<GenerationEvent> events)
     {

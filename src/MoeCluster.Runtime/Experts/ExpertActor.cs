@@ -3,32 +3,39 @@ using Akka.Cluster;
 using Akka.Event;
 using MoeCluster.Model;
 using MoeCluster.Model.Layers;
+using MoeCluster.Runtime.Faults;
 using MoeCluster.Runtime.Metrics;
 using MoeCluster.Runtime.Protocol;
+using MoeCluster.Runtime.Serialization;
 using static TorchSharp.torch;
 
 namespace MoeCluster.Runtime.Experts;
 
 /// <summary>One logical expert (a sharding entity): loads only its own weights when it starts, runs the model's expert
-/// compute (<see cref="IExpertCompute"/>) on whatever rows it is sent, and releases the weights when it stops (hand-off, node leaving).</summary>
+/// compute (<see cref="IExpertCompute"/>) on whatever rows it is sent, and releases the weights when it stops (hand-off,
+/// node leaving). A computation that throws (out of memory, rows of the wrong width) is answered with
+/// <see cref="ExpertFailed"/> at once; the entity keeps running, so a bad input never restarts it.</summary>
 public sealed class ExpertActor : ReceiveActor
 {
     readonly ExpertKey key;
     readonly ModelSource model;
+    readonly FaultInjector? faults;
     readonly ILoggingAdapter log = Context.GetLogger();
     readonly HostedExperts hosted = HostedExperts.Get(Context.System);
     readonly string[] rowLabels;
     IExpertCompute? expert;
     long parameterBytes;
 
-    public static Props Props(string entityId, ModelSource model) => Akka.Actor.Props.Create(() => new ExpertActor(entityId, model));
+    public static Props Props(string entityId, ModelSource model, FaultInjector? faults = null) =>
+        Akka.Actor.Props.Create(() => new ExpertActor(entityId, model, faults));
 
-    public ExpertActor(string entityId, ModelSource model)
+    public ExpertActor(string entityId, ModelSource model, FaultInjector? faults)
     {
         key = ExpertKey.Parse(entityId);
         this.model = model;
-        var c = model.Config;
-        rowLabels = [key.Layer.ToString(), (long)c.NumLayers * c.NumExperts <= MoeMetrics.ExpertSeriesLimit ? key.Expert.ToString() : "all"];
+        var config = model.Config;
+        rowLabels = [key.Layer.ToString(), (long)config.NumLayers * config.NumExperts <= MoeMetrics.ExpertSeriesLimit ? key.Expert.ToString() : "all"];
+        this.faults = faults;
         Receive<StartExpert>(_ => Sender.Tell(new ExpertStarted(key.EntityId, Node, parameterBytes)));
         Receive<ComputeExpert>(Compute);
     }
@@ -53,12 +60,26 @@ public sealed class ExpertActor : ReceiveActor
         long start = System.Diagnostics.Stopwatch.GetTimestamp();
         using var scope = NewDisposeScope();
         using var _ = no_grad();
-        // Converted to this node's dtype on arrival; the receiver of the output converts it to its own.
-        var x = m.Input.Take(model.Options);
-        var y = expert!.Forward(x);
-        MoeMetrics.ExpertComputedRows.WithLabels(rowLabels).Inc(x.shape[0]);
-        Sender.Tell(new ExpertComputed(key.EntityId, m.CorrelationId, TensorPayload.Own(y)));
-        MoeMetrics.ExpertComputeSeconds.Observe(System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalSeconds);
+        try
+        {
+            // Converted to this node's dtype on arrival; the receiver of the output converts it to its own.
+            var x = m.Input.Take(model.Options);
+            if (x.dim() != 2 || x.shape[1] != model.Config.HiddenSize)
+            {
+                MoeMetrics.FrameRejected(FrameRejection.Inconsistent);
+                throw new ArgumentException($"rows [{string.Join(", ", x.shape)}] are not [n, {model.Config.HiddenSize}]");
+            }
+            faults?.ThrowIfArmed(FaultSite.Expert, key.EntityId);
+            var y = expert!.Forward(x);
+            MoeMetrics.ExpertComputedRows.WithLabels(rowLabels).Inc(x.shape[0]);
+            Sender.Tell(new ExpertComputed(key.EntityId, m.CorrelationId, TensorPayload.Own(y)));
+            MoeMetrics.ExpertComputeSeconds.Observe(System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalSeconds);
+        }
+        catch (Exception e)
+        {
+            log.Warning("expert {0} failed: {1}", key, e.Message);
+            Sender.Tell(new ExpertFailed(key.EntityId, m.CorrelationId, $"expert {key}: {e.Message}"));
+        }
     }
 
     protected override void PostStop()

@@ -44,13 +44,17 @@ public static class MoeMetrics
     /// <summary>Rows computed per expert; bounded like <see cref="ExpertTokens"/>: above <see cref="ExpertSeriesLimit"/>
     /// layers × experts the expert label is "all".</summary>
     public static readonly Counter ExpertComputedRows = Prom.CreateCounter("moecluster_expert_computed_rows_total", "Token rows computed by the experts on this node.", "layer", "expert");
-    public static readonly Gauge ExpertHostInFlight = Prom.CreateGauge("moecluster_expert_host_in_flight", "Expert inputs this node's expert host has handed to its experts and not yet answered (its queue depth).");
     public static readonly Counter RemoteMessages = Prom.CreateCounter("moecluster_remote_activation_messages_total", "Tensor messages serialised for other nodes (sent) or read from them (received).", "direction");
     public static readonly Counter ExpertBatches = Prom.CreateCounter("moecluster_expert_dispatches_total", "Per-node expert batches sent by routers.", "node");
     public static readonly Counter BytesBetweenNodes = Prom.CreateCounter("moecluster_remote_activation_bytes_total", "Activation bytes serialised for other nodes.", "direction");
     public static readonly Gauge ClusterMembers = Prom.CreateGauge("moecluster_cluster_members", "Cluster members by role and status.", "role", "status");
     public static readonly Counter PlacementMoves = Prom.CreateCounter("moecluster_placement_moves_total", "Experts moved between nodes (rebalance, join, leave).");
     public static readonly Counter Recoveries = Prom.CreateCounter("moecluster_recoveries_total", "Recoveries after failures, by kind (kv_cache_reprefill, expert_retry).", "kind");
+
+    public static readonly Gauge ExpertHostInFlight = Prom.CreateGauge("moecluster_expert_host_in_flight", "Expert calls this node's expert host is waiting on (calls older than twice the expert timeout are forgotten).");
+    public static readonly Counter RejectedFrames = Prom.CreateCounter("moecluster_rejected_frames_total", "Messages from peers refused as malformed or inconsistent, by reason (truncated, oversized, dtype, shape, count, trailing, manifest, inconsistent).", "reason");
+
+    public static void FrameRejected(Serialization.FrameRejection reason) => RejectedFrames.WithLabels(reason.ToString().ToLowerInvariant()).Inc();
 
     static class Prom
     {
