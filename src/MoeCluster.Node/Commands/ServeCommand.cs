@@ -42,6 +42,7 @@ public static class ServeCommand
     public static readonly Option<double?> JobBatchShare = new("--job-batch-share") { Description = "share of the batch slots job lines may hold at once, so interactive requests are not starved (default 0.5)" };
     public static readonly Option<int?> MaxUploads = new("--max-concurrent-uploads") { Description = "uploads (/v1/files, /v1/jobs) streamed at once on this node; more get 429 (default 4)" };
     public static readonly Option<double?> DrainGrace = new("--drain-grace") { Description = "seconds a stopping gateway gives its running sequences to finish (default 30; keep it under the pod's termination grace)" };
+    public static readonly Option<string?> ChatTemplate = new("--chat-template") { Description = "Jinja chat template file (or the template text) to use instead of the checkpoint's (see docs/TOKENIZERS.md)" };
     public static readonly Option<double?> DowningStableAfter = new("--downing-stable-after") { Description = "seconds the split-brain resolver waits before downing unreachable nodes (default 20)" };
 
     public static Command Create()
@@ -51,7 +52,7 @@ public static class ServeCommand
             Config, Model, Roles, Hostname, PublicHostname, Port, HttpHost, HttpPort, SeedNodes, Device, DType, ExpertSlots,
             MaxBatch, Context, MaxQueue, Threads, Engine, DataDir, Journal, ApiKeysFile, TlsCertificate, TlsKey, TrustedNetwork, DowningStableAfter, MinExpertNodes,
             ExpertTimeout, StepTimeout, RequestTimeout,
-            Replication, ReplicationInterval, JobRetention, JobBatchShare, MaxUploads, DrainGrace,
+            Replication, ReplicationInterval, JobRetention, JobBatchShare, MaxUploads, DrainGrace, ChatTemplate,
         };
         command.SetAction(parse =>
         {
@@ -98,6 +99,7 @@ public static class ServeCommand
             JobBatchShare = s.Get(JobBatchShare, (double?)null) ?? 0.5,
             MaxConcurrentUploads = s.Get(MaxUploads, (int?)null) ?? 4,
             DrainGrace = Seconds(s.Get(DrainGrace, (double?)null), DrainGrace.Name) ?? TimeSpan.FromSeconds(30),
+            ChatTemplate = s.Get(ChatTemplate, (string?)null),
             Cluster = new ClusterNodeOptions
             {
                 Hostname = s.Get(Hostname, (string?)null) ?? "127.0.0.1",

@@ -77,6 +77,8 @@ public sealed class CompletionRunner(IGenerationService generation, ModelTokeniz
         string text;
         try { text = chat.Render(r.Messages!); }
         catch (TemplateRaisedException e) { throw ApiException.BadRequest("messages", $"the model's chat template rejected the conversation: {e.Message}"); }
+        catch (JinjaException e) { throw ApiException.BadRequest("messages", $"the model's chat template failed on this conversation: {e.Message}"); }
+        catch (ChatTemplateException e) { throw ApiException.BadRequest("messages", e.Message, "no_chat_template"); }
         // The template writes BOS and other special tokens itself, as apply_chat_template does.
         return tokenizer.Encode(text, addSpecialTokens: false);
     }

@@ -20,7 +20,8 @@ public static class ServingExtensions
     {
         services.AddMoeClusterNode(options);
         services.TryAddSingleton<INodeReadiness>(sp => new GenerationReadiness(sp.GetRequiredService<IGenerationService>()));
-        services.AddSingleton(sp => new ChatPromptRenderer(sp.GetService<ModelTokenizer>(), sp.GetRequiredService<ILogger<ChatPromptRenderer>>()));
+        // The host registers the renderer it built at start-up (see NodeHost); hosts that do not get the checkpoint's.
+        services.TryAddSingleton(sp => ChatPromptRenderer.ForCheckpoint(sp.GetService<ModelTokenizer>()));
         services.AddSingleton(sp => new CompletionRunner(sp.GetRequiredService<IGenerationService>(), sp.GetService<ModelTokenizer>(),
             sp.GetRequiredService<ChatPromptRenderer>(), options));
         services.AddSingleton(new JobSlots(options.JobBatchShare, options.MaxBatchSize));
