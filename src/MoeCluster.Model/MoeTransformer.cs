@@ -63,9 +63,10 @@ public sealed class MoeTransformer : nn.Module<Tensor, Tensor>
         return logits.to(ScalarType.Float32).MoveToOuterDisposeScope();
     }
 
-    /// <summary>One step: tokens [T] laid out by <paramref name="layout"/> → next-token logits [S, V] at the last token
-    /// of each segment. <paramref name="tokensPerExpert"/> ([layer][expert]) accumulates routing counts when given.</summary>
-    public Tensor Forward(Tensor tokens, StepLayout layout, IReadOnlyList<KvCache> caches, long[][]? tokensPerExpert = null)
+    /// <summary>One step: tokens [T] laid out by <paramref name="layout"/> → next-token logits [R, V] at the token indices
+    /// <paramref name="logitRows"/> (default: the last token of each segment, R = S). <paramref name="tokensPerExpert"/>
+    /// ([layer][expert]) accumulates routing counts when given.</summary>
+    public Tensor Forward(Tensor tokens, StepLayout layout, IReadOnlyList<KvCache> caches, long[][]? tokensPerExpert = null, long[]? logitRows = null)
     {
         if (tokens.shape.Length != 1 || tokens.shape[0] != layout.TokenCount)
             throw new ArgumentException($"tokens must be [{layout.TokenCount}] for this layout, got [{string.Join(", ", tokens.shape)}]");
@@ -74,7 +75,7 @@ public sealed class MoeTransformer : nn.Module<Tensor, Tensor>
         var x = Embed(tokens);
         for (int l = 0; l < Config.NumLayers; l++)
             x = model.layers[l].Forward(x, layout, caches[l], Rotary, tokensPerExpert?[l]);
-        var last = x.index_select(0, tensor(layout.LastTokenIndices(), ScalarType.Int64, x.device));
+        var last = x.index_select(0, tensor(logitRows ?? layout.LastTokenIndices(), ScalarType.Int64, x.device));
         return Head(last).MoveToOuterDisposeScope();
     }
 

@@ -41,6 +41,7 @@ public static class NodeHost
             DataDirectory = o.DataDirectory ?? Path.Combine(Environment.CurrentDirectory, "data"),
             JournalConnectionString = o.JournalConnectionString,
             ContextLength = o.Runtime.Batching.ContextLength,
+            DType = o.Runtime.DType,
         };
         if (o.ServesApi) builder.Services.AddMoeClusterServing(serving);
 

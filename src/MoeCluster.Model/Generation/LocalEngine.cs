@@ -29,8 +29,8 @@ public sealed class LocalEngine : IDisposable
         onPlan?.Invoke(plan);
         using var scope = NewDisposeScope();
         var tokens = tensor(plan.Tokens.Select(t => (long)t).ToArray(), ScalarType.Int64, model.Options.Device);
-        var logits = model.Forward(tokens, plan.Layout, caches, TokensPerExpert).cpu().contiguous();
-        Scheduler.CompleteStep(plan, logits.data<float>().ToArray(), model.Config.VocabSize, events);
+        var logits = model.Forward(tokens, plan.Layout, caches, TokensPerExpert, plan.LogitRows());
+        Scheduler.CompleteStep(plan, logits, events);
         return true;
     }
 

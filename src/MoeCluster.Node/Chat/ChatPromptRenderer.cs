@@ -15,6 +15,8 @@ public sealed class ChatPromptRenderer
     readonly string bosToken;
     readonly string eosToken;
     readonly ILogger logger;
+    /// <summary>Whether the template itself renders <c>tools</c> / assistant <c>tool_calls</c> (Qwen2.5, Hermes, Llama 3.1…).</summary>
+    readonly bool templateRendersTools, templateRendersToolCalls;
     int fallbackLogged;
 
     /// <summary>Why the fallback is used, or null while the checkpoint's template is in use.</summary>
@@ -26,42 +28,133 @@ public sealed class ChatPromptRenderer
         bosToken = tokenizer?.BosTokenId is int bos ? tokenizer.Decode([bos], skipSpecialTokens: false) : "";
         eosToken = tokenizer?.EosTokenIds is [int eos, ..] ? tokenizer.Decode([eos], skipSpecialTokens: false) : "";
         if (tokenizer?.ChatTemplate is not { } source) { FallbackReason = "the checkpoint has no chat_template"; return; }
+        templateRendersTools = source.Contains("tools", StringComparison.Ordinal);
+        templateRendersToolCalls = source.Contains("tool_calls", StringComparison.Ordinal);
         try { template = JinjaTemplate.Compile(source); }
         catch (JinjaException e) { FallbackReason = $"its chat_template uses unsupported Jinja ({e.Message})"; }
     }
 
-    /// <summary>The prompt text for <paramref name="messages"/>, ending with the assistant's turn opener.
-    /// Throws <see cref="TemplateRaisedException"/> when the template rejects the conversation.</summary>
-    public string Render(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt = true)
+    /// <summary>The prompt text for <paramref name="messages"/>, ending with the assistant's turn opener, with
+    /// <paramref name="tools"/> given to the template as transformers passes them (<c>tools</c>: a list of
+    /// <c>{"type":"function","function":{…}}</c>; assistant <c>tool_calls</c> with their arguments as objects, as vLLM
+    /// hands them over). Throws <see cref="TemplateRaisedException"/> when the template rejects the conversation.</summary>
+    public string Render(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt = true, IReadOnlyList<ToolDefinition>? tools = null)
     {
+        tools ??= [];
         if (template is not null)
         {
-            try { return template.Render(Variables(messages, addGenerationPrompt)); }
+            // A template that ignores tools still hears of them: the functions go into the system message, and earlier
+            // calls into the assistant's content, in the format the output is parsed in.
+            var shown = messages;
+            if (tools.Count > 0 && !templateRendersTools) shown = WithToolsInSystemMessage(shown, tools);
+            if (!templateRendersToolCalls) shown = shown.Select(m => m.ToolCalls.Count == 0 ? m : m with { Content = ContentWithCalls(m), ToolCalls = [] }).ToList();
+            try { return template.Render(Variables(shown, addGenerationPrompt, tools)); }
             catch (TemplateRaisedException) { throw; }
             catch (JinjaException e) { FallbackReason ??= $"its chat_template failed to render ({e.Message})"; }
         }
         if (Interlocked.Exchange(ref fallbackLogged, 1) == 0)
             logger.LogWarning("Chat prompts use the ChatML fallback because {Reason}", FallbackReason);
-        return RenderChatMl(messages, addGenerationPrompt);
+        return RenderChatMl(messages, addGenerationPrompt, tools);
     }
 
     /// <summary>The documented fallback: <c>&lt;|im_start|&gt;role\ncontent&lt;|im_end|&gt;\n</c> per message, then
-    /// <c>&lt;|im_start|&gt;assistant\n</c>.</summary>
-    public static string RenderChatMl(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt = true)
+    /// <c>&lt;|im_start|&gt;assistant\n</c>. With tools it writes what Qwen2.5's template writes: the functions in a
+    /// system block, assistant calls as <c>&lt;tool_call&gt;</c> JSON, tool results as <c>&lt;tool_response&gt;</c>.</summary>
+    public static string RenderChatMl(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt = true, IReadOnlyList<ToolDefinition>? tools = null)
     {
         var sb = new StringBuilder();
-        foreach (var m in messages) sb.Append("<|im_start|>").Append(m.Role).Append('\n').Append(m.Content).Append("<|im_end|>\n");
+        var shown = tools is { Count: > 0 } ? WithToolsInSystemMessage(messages, tools) : messages;
+        foreach (var m in shown)
+        {
+            if (m.Role == "tool")
+                sb.Append("<|im_start|>user\n<tool_response>\n").Append(m.Content).Append("\n</tool_response><|im_end|>\n");
+            else
+                sb.Append("<|im_start|>").Append(m.Role).Append('\n').Append(ContentWithCalls(m)).Append("<|im_end|>\n");
+        }
         if (addGenerationPrompt) sb.Append("<|im_start|>assistant\n");
         return sb.ToString();
     }
 
-    Dictionary<string, object?> Variables(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt) => new()
+    static string ToolsSystemText(IReadOnlyList<ToolDefinition> tools)
     {
-        ["messages"] = messages.Select(m => (object?)new Dictionary<string, object?> { ["role"] = m.Role, ["content"] = m.Content }).ToList(),
+        var sb = new StringBuilder("# Tools\n\nYou may call one or more functions to assist with the user query.\n\n")
+            .Append("You are provided with function signatures within <tools></tools> XML tags:\n<tools>");
+        foreach (var t in tools) sb.Append('\n').Append(JinjaValues.ToJson(ToolValue(t)));
+        return sb.Append("\n</tools>\n\nFor each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:\n")
+            .Append("<tool_call>\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call>").ToString();
+    }
+
+    static IReadOnlyList<ChatMessage> WithToolsInSystemMessage(IReadOnlyList<ChatMessage> messages, IReadOnlyList<ToolDefinition> tools)
+    {
+        string text = ToolsSystemText(tools);
+        if (messages.Count > 0 && messages[0].Role == "system")
+            return [messages[0] with { Content = messages[0].Content + "\n\n" + text }, .. messages.Skip(1)];
+        return [new ChatMessage("system", text), .. messages];
+    }
+
+    static string ContentWithCalls(ChatMessage m)
+    {
+        var sb = new StringBuilder(m.Content);
+        foreach (var call in m.ToolCalls)
+            sb.Append(sb.Length > 0 ? "\n" : "").Append("<tool_call>\n")
+              .Append(JinjaValues.ToJson(new Dictionary<string, object?> { ["name"] = call.Name, ["arguments"] = Arguments(call.Arguments) })).Append("\n</tool_call>");
+        return sb.ToString();
+    }
+
+    static Dictionary<string, object?> ToolValue(ToolDefinition t)
+    {
+        var function = new Dictionary<string, object?> { ["name"] = t.Name };
+        if (t.Description is not null) function["description"] = t.Description;
+        function["parameters"] = t.Parameters is null ? new Dictionary<string, object?> { ["type"] = "object", ["properties"] = new Dictionary<string, object?>() } : FromJson(t.Parameters);
+        return new Dictionary<string, object?> { ["type"] = "function", ["function"] = function };
+    }
+
+    /// <summary>Arguments as an object when they are a JSON object (what templates expect), else the text.</summary>
+    static object? Arguments(string json)
+    {
+        try { return FromJson(json) is Dictionary<string, object?> d ? d : json; }
+        catch (System.Text.Json.JsonException) { return json; }
+    }
+
+    /// <summary>JSON text as Jinja values: objects, lists, strings, longs, doubles, booleans, null.</summary>
+    static object? FromJson(string json)
+    {
+        using var doc = System.Text.Json.JsonDocument.Parse(json);
+        return Convert(doc.RootElement);
+
+        static object? Convert(System.Text.Json.JsonElement e) => e.ValueKind switch
+        {
+            System.Text.Json.JsonValueKind.Object => e.EnumerateObject().ToDictionary(p => p.Name, p => Convert(p.Value)),
+            System.Text.Json.JsonValueKind.Array => e.EnumerateArray().Select(Convert).ToList(),
+            System.Text.Json.JsonValueKind.String => e.GetString(),
+            System.Text.Json.JsonValueKind.Number => e.TryGetInt64(out long l) ? l : e.GetDouble(),
+            System.Text.Json.JsonValueKind.True => true,
+            System.Text.Json.JsonValueKind.False => false,
+            _ => null,
+        };
+    }
+
+    static Dictionary<string, object?> MessageValue(ChatMessage m)
+    {
+        var d = new Dictionary<string, object?> { ["role"] = m.Role, ["content"] = m.Content };
+        if (m.Name is not null) d["name"] = m.Name;
+        if (m.ToolCallId is not null) d["tool_call_id"] = m.ToolCallId;
+        if (m.ToolCalls.Count > 0)
+            d["tool_calls"] = m.ToolCalls.Select(c => (object?)new Dictionary<string, object?>
+            {
+                ["id"] = c.Id, ["type"] = "function",
+                ["function"] = new Dictionary<string, object?> { ["name"] = c.Name, ["arguments"] = Arguments(c.Arguments) },
+            }).ToList();
+        return d;
+    }
+
+    Dictionary<string, object?> Variables(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt, IReadOnlyList<ToolDefinition> tools) => new()
+    {
+        ["messages"] = messages.Select(m => (object?)MessageValue(m)).ToList(),
         ["add_generation_prompt"] = addGenerationPrompt,
         ["bos_token"] = bosToken,
         ["eos_token"] = eosToken,
-        ["tools"] = null,
+        ["tools"] = tools.Count == 0 ? null : tools.Select(t => (object?)ToolValue(t)).ToList(),
         ["documents"] = null,
         ["raise_exception"] = (JinjaFunction)((args, _) => throw new TemplateRaisedException(args.Count > 0 ? JinjaValues.ToText(args[0]) : "the chat template rejected the conversation")),
         ["range"] = (JinjaFunction)Range,

@@ -21,7 +21,8 @@ public static class ServingExtensions
         services.AddSingleton(sp => new ChatPromptRenderer(sp.GetService<ModelTokenizer>(), sp.GetRequiredService<ILogger<ChatPromptRenderer>>()));
         services.AddSingleton(sp => new CompletionRunner(sp.GetRequiredService<IGenerationService>(), sp.GetService<ModelTokenizer>(),
             sp.GetRequiredService<ChatPromptRenderer>(), options));
-        services.AddSingleton<IJobLineRunner>(sp => new JobLineRunner(() => sp.GetRequiredService<CompletionRunner>()));
+        services.AddSingleton(sp => new LogprobShapes(sp.GetService<ModelTokenizer>()));
+        services.AddSingleton<IJobLineRunner>(sp => new JobLineRunner(() => sp.GetRequiredService<CompletionRunner>(), () => sp.GetRequiredService<LogprobShapes>(), options));
         return services;
     }
 
@@ -34,6 +35,7 @@ public static class ServingExtensions
         app.UseMiddleware<ApiKeyMiddleware>();
         OpenAiEndpoints.Map(app);
         GenerateEndpoint.Map(app);
+        TokenizeEndpoints.Map(app);
         JobsEndpoints.Map(app);
         HealthEndpoints.Map(app);
         app.MapMetrics("/metrics");

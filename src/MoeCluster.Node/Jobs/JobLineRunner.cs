@@ -37,12 +37,18 @@ public sealed record JobResultLine(
 public sealed class JobLineRunner : IJobLineRunner
 {
     readonly Lazy<CompletionRunner> completions;
-
-    public JobLineRunner(CompletionRunner runner) => completions = new(runner);
+    readonly Lazy<LogprobShapes> shapes;
+    readonly int linePriority;
 
     /// <summary>Resolves the runner (and so the gateway) on the first line, not when the job actors start: a node
-    /// resumes jobs at start-up, possibly before its gateway is registered.</summary>
-    public JobLineRunner(Func<CompletionRunner> runner) => completions = new(runner);
+    /// resumes jobs at start-up, possibly before its gateway is registered. Lines run at
+    /// <see cref="ServingOptions.JobLinePriority"/> plus their own priority, below interactive requests.</summary>
+    public JobLineRunner(Func<CompletionRunner> runner, Func<LogprobShapes> shapes, ServingOptions options)
+    {
+        completions = new(runner);
+        this.shapes = new(shapes);
+        linePriority = options.JobLinePriority;
+    }
 
     public async Task<LineOutcome> RunAsync(int line, string text, CancellationToken cancellation)
     {
@@ -69,12 +75,13 @@ public sealed class JobLineRunner : IJobLineRunner
                 body = inner;
                 extra = NoFields;
             }
-            var request = CompletionRequest.Parse(body, kind, extra) with { Stream = false };
+            var parsed = CompletionRequest.Parse(body, kind, extra);
+            var request = parsed with { Stream = false, Priority = linePriority + Math.Max(0, parsed.Priority) };
             var runner = completions.Value;
             var prepared = runner.Prepare(request);
-            var outcome = await runner.RunAsync(prepared, null, null, cancellation);
-            if (outcome is null) return new LineAbandoned(line);
-            var response = CompletionResponses.Build(prepared, outcome);
+            var outcomes = await runner.RunAsync(prepared, null, null, cancellation);
+            if (outcomes is null) return new LineAbandoned(line);
+            var response = CompletionResponses.Build(prepared, outcomes, shapes.Value);
             return new LineFinished(line, JsonSerializer.Serialize(new JobResultLine(line, customId, response, null), OpenAiJson.Options), false);
         }
         catch (ApiException e) when (e.Status == 429) { return new LineDeferred(line, TimeSpan.FromSeconds(1)); }

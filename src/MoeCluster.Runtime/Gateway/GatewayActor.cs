@@ -275,18 +275,16 @@ public sealed class GatewayActor : ReceiveActor, IWithTimers
     {
         var s = step!;
         Timers.Cancel("step-timeout");
-        float[] logits;
+        events.Clear();
         using (var scope = NewDisposeScope())
         using (no_grad())
         {
             var x = output.Take(model.Options.Device);
-            var last = x.index_select(0, tensor(s.Plan.Layout.LastTokenIndices(), ScalarType.Int64, x.device));
-            var n = finalNorm!.forward(last);
+            var rows = x.index_select(0, tensor(s.Plan.LogitRows(), ScalarType.Int64, x.device));
+            var n = finalNorm!.forward(rows);
             var l = lmHead is not null ? lmHead.forward(n) : nn.functional.linear(n, embedding!.weight);
-            logits = l.to(ScalarType.Float32).cpu().contiguous().data<float>().ToArray();
+            scheduler.CompleteStep(s.Plan, l.to(ScalarType.Float32), events);
         }
-        events.Clear();
-        scheduler.CompleteStep(s.Plan, logits, model.Config.VocabSize, events);
         MoeMetrics.StepSeconds.Observe(s.Clock.Elapsed.TotalSeconds);
         step = null;
         Deliver();
