@@ -113,7 +113,7 @@ public sealed class BadInputSpec(ServingFixture f)
     [Fact]
     public async Task A_prompt_longer_than_the_context_names_the_prompt()
     {
-        var prompt = string.Join(' ', Enumerable.Repeat("quick brown fox", 200));
+        var prompt = string.Join(' ', Enumerable.Repeat("quick brown fox", 1500));
         var (status, json) = await f.Host.Http.PostJsonAsync("v1/completions", new { model = Model, prompt, max_tokens = 1 });
         Assert.Equal(400, status);
         AssertError(json, "prompt");

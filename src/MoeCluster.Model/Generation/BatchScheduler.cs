@@ -230,7 +230,7 @@ public sealed class BatchScheduler(BatchingOptions options, int vocabSize)
             if (s.Constraint is { } c)
             {
                 allowed = new bool[v];
-                c.FillAllowed(allowed);
+                c.FillAllowed(allowed, s.Request.MaxTokens - s.Generated.Count);
             }
             due.Add((s, new SamplingRow(last, s.Request.Sampling, s.Request.PromptTokens, s.Generated, s.Request.StopTokenIds, s.Random,
                 s.Request.Logprobs, allowed)));

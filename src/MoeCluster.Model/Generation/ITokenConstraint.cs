@@ -4,8 +4,9 @@ namespace MoeCluster.Model.Generation;
 /// asks for the mask before each sampled token and feeds every accepted token back, in order.</summary>
 public interface ITokenConstraint
 {
-    /// <summary>Sets allowed[t] for every token id t of the vocabulary that may come next.</summary>
-    void FillAllowed(bool[] allowed);
+    /// <summary>Sets allowed[t] (all false on entry) for every token id t that may come next, when
+    /// <paramref name="tokensLeft"/> tokens (this one included) may still be generated.</summary>
+    void FillAllowed(bool[] allowed, int tokensLeft);
 
     /// <summary>Advances past <paramref name="token"/>, which <see cref="FillAllowed"/> allowed.</summary>
     void Accept(int token);

@@ -99,7 +99,7 @@ public class SchedulingSpec
     sealed class OnlyToken(int token, int length) : ITokenConstraint
     {
         int taken;
-        public void FillAllowed(bool[] allowed) => allowed[token] = true;
+        public void FillAllowed(bool[] allowed, int tokensLeft) => allowed[token] = true;
         public void Accept(int t) { Assert.Equal(token, t); taken++; }
         public bool IsComplete => taken == length;
     }
