@@ -9,7 +9,12 @@ namespace MoeCluster.Model;
 public static class ModuleWeights
 {
     /// <returns>The checkpoint names that were read.</returns>
-    public static IReadOnlyList<string> Load(nn.Module module, string prefix, IWeightSource source, Layers.ModuleOptions o, Action<int, int>? progress = null)
+    public static IReadOnlyList<string> Load(nn.Module module, string prefix, IWeightSource source, Layers.ModuleOptions o, Action<int, int>? progress = null) =>
+        Load(module, name => prefix + name, source, o, progress);
+
+    /// <summary>Same, for a block whose tensors do not share one prefix (the output head): <paramref name="checkpointName"/>
+    /// maps each parameter name to its tensor's name.</summary>
+    public static IReadOnlyList<string> Load(nn.Module module, Func<string, string> checkpointName, IWeightSource source, Layers.ModuleOptions o, Action<int, int>? progress = null)
     {
         var read = new List<string>();
         using var _ = no_grad();
@@ -17,7 +22,7 @@ public static class ModuleWeights
         foreach (var (name, parameter) in parameters)
         {
             progress?.Invoke(read.Count, parameters.Count);
-            var full = prefix + name;
+            var full = checkpointName(name);
             using var value = source.Read(full, parameter.shape, o.DType, o.Device);
             parameter.copy_(value);
             read.Add(full);

@@ -11,18 +11,21 @@ public sealed class MoeBackbone : nn.Module<Tensor, Tensor>
     public readonly TorchSharp.Modules.ModuleList<DecoderLayer> layers;
     public readonly RmsNorm norm;
 
-    public MoeBackbone(ModelConfig c, ModuleOptions o) : base(nameof(MoeBackbone))
+    /// <param name="norm">The final norm, owned by the model's <see cref="OutputHead"/> and registered here under its checkpoint name.</param>
+    public MoeBackbone(ModelConfig c, ModuleOptions o, Layers.Embedding embedding, RmsNorm norm) : base(nameof(MoeBackbone))
     {
-        embed_tokens = new Layers.Embedding(c.VocabSize, c.HiddenSize, o);
+        embed_tokens = embedding;
         layers = nn.ModuleList(Enumerable.Range(0, c.NumLayers).Select(i => new DecoderLayer(c, i, o)).ToArray());
-        norm = new RmsNorm(c.HiddenSize, c.RmsNormEps, o);
+        this.norm = norm;
         RegisterComponents();
     }
 
     public override Tensor forward(Tensor x) => throw new InvalidOperationException("use MoeTransformer.Forward");
 }
 
-/// <summary>A whole MoE causal language model in one process (the model core). Parameter names equal checkpoint names.</summary>
+/// <summary>A whole MoE causal language model in one process (the model core): the <see cref="Layers.Embedding"/>, one
+/// <see cref="AttentionBlock"/> and feed-forward block per layer, the <see cref="OutputHead"/> — the same blocks the
+/// cluster's actors host. Parameter names equal checkpoint names.</summary>
 public sealed class MoeTransformer : nn.Module<Tensor, Tensor>
 {
     public readonly MoeBackbone model;
@@ -30,15 +33,19 @@ public sealed class MoeTransformer : nn.Module<Tensor, Tensor>
     public ModelConfig Config { get; }
     public ModuleOptions Options { get; }
     public RotaryEmbedding Rotary { get; }
+    public OutputHead Head { get; }
 
     public MoeTransformer(ModelConfig c, ModuleOptions o, int maxPositions = 0) : base(nameof(MoeTransformer))
     {
         Config = c;
         Options = o;
-        model = new MoeBackbone(c, o);
-        if (!c.TieWordEmbeddings) lm_head = new Layers.Linear(c.HiddenSize, c.VocabSize, false, o);
+        var embedding = new Layers.Embedding(c.VocabSize, c.HiddenSize, o);
+        var head = new OutputHead(c, o, embedding);
+        model = new MoeBackbone(c, o, embedding, head.norm);
+        lm_head = head.lm_head;
         Rotary = new RotaryEmbedding(c.HeadDim, maxPositions > 0 ? maxPositions : Math.Min(c.MaxPositionEmbeddings, 1 << 15), c.RopeTheta, o);
         RegisterComponents();
+        Head = head;   // after registering: its modules are registered above under their checkpoint names
     }
 
     public override Tensor forward(Tensor x) => throw new InvalidOperationException("use Forward(tokens, layout, caches)");
@@ -54,15 +61,6 @@ public sealed class MoeTransformer : nn.Module<Tensor, Tensor>
 
     public Tensor Embed(Tensor tokens) => model.embed_tokens.forward(tokens);
 
-    /// <summary>Final norm + LM head on the rows the caller needs: hidden [S, D] → logits [S, V] (float32).</summary>
-    public Tensor Head(Tensor hidden)
-    {
-        using var scope = NewDisposeScope();
-        var n = model.norm.forward(hidden);
-        var logits = lm_head is not null ? lm_head.forward(n) : nn.functional.linear(n, model.embed_tokens.weight);
-        return logits.to(ScalarType.Float32).MoveToOuterDisposeScope();
-    }
-
     /// <summary>One step: tokens [T] laid out by <paramref name="layout"/> → next-token logits [R, V] at the token indices
     /// <paramref name="logitRows"/> (default: the last token of each segment, R = S). <paramref name="tokensPerExpert"/>
     /// ([layer][expert]) accumulates routing counts when given.</summary>
@@ -72,11 +70,19 @@ public sealed class MoeTransformer : nn.Module<Tensor, Tensor>
             throw new ArgumentException($"tokens must be [{layout.TokenCount}] for this layout, got [{string.Join(", ", tokens.shape)}]");
         using var _ = no_grad();
         using var scope = NewDisposeScope();
+        using var step = StepContext.Create(layout, Rotary, Config, tokens.device);
         var x = Embed(tokens);
         for (int l = 0; l < Config.NumLayers; l++)
-            x = model.layers[l].Forward(x, layout, caches[l], Rotary, tokensPerExpert?[l]);
-        var last = x.index_select(0, tensor(logitRows ?? layout.LastTokenIndices(), ScalarType.Int64, x.device));
-        return Head(last).MoveToOuterDisposeScope();
+            x = model.layers[l].Forward(x, step, caches[l], tokensPerExpert?[l]);
+        return (logitRows is null ? Head.Logits(x, layout) : Head.forward(x.index_select(0, tensor(logitRows, ScalarType.Int64, x.device)))).MoveToOuterDisposeScope();
+    }
+
+    /// <summary><see cref="Forward"/> on a scheduler's token ids.</summary>
+    public Tensor ForwardTokens(IReadOnlyList<int> tokens, StepLayout layout, IReadOnlyList<KvCache> caches, long[][]? tokensPerExpert = null, long[]? logitRows = null)
+    {
+        using var scope = NewDisposeScope();
+        var ids = tensor(tokens.Select(t => (long)t).ToArray(), ScalarType.Int64, Options.Device);
+        return Forward(ids, layout, caches, tokensPerExpert, logitRows).MoveToOuterDisposeScope();
     }
 
     /// <summary>Every checkpoint name this model reads (for the unexpected-tensor check).</summary>

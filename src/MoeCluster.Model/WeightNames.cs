@@ -8,6 +8,18 @@ public sealed class WeightNames(Architecture architecture)
     public const string FinalNorm = "model.norm.weight";
     public const string LmHead = "lm_head.weight";
 
+    /// <summary>Prefix of the <c>Embedding</c> block's parameters.</summary>
+    public const string EmbeddingPrefix = "model.embed_tokens.";
+
+    /// <summary>Checkpoint name of an <c>OutputHead</c> parameter ("norm.weight" → <see cref="FinalNorm"/>, "lm_head.weight"
+    /// → <see cref="LmHead"/>): the head's two tensors live under different prefixes.</summary>
+    public static string HeadTensor(string parameter) => parameter switch
+    {
+        "norm.weight" => FinalNorm,
+        "lm_head.weight" => LmHead,
+        _ => throw new ArgumentException($"'{parameter}' is not a parameter of the output head"),
+    };
+
     static string L(int layer) => $"model.layers.{layer}";
 
     public string InputNorm(int layer) => $"{L(layer)}.input_layernorm.weight";
@@ -22,6 +34,7 @@ public sealed class WeightNames(Architecture architecture)
     /// <summary>Prefix of a layer's feed-forward block (MoE or dense): "…block_sparse_moe." or "…mlp.".</summary>
     public string FeedForwardPrefix(int layer) => $"{MoePrefix(layer)}.";
 
+    /// <summary>Prefix of a layer's <c>AttentionBlock</c> (input norm, self_attn, post-attention norm): "model.layers.{l}.".</summary>
     public string LayerPrefix(int layer) => $"{L(layer)}.";
 
     public string RouterGate(int layer) => $"{MoePrefix(layer)}.gate.weight";

@@ -63,7 +63,7 @@ public static class NodeHost
             });
             if (o.Runtime.Roles.Contains(NodeRoles.Gateway))
                 builder.Services.AddSingleton<IGenerationService>(sp =>
-                    new ClusterGenerationService(sp.GetRequiredService<ActorSystem>(), sp.GetRequiredService<ActorRegistry>().Get<GatewayKey>(), model.Config));
+                    new ClusterGenerationService(sp.GetRequiredService<ActorSystem>(), sp.GetRequiredService<ActorRegistry>().Get<GatewayKey>(), model.Config, o.Runtime.RequestTimeout));
         }
 
         var app = builder.Build();

@@ -27,9 +27,12 @@ public sealed class ModelSource : IDisposable
     public IWeightSource Weights => new CheckpointWeights(checkpoint.Value);
 
     /// <summary>Loads a module's parameters stored under <paramref name="prefix"/>; returns the bytes loaded.</summary>
-    public long Load(TorchSharp.torch.nn.Module module, string prefix)
+    public long Load(TorchSharp.torch.nn.Module module, string prefix) => Load(module, name => prefix + name);
+
+    /// <summary>Loads a module whose tensors do not share one prefix (<see cref="WeightNames.HeadTensor"/>).</summary>
+    public long Load(TorchSharp.torch.nn.Module module, Func<string, string> checkpointName)
     {
-        ModuleWeights.Load(module, prefix, Weights, Options);
+        ModuleWeights.Load(module, checkpointName, Weights, Options);
         return module.parameters().Sum(p => p.NumberOfElements * p.ElementSize);
     }
 

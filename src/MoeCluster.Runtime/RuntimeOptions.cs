@@ -39,6 +39,11 @@ public sealed record RuntimeOptions
     public int MinExpertNodes { get; init; } = 1;
     /// <summary>TorchSharp intra-op threads; 0 = leave libtorch's default.</summary>
     public int ComputeThreads { get; init; }
+    /// <summary>Longest a caller of the gateway waits for a request to end (queued and running together); past it the
+    /// request is cancelled and ends with an error, so no caller waits forever whatever goes wrong.</summary>
+    public TimeSpan RequestTimeout { get; init; } = TimeSpan.FromMinutes(10);
+    /// <summary>Test-only fault injection (null in production).</summary>
+    public Faults.FaultInjector? Faults { get; init; }
     /// <summary>Replicas of hot experts on other expert nodes (docs/ARCHITECTURE.md, "Hot experts").</summary>
     public Replication.HotExpertOptions Replication { get; init; } = new();
 }

@@ -6,7 +6,8 @@ namespace MoeCluster.Node.Tests;
 
 /// <summary>Issue 5, elastic membership, with separate processes under a steady stream of greedy requests: a joining
 /// expert node takes over a fair share of experts (the placement listing shows exactly those moves), and the same
-/// node leaving on SIGTERM hands them back; no request fails and every answer has the single-process tokens.</summary>
+/// node leaving on SIGTERM hands them back; no request fails, every answer has the single-process tokens, and the
+/// leave logs no ERROR line or stack trace.</summary>
 public sealed class ClusterMembershipSpec(ITestOutputHelper output)
 {
     const int ExpertCount = 12;
@@ -45,6 +46,7 @@ public sealed class ClusterMembershipSpec(ITestOutputHelper output)
             // Leave: SIGTERM runs coordinated shutdown (hand-off, then leave).
             double leaveAt = load.Now;
             int servedBeforeLeave = load.Completed;
+            int gatewayLogBefore = cluster.Gateway.LogLength;
             await cluster.TerminateAsync(joined);
             double exitedAt = load.Now;
             await cluster.WaitUntilPlacementAsync(p => !p.Values.Contains(node), ExpertCount, Deadline, "the leaving node's experts re-homed");
@@ -60,6 +62,9 @@ public sealed class ClusterMembershipSpec(ITestOutputHelper output)
             Assert.Empty(load.Problems(reference));
             Assert.Contains(load.Completions, c => c.AtSeconds > leaveAt && c.AtSeconds < rehomedAt + 1);
             Assert.Equal(ExpertCount, final.Count);
+            // A clean stop is quiet: no ERROR line or stack trace on the node that left, nor on the gateway meanwhile.
+            Assert.Empty(cluster[joined].ErrorLines());
+            Assert.Empty(cluster.Gateway.ErrorLines(gatewayLogBefore));
         });
     }
 }

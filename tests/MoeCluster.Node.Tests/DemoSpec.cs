@@ -37,7 +37,17 @@ public class DemoSpec
         }
         finally
         {
-            foreach (var app in Enumerable.Reverse(apps)) { await app.StopAsync(); await app.DisposeAsync(); }
+            foreach (var app in apps) { await app.StopAsync(); await app.DisposeAsync(); }
         }
+    }
+
+    [Fact]
+    public async Task Demo_exit_prints_its_prompts_and_ends_without_an_error_line_or_a_stack_trace()
+    {
+        var (exit, stdout, stderr) = await NodeProcess.RunAsync(
+            ["demo", "--exit", "--max-tokens", "6", "--port", FreePorts.Next().ToString(), "--http-port", FreePorts.Next().ToString()], TimeSpan.FromSeconds(240));
+        Assert.Equal(0, exit);
+        foreach (var prompt in DemoCommand.Prompts) Assert.Contains(prompt, stdout);
+        Assert.Empty(LogLines.Errors((stdout + "\n" + stderr).Split('\n')));
     }
 }

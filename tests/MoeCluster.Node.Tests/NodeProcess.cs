@@ -143,6 +143,19 @@ public sealed class NodeProcess : IDisposable
     public async Task<HttpResponseMessage> PostJsonAsync(HttpClient http, string path, JsonNode body, CancellationToken ct = default) =>
         await http.PostAsJsonAsync(new Uri(BaseAddress, path), body, ct);
 
+    /// <summary>Lines of the log from <paramref name="fromLine"/> on that a clean run must not have: ERROR lines and
+    /// stack-trace frames.</summary>
+    public IReadOnlyList<string> ErrorLines(int fromLine = 0) => LogLines.Errors(ReadLog().Skip(fromLine));
+
+    /// <summary>How many lines the log has now (to check only what follows).</summary>
+    public int LogLength => ReadLog().Length;
+
+    string[] ReadLog()
+    {
+        using var s = new FileStream(LogPath, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        return new StreamReader(s).ReadToEnd().Split('\n');
+    }
+
     /// <summary>The last lines of the log, for failure messages.</summary>
     public string Tail(int lines = 30)
     {
@@ -162,4 +175,14 @@ public sealed class NodeProcess : IDisposable
         process.Dispose();
         lock (log) { closed = true; log.Dispose(); }
     }
+}
+
+/// <summary>What a clean run's output must not contain.</summary>
+public static partial class LogLines
+{
+    [System.Text.RegularExpressions.GeneratedRegex(@"^\s+at \S+")]
+    private static partial System.Text.RegularExpressions.Regex StackFrame();
+
+    public static IReadOnlyList<string> Errors(IEnumerable<string> lines) =>
+        lines.Where(l => l.Contains("[ERROR]", StringComparison.Ordinal) || l.Contains("fail:", StringComparison.Ordinal) || StackFrame().IsMatch(l)).ToList();
 }

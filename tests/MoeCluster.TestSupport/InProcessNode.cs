@@ -20,10 +20,13 @@ public sealed class InProcessNode : IAsyncDisposable
     public ActorSystem System => Host.Services.GetRequiredService<ActorSystem>();
     public ActorRegistry Registry => Host.Services.GetRequiredService<ActorRegistry>();
 
-    InProcessNode(IHost host, ClusterNodeOptions options, ModelSource model)
+    public RuntimeOptions Runtime { get; }
+
+    InProcessNode(IHost host, ClusterNodeOptions options, RuntimeOptions runtime, ModelSource model)
     {
         Host = host;
         Options = options;
+        Runtime = runtime;
         Model = model;
     }
 
@@ -38,7 +41,7 @@ public sealed class InProcessNode : IAsyncDisposable
             .ConfigureServices(s => s.AddAkka(ClusterNodeOptions.ActorSystemName, b => b.AddMoeClusterRuntime(node, runtime with { ModelDirectory = modelDirectory }, model)))
             .Build();
         await host.StartAsync();
-        return new InProcessNode(host, node, model);
+        return new InProcessNode(host, node, runtime, model);
     }
 
     /// <summary>Starts <paramref name="count"/> nodes; the first is the seed of the others.</summary>
@@ -52,7 +55,7 @@ public sealed class InProcessNode : IAsyncDisposable
     }
 
     public IGenerationService GenerationService() =>
-        new ClusterGenerationService(System, Registry.Get<GatewayKey>(), Model.Config);
+        new ClusterGenerationService(System, Registry.Get<GatewayKey>(), Model.Config, Runtime.RequestTimeout);
 
     /// <summary>Waits (polling, with a deadline) until the gateway reports every layer and expert loaded.</summary>
     public async Task<IGenerationService> WaitUntilReadyAsync(TimeSpan? timeout = null)

@@ -13,7 +13,7 @@ public sealed record DecodeProfile(ScalarType DType, int Sequences, IReadOnlyLis
     double ExpertsRunPerLayer, double TokensPerExpertRun, int Steps)
 {
     public static readonly string[] PartNames =
-        ["embed", "attention", "ffn norm", "router", "grouping", "experts", "combine", "LM head"];
+        ["embed", "attention", "router", "experts", "combine", "LM head"];
 
     public double TotalMs => Parts.Sum(p => p.Ms);
 
@@ -35,6 +35,7 @@ public sealed record DecodeProfile(ScalarType DType, int Sequences, IReadOnlyLis
             var parts = PartNames.ToDictionary(p => p, _ => 0.0);
             double projectionMs = 0;
             using var scope = NewDisposeScope();
+            using var stepContext = StepContext.Create(layout, model.Rotary, config, CPU);
             T Time<T>(string part, Func<T> body)
             {
                 long t0 = Stopwatch.GetTimestamp();
@@ -49,12 +50,10 @@ public sealed record DecodeProfile(ScalarType DType, int Sequences, IReadOnlyLis
                 var layer = layers[l];
                 var moe = layer.Moe ?? throw new InvalidOperationException($"layer {l} is dense; the profile expects MoE layers only");
                 var input = x;
-                var h = Time("attention", () => layer.AttentionResidual(input, layout, caches[l], model.Rotary));
+                var (h, n) = Time("attention", () => layer.Attention.Forward(input, stepContext, caches[l]));
                 projectionMs += ProjectionMs(layer.self_attn, layer.input_layernorm.forward(input));
-                var n = Time("ffn norm", () => layer.post_attention_layernorm.forward(h));
-                using var routing = Time("router", () => moe.gate.Route(n));
-                using var groups = Time("grouping", () => ExpertGroups.From(routing, config.NumExperts));
-                var outputs = Time("experts", () => groups.Groups.Select(g => moe.experts[g.Expert].forward(n.index_select(0, g.TokenIndices))).ToList());
+                using var groups = Time("router", () => moe.Route(n));
+                var outputs = Time("experts", () => groups.Groups.Select(g => moe.experts[g.Expert].Forward(n.index_select(0, g.TokenIndices))).ToList());
                 x = Time("combine", () => h + MoeBlock.Combine(n, groups, outputs, moe.SharedOutput(n)));
                 if (step >= 0)
                 {
@@ -62,7 +61,7 @@ public sealed record DecodeProfile(ScalarType DType, int Sequences, IReadOnlyLis
                     expertTokens += groups.TokensPerExpert.Sum();
                 }
             }
-            var logits = Time("LM head", () => model.Head(x.index_select(0, tensor(layout.LastTokenIndices(), ScalarType.Int64))));
+            var logits = Time("LM head", () => model.Head.Logits(x, layout));
             next.Dispose();
             next = logits.argmax(-1).DetachFromDisposeScope();
             if (step < 0) continue;

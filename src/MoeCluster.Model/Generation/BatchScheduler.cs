@@ -281,8 +281,23 @@ public sealed class BatchScheduler(BatchingOptions options, int vocabSize)
         foreach (var s in running.Values.ToList()) Finish(s, FinishReason.Error, events, error);
     }
 
-    /// <summary>Running sequences' slots, by request id (attention actors free these caches when a sequence ends).</summary>
-    public IReadOnlyDictionary<string, int> Slots => running.ToDictionary(p => p.Key, p => p.Value.Slot);
+    /// <summary>Ends every queued request with an error (a draining gateway will never run them).</summary>
+    public void FailWaiting(string error, List<GenerationEvent> events)
+    {
+        foreach (var w in waiting)
+        {
+            cancelled.Remove(w.Request.Id);
+            events.Add(new SequenceFinished(w.Request.Id, FinishReason.Error, w.Request.PromptTokens.Count, w.Generated.ToArray(), error));
+        }
+        waiting.Clear();
+    }
+
+    /// <summary>Ends these running requests with an error (a step that keeps failing on their tokens); the rest go on.</summary>
+    public void Fail(IEnumerable<string> requestIds, string error, List<GenerationEvent> events)
+    {
+        foreach (var id in requestIds)
+            if (running.TryGetValue(id, out var s)) Finish(s, FinishReason.Error, events, error);
+    }
 
     void DropCancelled(List<GenerationEvent> events)
     {

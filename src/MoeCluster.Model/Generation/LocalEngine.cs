@@ -28,8 +28,7 @@ public sealed class LocalEngine : IDisposable
         if (plan is null) return false;
         onPlan?.Invoke(plan);
         using var scope = NewDisposeScope();
-        var tokens = tensor(plan.Tokens.Select(t => (long)t).ToArray(), ScalarType.Int64, model.Options.Device);
-        var logits = model.Forward(tokens, plan.Layout, caches, TokensPerExpert, plan.LogitRows());
+        var logits = model.ForwardTokens(plan.Tokens, plan.Layout, caches, TokensPerExpert, plan.LogitRows());
         Scheduler.CompleteStep(plan, logits, events);
         return true;
     }

@@ -33,11 +33,19 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
-    public override Tensor forward(Tensor x) => throw new InvalidOperationException("Attention needs a StepLayout and a KvCache: call Forward(x, layout, cache, rotary)");
+    public override Tensor forward(Tensor x) => throw new InvalidOperationException("Attention needs a StepContext and a KvCache: call Forward(x, step, cache)");
 
-    /// <summary>x: [T, D] (already normalised) → [T, D]. Writes this step's keys/values into the cache first.</summary>
+    /// <summary>Convenience for one-off calls (tests): builds the step's shared tensors, then <see cref="Forward(Tensor, StepContext, KvCache)"/>.</summary>
     public Tensor Forward(Tensor x, StepLayout layout, KvCache cache, RotaryEmbedding rotary)
     {
+        using var step = StepContext.Create(layout, rotary, config, x.device);
+        return Forward(x, step, cache);
+    }
+
+    /// <summary>x: [T, D] (already normalised) → [T, D]. Writes this step's keys/values into the cache first.</summary>
+    public Tensor Forward(Tensor x, StepContext step, KvCache cache)
+    {
+        var layout = step.Layout;
         cache.Validate(layout);
         using var scope = NewDisposeScope();
         int T = layout.TokenCount, H = config.NumHeads, G = config.NumKvHeads, Dh = config.HeadDim;
@@ -54,31 +62,24 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
         k = k.view(T, G, Dh);
         v = v.view(T, G, Dh);
         if (config.Architecture == Architecture.Qwen3Moe) { q = q_norm!.forward(q); k = k_norm!.forward(k); }
-        var positions = layout.PositionsTensor(x.device);
-        q = rotary.Apply(q, positions);
-        k = rotary.Apply(k, positions);
+        q = RotaryEmbedding.Apply(q, step.Cos, step.Sin);
+        k = RotaryEmbedding.Apply(k, step.Cos, step.Sin);
 
-        var output = layout.IsPureDecode ? Decode(q, k, v, layout, cache) : PerSequence(q, k, v, layout, cache);
+        var output = layout.IsPureDecode ? Decode(q, k, v, step, cache) : PerSequence(q, k, v, layout, cache);
         return o_proj.forward(output).MoveToOuterDisposeScope();
     }
 
     /// <summary>One token per sequence: all sequences attend in one batched matmul over their padded caches.</summary>
-    Tensor Decode(Tensor q, Tensor k, Tensor v, StepLayout layout, KvCache cache)
+    Tensor Decode(Tensor q, Tensor k, Tensor v, StepContext step, KvCache cache)
     {
-        int B = layout.Segments.Count, H = config.NumHeads, G = config.NumKvHeads, Dh = config.HeadDim, r = H / G;
-        var slots = tensor(layout.Segments.Select(s => (long)s.Slot).ToArray(), ScalarType.Int64, q.device);
-        var positions = tensor(layout.Segments.Select(s => (long)s.Start).ToArray(), ScalarType.Int64, q.device);
-        cache.Keys.index_put_(k, TensorIndex.Tensor(slots), TensorIndex.Colon, TensorIndex.Tensor(positions));     // k: [B, G, Dh]
-        cache.Values.index_put_(v, TensorIndex.Tensor(slots), TensorIndex.Colon, TensorIndex.Tensor(positions));
-        int L = layout.Segments.Max(s => s.End);
+        int B = step.Layout.Segments.Count, H = config.NumHeads, G = config.NumKvHeads, Dh = config.HeadDim, r = H / G, L = step.KeyCount;
+        var slots = step.Slots!;
+        cache.Keys.index_put_(k, TensorIndex.Tensor(slots), TensorIndex.Colon, TensorIndex.Tensor(step.WritePositions!));     // k: [B, G, Dh]
+        cache.Values.index_put_(v, TensorIndex.Tensor(slots), TensorIndex.Colon, TensorIndex.Tensor(step.WritePositions!));
         var keys = cache.Keys.narrow(2, 0, L).index_select(0, slots);      // [B, G, L, Dh]
         var values = cache.Values.narrow(2, 0, L).index_select(0, slots);
         var scores = q.view(B, G, r, Dh).matmul(keys.transpose(-1, -2)) * scale;   // [B, G, r, L]
-        var lengths = (positions + 1).view(B, 1, 1, 1);
-        var keyPos = arange(L, ScalarType.Int64, q.device).view(1, 1, 1, L);
-        var visible = keyPos < lengths;
-        if (config.SlidingWindow is int w) visible = visible & (keyPos >= lengths - w);
-        var probs = Softmax(scores, visible);
+        var probs = Softmax(scores, step.Visible!);
         return probs.matmul(values).reshape(B, H * Dh);                    // [B, G, r, Dh] -> [B, H·Dh]
     }
 

@@ -3,12 +3,15 @@ using static TorchSharp.torch;
 
 namespace MoeCluster.Model.Layers;
 
-/// <summary>Pre-norm transformer block: h = x + Attn(norm₁(x)); out = h + FFN(norm₂(h)), where FFN is a
-/// <see cref="MoeBlock"/> or, for Qwen's dense layers, one <see cref="ExpertMlp"/>.</summary>
+/// <summary>Pre-norm transformer block: the <see cref="AttentionBlock"/> (h = x + Attn(norm₁(x)), n = norm₂(h)), then
+/// out = h + FFN(n), where FFN is a <see cref="MoeBlock"/> or, for Qwen's dense layers, one <see cref="ExpertMlp"/>.
+/// The attention block's modules are registered here under their own checkpoint names, so this layer's parameters
+/// are named exactly as in the checkpoint under "model.layers.{i}."; the cluster hosts the same two blocks apart.</summary>
 public sealed class DecoderLayer : nn.Module<Tensor, Tensor>
 {
     public readonly RmsNorm input_layernorm, post_attention_layernorm;
     public readonly Attention self_attn;
+    public AttentionBlock Attention { get; }
     public MoeBlock? Moe { get; }
     public ExpertMlp? DenseMlp { get; }
     public int Index { get; }
@@ -16,30 +19,27 @@ public sealed class DecoderLayer : nn.Module<Tensor, Tensor>
     public DecoderLayer(ModelConfig c, int index, ModuleOptions o) : base(nameof(DecoderLayer))
     {
         Index = index;
-        input_layernorm = new RmsNorm(c.HiddenSize, c.RmsNormEps, o);
-        post_attention_layernorm = new RmsNorm(c.HiddenSize, c.RmsNormEps, o);
-        self_attn = new Attention(c, o);
+        var attention = new AttentionBlock(c, o);
+        input_layernorm = attention.input_layernorm;
+        self_attn = attention.self_attn;
+        post_attention_layernorm = attention.post_attention_layernorm;
         RegisterComponents();
+        Attention = attention;   // after registering: its modules are this layer's, not a child named "Attention"
         var ffnName = c.Architecture == Architecture.Mixtral ? "block_sparse_moe" : "mlp";
         if (c.IsMoeLayer(index)) register_module(ffnName, Moe = new MoeBlock(c, o));
-        else register_module(ffnName, DenseMlp = new ExpertMlp(c.HiddenSize, c.IntermediateSize, false, o));
+        else register_module(ffnName, DenseMlp = ExpertMlp.Dense(c, o));
     }
 
-    public override Tensor forward(Tensor x) => throw new InvalidOperationException("DecoderLayer needs a StepLayout and a KvCache");
+    public override Tensor forward(Tensor x) => throw new InvalidOperationException("DecoderLayer needs a StepContext and a KvCache");
 
-    /// <summary>The attention half: x [T, D] → h = x + Attn(norm₁(x)).</summary>
-    public Tensor AttentionResidual(Tensor x, StepLayout layout, KvCache cache, RotaryEmbedding rotary)
+    /// <summary>The feed-forward half: n [T, D] → FFN(n), counting tokens per expert when asked.</summary>
+    public Tensor FeedForward(Tensor normed, long[]? tokensPerExpert = null) =>
+        Moe is not null ? Moe.Forward(normed, tokensPerExpert) : DenseMlp!.forward(normed);
+
+    public Tensor Forward(Tensor x, StepContext step, KvCache cache, long[]? tokensPerExpert = null)
     {
         using var scope = NewDisposeScope();
-        return (x + self_attn.Forward(input_layernorm.forward(x), layout, cache, rotary)).MoveToOuterDisposeScope();
-    }
-
-    public Tensor Forward(Tensor x, StepLayout layout, KvCache cache, RotaryEmbedding rotary, long[]? tokensPerExpert = null)
-    {
-        using var scope = NewDisposeScope();
-        var h = AttentionResidual(x, layout, cache, rotary);
-        var n = post_attention_layernorm.forward(h);
-        var ffn = Moe is not null ? Moe.Forward(n, tokensPerExpert) : DenseMlp!.forward(n);
-        return (h + ffn).MoveToOuterDisposeScope();
+        var (h, n) = Attention.Forward(x, step, cache);
+        return (h + FeedForward(n, tokensPerExpert)).MoveToOuterDisposeScope();
     }
 }

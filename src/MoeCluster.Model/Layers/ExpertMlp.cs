@@ -5,7 +5,7 @@ namespace MoeCluster.Model.Layers;
 
 /// <summary>SwiGLU feed-forward: down(silu(gate(x)) · up(x)). Used for routed experts, the shared expert and dense
 /// MLP layers; parameter names follow the checkpoint (Mixtral calls the projections w1/w3/w2).</summary>
-public sealed class ExpertMlp : nn.Module<Tensor, Tensor>
+public sealed class ExpertMlp : nn.Module<Tensor, Tensor>, IExpertCompute
 {
     readonly Linear gate, up, down;
 
@@ -19,10 +19,24 @@ public sealed class ExpertMlp : nn.Module<Tensor, Tensor>
         register_module(mixtralNames ? "w2" : "down_proj", down);
     }
 
+    /// <summary>One routed expert of <paramref name="c"/> (loaded under <see cref="WeightNames.ExpertPrefix"/>).</summary>
+    public static ExpertMlp Routed(ModelConfig c, ModuleOptions o) =>
+        new(c.HiddenSize, c.ExpertIntermediateSize, c.Architecture == Architecture.Mixtral, o);
+
+    /// <summary>Qwen2-MoE's shared expert (under the feed-forward prefix, "shared_expert.").</summary>
+    public static ExpertMlp Shared(ModelConfig c, ModuleOptions o) => new(c.HiddenSize, c.SharedExpertIntermediateSize, false, o);
+
+    /// <summary>The dense MLP of a non-MoE layer (under <see cref="WeightNames.FeedForwardPrefix"/>).</summary>
+    public static ExpertMlp Dense(ModelConfig c, ModuleOptions o) => new(c.HiddenSize, c.IntermediateSize, false, o);
+
+    public long ParameterBytes => parameters().Sum(p => p.NumberOfElements * p.ElementSize);
+
     /// <summary>x: [n, D] → [n, D].</summary>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
         return down.forward(nn.functional.silu(gate.forward(x)) * up.forward(x)).MoveToOuterDisposeScope();
     }
+
+    public Tensor Forward(Tensor rows) => forward(rows);
 }

@@ -3,60 +3,74 @@ using static TorchSharp.torch;
 
 namespace MoeCluster.Model.Layers;
 
-/// <summary>A sparse MoE feed-forward computed in this process: router → group tokens by expert → one matmul chain
-/// per expert → scatter-add weighted outputs, plus the gated shared expert of Qwen2-MoE. The cluster runtime uses the
-/// same router, grouping and <see cref="Combine"/> with experts that live on other nodes.</summary>
+/// <summary>
+/// A sparse MoE feed-forward as a pipeline of stages, each callable on its own: <see cref="Route"/> (router → top-k →
+/// tokens grouped by expert), expert compute (<see cref="IExpertCompute"/>, one per routed expert), <see cref="Combine"/>
+/// (Σ gate weight × expert output in ascending expert order, plus Qwen2-MoE's gated shared expert). The single process
+/// runs all stages here (<see cref="Forward"/>); the cluster's router actor hosts a block built without routed experts
+/// and sends the groups to expert actors, which host one <see cref="IExpertCompute"/> each. Parameter names are the
+/// checkpoint's under <see cref="WeightNames.FeedForwardPrefix"/>.
+/// Legend: T tokens, D hidden, E experts, k experts per token.
+/// </summary>
 public sealed class MoeBlock : nn.Module<Tensor, Tensor>
 {
     public readonly TopKRouter gate;
+    /// <summary>The routed experts; empty in a block built with <c>routedExperts: false</c> (the cluster's router).</summary>
     public readonly TorchSharp.Modules.ModuleList<ExpertMlp> experts;
     public readonly ExpertMlp? shared_expert;
     public readonly Linear? shared_expert_gate;
     readonly int numExperts;
 
-    public MoeBlock(ModelConfig c, ModuleOptions o) : base(nameof(MoeBlock))
+    /// <param name="routedExperts">false: router and shared expert only, for a host whose experts live elsewhere.</param>
+    public MoeBlock(ModelConfig c, ModuleOptions o, bool routedExperts = true) : base(nameof(MoeBlock))
     {
         numExperts = c.NumExperts;
         gate = new TopKRouter(c.HiddenSize, c.NumExperts, c.TopK, c.NormTopKProb, o);
-        bool mixtral = c.Architecture == Architecture.Mixtral;
-        experts = nn.ModuleList(Enumerable.Range(0, c.NumExperts)
-            .Select(_ => new ExpertMlp(c.HiddenSize, c.ExpertIntermediateSize, mixtral, o)).ToArray());
+        experts = nn.ModuleList(routedExperts ? Enumerable.Range(0, c.NumExperts).Select(_ => ExpertMlp.Routed(c, o)).ToArray() : []);
         if (c.HasSharedExpert)
         {
-            shared_expert = new ExpertMlp(c.HiddenSize, c.SharedExpertIntermediateSize, false, o);
+            shared_expert = ExpertMlp.Shared(c, o);
             shared_expert_gate = new Linear(c.HiddenSize, 1, false, o);
         }
         RegisterComponents();
     }
 
+    public int NumExperts => numExperts;
+
     /// <summary>x: [T, D] (post-attention-normalised) → [T, D].</summary>
     public override Tensor forward(Tensor x) => Forward(x, null);
 
-    /// <summary>Same as forward; adds this step's tokens per expert into <paramref name="tokensPerExpert"/> when given.</summary>
+    /// <summary>All stages in process; adds this step's tokens per expert into <paramref name="tokensPerExpert"/> when given.</summary>
     public Tensor Forward(Tensor x, long[]? tokensPerExpert)
     {
+        if (experts.Count == 0) throw new InvalidOperationException("this MoE block was built without its routed experts; they run elsewhere");
         using var scope = NewDisposeScope();
-        using var routing = gate.Route(x);
-        using var groups = ExpertGroups.From(routing, numExperts);
-        if (tokensPerExpert is not null)
-            for (int e = 0; e < numExperts; e++) tokensPerExpert[e] += groups.TokensPerExpert[e];
-        var outputs = groups.Groups.Select(g => experts[g.Expert].forward(x.index_select(0, g.TokenIndices))).ToList();
+        using var groups = Route(x, tokensPerExpert);
+        var outputs = groups.Groups.Select(g => experts[g.Expert].Forward(x.index_select(0, g.TokenIndices))).ToList();
         return Combine(x, groups, outputs, SharedOutput(x)).MoveToOuterDisposeScope();
     }
 
-    /// <summary>sigmoid(shared_expert_gate(x)) · shared_expert(x), or null when the model has no shared expert.</summary>
-    public Tensor? SharedOutput(Tensor x) => GatedSharedOutput(shared_expert, shared_expert_gate, x);
-
-    /// <summary>Qwen2-MoE's shared expert scaled by its sigmoid gate; null when there is none.</summary>
-    public static Tensor? GatedSharedOutput(ExpertMlp? shared, Linear? gate, Tensor x)
+    /// <summary>Router stage: x [T, D] → the tokens of each expert with their gate weights (the caller owns the groups).
+    /// Adds the step's tokens per expert into <paramref name="tokensPerExpert"/> ([E]) when given.</summary>
+    public ExpertGroups Route(Tensor x, long[]? tokensPerExpert = null)
     {
-        if (shared is null || gate is null) return null;
-        using var scope = NewDisposeScope();
-        return (nn.functional.sigmoid(gate.forward(x)) * shared.forward(x)).MoveToOuterDisposeScope();
+        using var routing = gate.Route(x);
+        var groups = ExpertGroups.From(routing, numExperts);
+        if (tokensPerExpert is not null)
+            for (int e = 0; e < numExperts; e++) tokensPerExpert[e] += groups.TokensPerExpert[e];
+        return groups;
     }
 
-    /// <summary>Σ over each token's experts of gate weight × expert output, in ascending expert order (so every
-    /// placement of the experts sums identically), plus the shared output. expertOutputs[i] belongs to groups.Groups[i].</summary>
+    /// <summary>sigmoid(shared_expert_gate(x)) · shared_expert(x), or null when the model has no shared expert.</summary>
+    public Tensor? SharedOutput(Tensor x)
+    {
+        if (shared_expert is null || shared_expert_gate is null) return null;
+        using var scope = NewDisposeScope();
+        return (nn.functional.sigmoid(shared_expert_gate.forward(x)) * shared_expert.forward(x)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Combine stage: Σ over each token's experts of gate weight × expert output, in ascending expert order (so
+    /// every placement of the experts sums identically), plus the shared output. expertOutputs[i] belongs to groups.Groups[i].</summary>
     public static Tensor Combine(Tensor x, ExpertGroups groups, IReadOnlyList<Tensor> expertOutputs, Tensor? shared)
     {
         using var scope = NewDisposeScope();

@@ -3,10 +3,12 @@ using static TorchSharp.torch;
 namespace MoeCluster.Model.Layers;
 
 /// <summary>Rotary position embedding in the Hugging Face rotate-half layout: the first half of each head's
-/// dims pairs with the second half. Tables are computed once in float32 and kept in the compute dtype.</summary>
+/// dims pairs with the second half. Tables are computed once in float32 and kept in the compute dtype.
+/// rotate_half(x) · sin equals roll(x, Dh/2) · sin′ with sin′ = [−sin₁, sin₂] (negation is exact), so the sign is
+/// folded into the table and a rotation costs a roll, two products and a sum.</summary>
 public sealed class RotaryEmbedding : IDisposable
 {
-    readonly Tensor cos, sin;   // [P, Dh]
+    readonly Tensor cos, signedSin;   // [P, Dh]
     public int MaxPositions { get; }
 
     public RotaryEmbedding(int headDim, int maxPositions, double theta, ModuleOptions o)
@@ -16,21 +18,34 @@ public sealed class RotaryEmbedding : IDisposable
         var invFreq = 1.0 / pow(theta, arange(0, headDim, 2, ScalarType.Int64).to(ScalarType.Float32) / headDim);
         var t = arange(maxPositions, ScalarType.Float32);
         var freqs = outer(t, invFreq);                        // [P, Dh/2]
-        var emb = cat([freqs, freqs], -1);                    // [P, Dh]
-        cos = emb.cos().to(o.DType, o.Device).DetachFromDisposeScope();
-        sin = emb.sin().to(o.DType, o.Device).DetachFromDisposeScope();
+        cos = cat([freqs, freqs], -1).cos().to(o.DType, o.Device).DetachFromDisposeScope();
+        signedSin = cat([-freqs.sin(), freqs.sin()], -1).to(o.DType, o.Device).DetachFromDisposeScope();
+    }
+
+    /// <summary>The cos and sign-folded sin rows at <paramref name="positions"/> ([T] int64): two [T, 1, Dh] tensors
+    /// (built once per step, see <see cref="StepContext"/>).</summary>
+    public (Tensor Cos, Tensor Sin) Rows(Tensor positions)
+    {
+        using var scope = NewDisposeScope();
+        var c = cos.index_select(0, positions).unsqueeze(1);
+        var s = signedSin.index_select(0, positions).unsqueeze(1);
+        return (c.MoveToOuterDisposeScope(), s.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>x: [T, heads, Dh] rotated by the rows of <see cref="Rows"/>.</summary>
+    public static Tensor Apply(Tensor x, Tensor cos, Tensor sin)
+    {
+        using var scope = NewDisposeScope();
+        return (x * cos).addcmul_(x.roll(x.shape[^1] / 2, -1), sin, 1).MoveToOuterDisposeScope();
     }
 
     /// <summary>x: [T, heads, Dh]; positions: [T] int64. Returns the rotated tensor.</summary>
     public Tensor Apply(Tensor x, Tensor positions)
     {
         using var scope = NewDisposeScope();
-        var c = cos.index_select(0, positions).unsqueeze(1);   // [T, 1, Dh]
-        var s = sin.index_select(0, positions).unsqueeze(1);
-        long half = x.shape[^1] / 2;
-        var rotated = cat([-x.narrow(-1, half, half), x.narrow(-1, 0, half)], -1);
-        return (x * c + rotated * s).MoveToOuterDisposeScope();
+        var (c, s) = Rows(positions);
+        return Apply(x, c, s).MoveToOuterDisposeScope();
     }
 
-    public void Dispose() { cos.Dispose(); sin.Dispose(); }
+    public void Dispose() { cos.Dispose(); signedSin.Dispose(); }
 }

@@ -11,7 +11,7 @@ public sealed record ForwardOutput(Tensor Logits, Tensor LoadBalancingLoss) : ID
 }
 
 /// <summary>The model run over whole [B, T] sequences with full causal attention and no KV cache, for training and
-/// held-out evaluation. It uses the model's own modules and weights — router, <see cref="ExpertGroups"/> and
+/// held-out evaluation. It uses the model's own modules and weights — the MoE block's <see cref="MoeBlock.Route"/> and
 /// <see cref="MoeBlock.Combine"/> — so it computes what <see cref="MoeTransformer.Forward"/> computes and gradients
 /// reach every weight, the router's through the top-k gate weights.
 /// Legend: B sequences, T tokens each, N = B·T, D hidden, H heads, G kv heads, r = H/G, Dh head dim, E experts, k top-k.</summary>
@@ -43,7 +43,7 @@ public static class TrainingForward
             else ffn = layer.DenseMlp!.forward(n);
             x = h + ffn;
         }
-        var logits = model.Head(x);                                                          // [N, V]
+        var logits = model.Head.forward(x);                                                          // [N, V]
         var aux = balance.Count > 0 ? stack(balance).mean() : zeros([], ScalarType.Float32, x.device);
         return new ForwardOutput(logits.MoveToOuterDisposeScope(), aux.MoveToOuterDisposeScope());
     }
@@ -91,11 +91,8 @@ public static class TrainingForward
     {
         using var scope = NewDisposeScope();
         int E = c.NumExperts;
-        using var routing = block.gate.Route(x);
-        using var groups = ExpertGroups.From(routing, E);
-        if (tokensPerExpert is not null)
-            for (int e = 0; e < E; e++) tokensPerExpert[e] += groups.TokensPerExpert[e];
-        var outputs = groups.Groups.Select(g => block.experts[g.Expert].forward(x.index_select(0, g.TokenIndices))).ToList();
+        using var groups = block.Route(x, tokensPerExpert);
+        var outputs = groups.Groups.Select(g => block.experts[g.Expert].Forward(x.index_select(0, g.TokenIndices))).ToList();
         var output = MoeBlock.Combine(x, groups, outputs, block.SharedOutput(x));
 
         var meanProbability = block.gate.forward(x).to(ScalarType.Float32).softmax(-1).mean([0]);   // [E]

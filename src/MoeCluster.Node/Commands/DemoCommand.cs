@@ -106,7 +106,8 @@ public static class DemoCommand
         }
         finally
         {
-            foreach (var app in Enumerable.Reverse(apps)) { await app.StopAsync(); await app.DisposeAsync(); }
+            // The gateway node first: with it gone nobody asks for experts while the expert nodes hand them off and leave.
+            foreach (var app in apps) { await app.StopAsync(); await app.DisposeAsync(); }
         }
     }
 

@@ -33,6 +33,7 @@ public static class ServeCommand
     public static readonly Option<int?> MinExpertNodes = new("--min-expert-nodes") { Description = "expert nodes that must join before the cluster starts placing experts (default 1)" };
     public static readonly Option<double?> ExpertTimeout = new("--expert-timeout") { Description = "seconds a router waits for an expert node before re-sending through the shard region (default 10)" };
     public static readonly Option<double?> StepTimeout = new("--step-timeout") { Description = "seconds before an unfinished step is retried, and the longest a step waits for the cluster to recover (default 60)" };
+    public static readonly Option<double?> RequestTimeout = new("--request-timeout") { Description = "seconds a request may take, queued and running, before it is cancelled with an error (default 600)" };
     public static readonly Option<bool?> Replication = new("--replication") { Description = "replicate hot experts on other expert nodes (coordinator on the gateway role; default off)" };
     public static readonly Option<double?> ReplicationInterval = new("--replication-interval") { Description = "seconds between replication decisions (default 5)" };
     public static readonly Option<double?> DowningStableAfter = new("--downing-stable-after") { Description = "seconds the split-brain resolver waits before downing unreachable nodes (default 20)" };
@@ -43,7 +44,7 @@ public static class ServeCommand
         {
             Config, Model, Roles, Hostname, PublicHostname, Port, HttpHost, HttpPort, SeedNodes, Device, DType, ExpertSlots,
             MaxBatch, Context, MaxQueue, Threads, Engine, DataDir, Journal, ApiKeysFile, TlsCertificate, DowningStableAfter, MinExpertNodes,
-            ExpertTimeout, StepTimeout,
+            ExpertTimeout, StepTimeout, RequestTimeout,
             Replication, ReplicationInterval,
         };
         command.SetAction(parse =>
@@ -107,6 +108,7 @@ public static class ServeCommand
                 MinExpertNodes = s.Get(MinExpertNodes, (int?)null) ?? 1,
                 ExpertTimeout = Seconds(s.Get(ExpertTimeout, (double?)null), ExpertTimeout.Name) ?? new RuntimeOptions { ModelDirectory = "" }.ExpertTimeout,
                 StepTimeout = Seconds(s.Get(StepTimeout, (double?)null), StepTimeout.Name) ?? new RuntimeOptions { ModelDirectory = "" }.StepTimeout,
+                RequestTimeout = Seconds(s.Get(RequestTimeout, (double?)null), RequestTimeout.Name) ?? new RuntimeOptions { ModelDirectory = "" }.RequestTimeout,
                 Replication = new Runtime.Replication.HotExpertOptions
                 {
                     Enabled = s.Get(Replication, (bool?)null) ?? false,

@@ -126,6 +126,7 @@ public sealed class CompletionRunner(IGenerationService generation, ModelTokeniz
             try { any = await Task.WhenAll(streams.Select(s => s.MoveNextAsync().AsTask())); }
             catch (InvalidGenerationRequestException e) { throw ApiException.BadRequest(MapField(e.Field, p.Request), e.Message); }
             catch (GatewayOverloadedException e) { throw new ApiException(429, $"the server is overloaded ({e.Message}); retry later", null, "overloaded", "rate_limit_error"); }
+            catch (GatewayUnavailableException e) { throw new ApiException(503, e.Message, null, "unavailable", "server_error"); }
             if (onAccepted is not null) await onAccepted();
             using var gate = new SemaphoreSlim(1);
             async ValueTask Deliver(CompletionDelta d)

@@ -74,6 +74,10 @@ public static class GenerateEndpoint
         {
             throw new ApiException(429, $"the server is overloaded ({e.Message}); retry later", null, "overloaded", "rate_limit_error");
         }
+        catch (GatewayUnavailableException e)
+        {
+            throw new ApiException(503, e.Message, null, "unavailable", "server_error");
+        }
         if (finished is null || finished.Reason == FinishReason.Cancelled) return;
         if (finished.Reason == FinishReason.Error)
             throw new ApiException(500, $"generation failed: {finished.Error}", null, "generation_failed", "server_error");

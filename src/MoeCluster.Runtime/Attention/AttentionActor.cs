@@ -1,48 +1,52 @@
 using Akka.Actor;
 using Akka.Cluster;
+using Akka.Event;
 using MoeCluster.Model.Layers;
+using MoeCluster.Runtime.Faults;
+using MoeCluster.Runtime.Metrics;
 using MoeCluster.Runtime.Protocol;
+using MoeCluster.Runtime.Serialization;
 using static TorchSharp.torch;
 
 namespace MoeCluster.Runtime.Attention;
 
-/// <summary>The attention half of one decoder layer for one gateway's batch (a sharding entity): input norm, attention
-/// with its KV cache, residual, post-attention norm. It remembers how many positions of each slot it holds, so after a
-/// restart or move it answers <see cref="AttentionCacheMissing"/> instead of attending over an empty cache.</summary>
+/// <summary>The attention half of one decoder layer for one gateway's batch (a sharding entity): the model's
+/// <see cref="AttentionBlock"/> (input norm, attention with its KV cache, residual, post-attention norm). It remembers how many positions of each slot it holds, so after a
+/// restart or move it answers <see cref="AttentionCacheMissing"/> instead of attending over an empty cache. A step it
+/// cannot compute — malformed (a slot or position outside the cache, rows that do not match the layout) or one that
+/// throws (out of memory on a long prefill) — is answered with <see cref="AttentionFailed"/> at once; the entity keeps
+/// its cache and goes on, since a restart would drop every sequence's KV cache.</summary>
 public sealed class AttentionActor : ReceiveActor
 {
     readonly string entityId;
     readonly int layer;
     readonly ModelSource model;
-    RmsNorm? inputNorm, postNorm;
-    Model.Layers.Attention? attention;
+    readonly FaultInjector? faults;
+    readonly ILoggingAdapter log = Context.GetLogger();
+    AttentionBlock? block;
     RotaryEmbedding? rotary;
     KvCache? cache;
     int[] cachedLength = [];
 
-    public static Props Props(string entityId, ModelSource model) => Akka.Actor.Props.Create(() => new AttentionActor(entityId, model));
+    public static Props Props(string entityId, ModelSource model, FaultInjector? faults = null) =>
+        Akka.Actor.Props.Create(() => new AttentionActor(entityId, model, faults));
 
-    public AttentionActor(string entityId, ModelSource model)
+    public AttentionActor(string entityId, ModelSource model, FaultInjector? faults)
     {
         this.entityId = entityId;
         this.model = model;
+        this.faults = faults;
         layer = AttentionEntity.Layer(entityId);
         Receive<StartAttention>(Start);
         Receive<AttentionStep>(Step);
-        Receive<ReleaseSlots>(m => { foreach (var s in m.Slots) if (s >= 0 && s < cachedLength.Length) cachedLength[s] = 0; });
     }
 
     protected override void PreStart()
     {
         var c = model.Config;
         if (layer < 0 || layer >= c.NumLayers) throw new ArgumentException($"layer {layer} does not exist in {model.Directory}");
-        var prefix = model.Names.LayerPrefix(layer);
-        inputNorm = new RmsNorm(c.HiddenSize, c.RmsNormEps, model.Options);
-        postNorm = new RmsNorm(c.HiddenSize, c.RmsNormEps, model.Options);
-        attention = new Model.Layers.Attention(c, model.Options);
-        model.Load(inputNorm, prefix + "input_layernorm.");
-        model.Load(postNorm, prefix + "post_attention_layernorm.");
-        model.Load(attention, prefix + "self_attn.");
+        block = new AttentionBlock(c, model.Options);
+        model.Load(block, model.Names.LayerPrefix(layer));
     }
 
     void Start(StartAttention m)
@@ -61,6 +65,14 @@ public sealed class AttentionActor : ReceiveActor
 
     void Step(AttentionStep m)
     {
+        if (Malformed(m) is { } problem)
+        {
+            m.Input.Take().Dispose();
+            MoeMetrics.FrameRejected(FrameRejection.Inconsistent);
+            log.Warning("attention layer {0} refused step {1}: {2}", layer, m.StepId, problem);
+            Sender.Tell(new AttentionFailed(m.StepId, layer, $"malformed step: {problem}"));
+            return;
+        }
         var missing = cache is null
             ? m.Layout.Segments.Select(s => s.Slot).Distinct().ToList()
             : m.Layout.Segments.Where(s => s.Slot >= cachedLength.Length || s.Start > cachedLength[s.Slot]).Select(s => s.Slot).Distinct().ToList();
@@ -72,19 +84,39 @@ public sealed class AttentionActor : ReceiveActor
         }
         using var scope = NewDisposeScope();
         using var _ = no_grad();
-        var x = m.Input.Take(model.Options.Device);
-        var h = x + attention!.Forward(inputNorm!.forward(x), m.Layout, cache!, rotary!);
-        var n = postNorm!.forward(h);
-        foreach (var s in m.Layout.Segments) cachedLength[s.Slot] = s.End;
-        Sender.Tell(new AttentionComputed(m.StepId, layer, TensorPayload.Own(h), TensorPayload.Own(n)));
+        try
+        {
+            var x = m.Input.Take(model.Options.Device);
+            faults?.ThrowIfArmed(FaultSite.Attention, entityId);
+            using var step = StepContext.Create(m.Layout, rotary!, model.Config, model.Options.Device);
+            var (h, n) = block!.Forward(x, step, cache!);
+            foreach (var s in m.Layout.Segments) cachedLength[s.Slot] = s.End;
+            Sender.Tell(new AttentionComputed(m.StepId, layer, TensorPayload.Own(h), TensorPayload.Own(n)));
+        }
+        catch (Exception e)
+        {
+            log.Warning("attention layer {0} failed step {1}: {2}", layer, m.StepId, e.Message);
+            Sender.Tell(new AttentionFailed(m.StepId, layer, e.Message));
+        }
+    }
+
+    /// <summary>What makes a step impossible to run against this cache and model (null when it is well formed). The
+    /// serializer has checked the frame's own consistency; only this actor knows its slots, context and hidden size.</summary>
+    string? Malformed(AttentionStep m)
+    {
+        if (m.Input.Shape is not [var rows, var hidden] || hidden != model.Config.HiddenSize)
+            return $"input [{string.Join(", ", m.Input.Shape)}] is not [tokens, {model.Config.HiddenSize}]";
+        if (rows != m.Layout.TokenCount) return $"the layout covers {m.Layout.TokenCount} tokens, the input has {rows} rows";
+        if (cache is null) return null;   // answered with AttentionCacheMissing
+        try { cache.Validate(m.Layout); }
+        catch (ArgumentOutOfRangeException e) { return e.Message; }
+        return null;
     }
 
     protected override void PostStop()
     {
         cache?.Dispose();
         rotary?.Dispose();
-        inputNorm?.Dispose();
-        postNorm?.Dispose();
-        attention?.Dispose();
+        block?.Dispose();
     }
 }

@@ -1,8 +1,10 @@
 using Akka.Actor;
 using Akka.Cluster;
 using Akka.Event;
+using MoeCluster.Runtime.Faults;
 using MoeCluster.Runtime.Metrics;
 using MoeCluster.Runtime.Protocol;
+using MoeCluster.Runtime.Serialization;
 
 namespace MoeCluster.Runtime.Experts;
 
@@ -10,12 +12,14 @@ namespace MoeCluster.Runtime.Experts;
 /// hands each item to its expert — the sharding entity through the node's shard region (local delivery, tensors not
 /// copied), or, for items marked <c>Replica</c>, this node's redundant replica of a hot expert — gathers the outputs
 /// and answers with one <see cref="TokensComputed"/>. If an expert has moved away, the region forwards the item to its
-/// new home; a replica item whose replica is gone goes to the primary the same way; the router's timeout covers
-/// anything that never answers.
+/// new home; a replica item whose replica is gone goes to the primary the same way. An expert that fails, or a batch
+/// that names a layer or expert the model does not have, is answered with <see cref="DispatchFailed"/> at once. A call
+/// still unanswered after twice the expert timeout (the router has given up on it by then) is answered the same way and
+/// forgotten, so the in-flight table holds only calls somebody waits for.
 ///
 /// Redundant replicas are plain children (<c>replica-L{l}.E{e}</c>, an <see cref="ExpertActor"/> each) loaded on the
 /// replication coordinator's <see cref="LoadReplica"/> and stopped on <see cref="DropReplica"/>.</summary>
-public sealed class ExpertHostActor : ReceiveActor
+public sealed class ExpertHostActor : ReceiveActor, IWithTimers
 {
     public const string Name = "expert-host";
     public const string ReplicaPrefix = "replica-";
@@ -25,8 +29,12 @@ public sealed class ExpertHostActor : ReceiveActor
         public IActorRef Router { get; } = router;
         public DispatchTokens Request { get; } = request;
         public readonly ExpertInput?[] Outputs = new ExpertInput?[request.Items.Count];
+        public readonly long[] Correlations = new long[request.Items.Count];
         public int Remaining = request.Items.Count;
+        public readonly DateTime Since = DateTime.UtcNow;
     }
+
+    sealed record Evict;
 
     /// <summary>A replica child: who waits for it to finish loading (answered together once it has).</summary>
     sealed class Replica(IActorRef actor)
@@ -38,21 +46,29 @@ public sealed class ExpertHostActor : ReceiveActor
 
     readonly IActorRef expertRegion;
     readonly ModelSource model;
+    readonly TimeSpan expertTimeout;
+    readonly FaultInjector? faults;
     readonly Dictionary<long, (Pending pending, int index)> inFlight = new();
     readonly Dictionary<string, Replica> replicas = new();
     readonly ILoggingAdapter log = Context.GetLogger();
     readonly string node;
     long nextCorrelation;
+    public ITimerScheduler Timers { get; set; } = null!;
 
-    public static Props Props(IActorRef expertRegion, ModelSource model) => Akka.Actor.Props.Create(() => new ExpertHostActor(expertRegion, model));
+    public static Props Props(IActorRef expertRegion, ModelSource model, TimeSpan expertTimeout, FaultInjector? faults = null) =>
+        Akka.Actor.Props.Create(() => new ExpertHostActor(expertRegion, model, expertTimeout, faults));
 
-    public ExpertHostActor(IActorRef expertRegion, ModelSource model)
+    public ExpertHostActor(IActorRef expertRegion, ModelSource model, TimeSpan expertTimeout, FaultInjector? faults)
     {
         this.expertRegion = expertRegion;
         this.model = model;
+        this.expertTimeout = expertTimeout;
+        this.faults = faults;
         node = Cluster.Get(Context.System).SelfAddress.ToString();
         Receive<DispatchTokens>(Dispatch);
         Receive<ExpertComputed>(Collect);
+        Receive<ExpertFailed>(OnExpertFailed);
+        Receive<Evict>(_ => EvictAbandoned());
         Receive<LoadReplica>(Load);
         Receive<ExpertStarted>(Loaded);
         Receive<DropReplica>(Drop);
@@ -60,13 +76,33 @@ public sealed class ExpertHostActor : ReceiveActor
         Receive<Terminated>(m => Forget(m.ActorRef));
     }
 
+    protected override void PreStart() => Timers.StartPeriodicTimer("evict", new Evict(), expertTimeout, expertTimeout);
+
     void Dispatch(DispatchTokens m)
     {
+        var c = model.Config;
+        var bad = Enumerable.Range(0, m.Items.Count).Where(i => m.Items[i].Expert < 0 || m.Items[i].Expert >= c.NumExperts).ToArray();
+        if (m.Layer < 0 || m.Layer >= c.NumLayers || !c.IsMoeLayer(m.Layer) || bad.Length > 0)
+        {
+            foreach (var item in m.Items) item.Rows.Take().Dispose();
+            MoeMetrics.FrameRejected(FrameRejection.Inconsistent);
+            Sender.Tell(new DispatchFailed(m.DispatchId, m.Layer, bad.Length > 0 ? bad : Enumerable.Range(0, m.Items.Count).ToArray(),
+                $"{node} refused the batch: layer {m.Layer}{(bad.Length > 0 ? $" has no expert {m.Items[bad[0]].Expert}" : " is not a MoE layer of this model")}"));
+            return;
+        }
+        try { faults?.ThrowIfArmed(FaultSite.ExpertHost, node); }
+        catch (InjectedFaultException e)
+        {
+            foreach (var item in m.Items) item.Rows.Take().Dispose();
+            Sender.Tell(new DispatchFailed(m.DispatchId, m.Layer, Enumerable.Range(0, m.Items.Count).ToArray(), $"{node}: {e.Message}"));
+            return;
+        }
         var pending = new Pending(Sender, m);
         for (int i = 0; i < m.Items.Count; i++)
         {
             long correlation = ++nextCorrelation;
             inFlight[correlation] = (pending, i);
+            pending.Correlations[i] = correlation;
             var item = m.Items[i];
             var id = new ExpertKey(m.Layer, item.Expert).EntityId;
             var message = new ComputeExpert(id, correlation, item.Rows);
@@ -77,7 +113,7 @@ public sealed class ExpertHostActor : ReceiveActor
             }
             else expertRegion.Tell(message);   // the primary, wherever it lives
         }
-        if (m.Items.Count == 0) Sender.Tell(new TokensComputed(m.DispatchId, m.Layer, [], node));
+        if (m.Items.Count == 0) Sender.Tell(new TokensComputed(m.DispatchId, m.Layer, []));
     }
 
     void Collect(ExpertComputed m)
@@ -91,7 +127,40 @@ public sealed class ExpertHostActor : ReceiveActor
         var item = pending.Request.Items[index];
         pending.Outputs[index] = new ExpertInput(item.Expert, m.Output, item.Replica);
         if (--pending.Remaining > 0) return;
-        pending.Router.Tell(new TokensComputed(pending.Request.DispatchId, pending.Request.Layer, pending.Outputs!, node));
+        pending.Router.Tell(new TokensComputed(pending.Request.DispatchId, pending.Request.Layer, pending.Outputs!));
+    }
+
+    /// <summary>One item failed: the router hears at once, and the call's other items are forgotten (their answers,
+    /// when they come, are released).</summary>
+    void OnExpertFailed(ExpertFailed m)
+    {
+        if (!inFlight.TryGetValue(m.CorrelationId, out var entry)) return;
+        var (pending, index) = entry;
+        Abandon(pending);
+        pending.Router.Tell(new DispatchFailed(pending.Request.DispatchId, pending.Request.Layer, [index], m.Reason));
+    }
+
+    /// <summary>Calls older than twice the expert timeout: the router re-sent their rows through the shard region after
+    /// one timeout and failed the step after two, so nobody waits for them any more.</summary>
+    void EvictAbandoned()
+    {
+        var cutoff = DateTime.UtcNow - 2 * expertTimeout;
+        var old = inFlight.Values.Select(e => e.pending).Where(p => p.Since < cutoff).Distinct().ToList();
+        foreach (var p in old)
+        {
+            var unanswered = Enumerable.Range(0, p.Outputs.Length).Where(i => p.Outputs[i] is null).ToArray();
+            Abandon(p);
+            p.Router.Tell(new DispatchFailed(p.Request.DispatchId, p.Request.Layer, unanswered,
+                $"{node}: experts did not answer within {2 * expertTimeout.TotalSeconds:0.#}s"));
+        }
+        if (old.Count > 0) log.Warning("forgot {0} expert calls unanswered for {1:0.#}s", old.Count, 2 * expertTimeout.TotalSeconds);
+        MoeMetrics.ExpertHostInFlight.Set(inFlight.Count);
+    }
+
+    void Abandon(Pending p)
+    {
+        foreach (var c in p.Correlations) inFlight.Remove(c);
+        foreach (var o in p.Outputs) o?.Rows.Take().Dispose();
     }
 
     void Load(LoadReplica m)
@@ -103,7 +172,7 @@ public sealed class ExpertHostActor : ReceiveActor
             return;
         }
         // The child loads its weights in PreStart; StartExpert is answered after that, so ExpertStarted means loaded.
-        var child = Context.ActorOf(ExpertActor.Props(m.ExpertId, model), ReplicaPrefix + m.ExpertId);
+        var child = Context.ActorOf(ExpertActor.Props(m.ExpertId, model, faults), ReplicaPrefix + m.ExpertId);
         Context.Watch(child);
         var replica = new Replica(child);
         replica.Waiting.Add(Sender);

@@ -7,30 +7,70 @@ using MoeCluster.Model.Generation;
 namespace MoeCluster.Runtime.Gateway;
 
 /// <summary><see cref="IGenerationService"/> over the node's <see cref="GatewayActor"/>: one short-lived actor per
-/// request receives the gateway's events and feeds them to the caller's async stream.</summary>
-public sealed class ClusterGenerationService(ActorSystem system, IActorRef gateway, ModelConfig config) : IGenerationService
+/// request receives the gateway's events and feeds them to the caller's async stream. No caller waits forever: the
+/// listener watches the gateway (a gateway that stops ends the stream with an error), the gateway must accept or
+/// refuse within <see cref="AcceptTimeout"/>, and a request not finished within the request deadline is cancelled and
+/// ends with an error.</summary>
+public sealed class ClusterGenerationService(ActorSystem system, IActorRef gateway, ModelConfig config, TimeSpan? requestDeadline = null) : IGenerationService
 {
+    /// <summary>The gateway answers a submission at once (accepted, queued or refused); silence this long means it is
+    /// gone or wedged.</summary>
+    public static readonly TimeSpan AcceptTimeout = TimeSpan.FromSeconds(10);
+
+    readonly TimeSpan deadline = requestDeadline ?? new RuntimeOptions { ModelDirectory = "" }.RequestTimeout;
+
     public ModelConfig Config => config;
+
+    /// <summary>What the listener writes when the gateway it watches terminates.</summary>
+    sealed record GatewayStopped;
 
     public async IAsyncEnumerable<GenerationEvent> GenerateAsync(GenerationRequest request, [EnumeratorCancellation] CancellationToken cancellation = default)
     {
         var channel = Channel.CreateUnbounded<object>(new UnboundedChannelOptions { SingleReader = true });
-        var listener = system.ActorOf(Props.Create(() => new RequestListener(channel.Writer)));
+        var listener = system.ActorOf(Props.Create(() => new RequestListener(gateway, channel.Writer)));
+        var generated = new List<int>();
         try
         {
             gateway.Tell(new SubmitGeneration(request), listener);
-            var first = await channel.Reader.ReadAsync(cancellation).ConfigureAwait(false);
+            object first;
+            using (var accept = CancellationTokenSource.CreateLinkedTokenSource(cancellation))
+            {
+                accept.CancelAfter(AcceptTimeout);
+                try { first = await channel.Reader.ReadAsync(accept.Token).ConfigureAwait(false); }
+                catch (OperationCanceledException) when (!cancellation.IsCancellationRequested)
+                {
+                    throw new GatewayUnavailableException($"the gateway did not answer within {AcceptTimeout.TotalSeconds:0}s");
+                }
+            }
             switch (first)
             {
                 case GenerationRejected { Kind: RejectionKind.Overloaded } r: throw new GatewayOverloadedException(r.Message);
+                case GenerationRejected { Kind: RejectionKind.Draining } r: throw new GatewayUnavailableException(r.Message);
                 case GenerationRejected r: throw new InvalidGenerationRequestException(r.Field, r.Message);
+                case GatewayStopped: throw new GatewayUnavailableException("the gateway stopped before it answered");
             }
             using var registration = cancellation.Register(() => gateway.Tell(new CancelGeneration(request.Id)));
-            await foreach (var item in channel.Reader.ReadAllAsync(CancellationToken.None).ConfigureAwait(false))
+            using var expiry = new CancellationTokenSource(deadline);
+            while (true)
             {
-                if (item is not GenerationEvent e) continue;
-                yield return e;
-                if (e is SequenceFinished) yield break;
+                object? item = null;
+                try { item = await channel.Reader.ReadAsync(expiry.Token).ConfigureAwait(false); }
+                catch (OperationCanceledException) { /* the deadline passed */ }
+                switch (item)
+                {
+                    case null:
+                        gateway.Tell(new CancelGeneration(request.Id));
+                        yield return Failure(request, generated, $"the request did not finish within its {deadline.TotalSeconds:0}s deadline");
+                        yield break;
+                    case GatewayStopped:
+                        yield return Failure(request, generated, "the gateway stopped while this request was running");
+                        yield break;
+                    case GenerationEvent e:
+                        if (e is TokenGenerated t) generated.Add(t.Token);
+                        yield return e;
+                        if (e is SequenceFinished) yield break;
+                        break;
+                }
             }
         }
         finally
@@ -40,13 +80,18 @@ public sealed class ClusterGenerationService(ActorSystem system, IActorRef gatew
         }
     }
 
+    static SequenceFinished Failure(GenerationRequest request, List<int> generated, string error) =>
+        new(request.Id, FinishReason.Error, request.PromptTokens.Count, generated.ToArray(), error);
+
     public Task<GatewayStatus> GetStatusAsync(CancellationToken cancellation = default) =>
         gateway.Ask<GatewayStatus>(new GetGatewayStatus(), TimeSpan.FromSeconds(5), cancellation);
 
     sealed class RequestListener : ReceiveActor
     {
-        public RequestListener(ChannelWriter<object> writer)
+        public RequestListener(IActorRef gateway, ChannelWriter<object> writer)
         {
+            Context.Watch(gateway);
+            Receive<Terminated>(_ => writer.TryWrite(new GatewayStopped()));   // only the gateway is watched
             ReceiveAny(m => writer.TryWrite(m));
         }
     }

@@ -1,10 +1,11 @@
-using System.Diagnostics;
 using Akka.Actor;
 using Akka.Cluster;
 using Akka.Event;
+using MoeCluster.Model;
 using MoeCluster.Model.Generation;
 using MoeCluster.Model.Layers;
 using MoeCluster.Runtime.Experts;
+using MoeCluster.Runtime.Faults;
 using MoeCluster.Runtime.Metrics;
 using MoeCluster.Runtime.Protocol;
 using MoeCluster.Runtime.Routing;
@@ -16,77 +17,68 @@ namespace MoeCluster.Runtime.Gateway;
 /// Takes generation jobs and runs continuous batching over the cluster. Each step: plan (admit waiting requests into
 /// free KV-cache slots, lay out decode tokens and prefill chunks), embed, then for every layer send the batch to that
 /// layer's attention entity and then to its router, and finally apply the LM head, sample and stream tokens back.
-/// Requests join and leave only at step boundaries. The queue is bounded: a full queue answers Overloaded.
-/// A step that fails or times out is retried from its first layer (KV-cache writes are idempotent); an attention
-/// entity that lost its cache makes the affected sequences re-prefill. The gateway holds the embedding, final norm
-/// and LM head; everything else lives in the actors it drives.
-/// Membership changes are recoveries, not failures: when a node holding experts or attention layers is removed (downed
-/// after a crash, or left), the step in flight is parked, the lost entities are started again wherever the allocation
-/// strategy re-homes them, and the step is re-run as soon as every one has answered — without counting an attempt. A
-/// step that fails while members are unreachable is parked the same way. A parked step waits at most
-/// <see cref="RuntimeOptions.StepTimeout"/>; then it counts as a failed attempt, so no request waits forever.
+/// Requests join and leave only at step boundaries. The queue is bounded: a full queue answers Overloaded. The gateway
+/// holds the embedding, final norm and LM head; everything else lives in the actors it drives.
+///
+/// <para>Its states (<c>Become</c>), by what it waits for:</para>
+/// <list type="bullet">
+/// <item><b>Idle</b> — for work (or for the expert quorum).</item>
+/// <item><b>Stepping</b> — for the layers of the step in flight. A failure answered by any actor on the token path, or
+/// the step timeout, goes to <see cref="StepRecovery"/>: retry from the first layer, park, or fail only the sequences
+/// concerned. An attention entity that lost its cache makes the affected sequences re-prefill.</item>
+/// <item><b>Parked</b> — for the cluster to recover: a node holding our entities was downed and removed (or a step
+/// failed while members were unreachable); the lost entities are started again wherever the allocation strategy
+/// re-homes them and the step re-runs once all have answered, without counting an attempt. A parked step waits at most
+/// <see cref="RuntimeOptions.StepTimeout"/>, then it counts as a failed attempt, so no request waits forever.</item>
+/// <item><b>Paused for moves</b> — for experts being handed off to answer from their new homes (<see cref="MoveBarrier"/>).</item>
+/// </list>
+/// <para>Orthogonal to these, what it admits: everything (<b>open</b>), or nothing while it <b>drains</b> for a shutdown
+/// (<see cref="DrainGateway"/>), and nothing once <b>drained</b>. Every transition goes through <see cref="Go"/>, which
+/// layers the admission behaviour over the step state.</para>
 /// </summary>
 public sealed class GatewayActor : ReceiveActor, IWithTimers
 {
     public const string Name = "gateway";
 
-    sealed class ActiveStep
-    {
-        public required StepPlan Plan;
-        public required long Id;
-        public int Attempt = 1;
-        public readonly Stopwatch Clock = Stopwatch.StartNew();
-        /// <summary>Set while the step waits for the cluster to recover (no attempt of it is running).</summary>
-        public Stopwatch? ParkedFor;
-        public string? ParkedBecause;
-    }
-
+    enum Phase { Idle, Stepping, Parked, PausedForMoves }
 
     sealed record RunStep;
-    sealed record StepTimedOut(long StepId);
+    sealed record StepTimedOut(long AttemptId);
     sealed record WarmUp;
     sealed record CheckRecovery;
     sealed record ProbeMoves;
+    sealed record DrainGraceEnded;
+    /// <summary>Sent when the gateway went idle with nothing to run: a draining gateway is then drained.</summary>
+    sealed record CheckDrained;
 
-    /// <summary>Experts being handed off (announced by the allocation strategy or a leaving node): no step starts until
-    /// each has answered from a node other than the one it left.</summary>
-    sealed class PendingMoves
-    {
-        public readonly Dictionary<string, string> From = new();
-        public readonly List<IActorRef> Unacknowledged = new();
-        public readonly Stopwatch Clock = Stopwatch.StartNew();
-    }
+    /// <summary>A drain in progress: who waits for it, and the finish counters when it began.</summary>
+    sealed record Drain(List<IActorRef> ReplyTo, long FinishedBefore, long FailedBefore);
 
-    /// <summary>Longest pause for a move; after it steps go on and the routers' timeouts cover any stragglers.</summary>
-    static readonly TimeSpan MoveTimeout = TimeSpan.FromSeconds(20);
+    const string StepTimer = "step-timeout", RecoveryTimer = "recovery-check", ProbeTimer = "move-probe", WarmUpTimer = "warm-up", DrainTimer = "drain-grace";
 
-    readonly string gatewayName;
     readonly ModelSource model;
     readonly RuntimeOptions options;
     readonly IActorRef attentionRegion, expertRegion;
     readonly ExpertDirectory directory;
+    readonly FaultInjector? faults;
     readonly ILoggingAdapter log = Context.GetLogger();
     readonly BatchScheduler scheduler;
+    readonly EntityRoster roster;
+    readonly MoveBarrier barrier = new();
+    readonly StepRecovery recovery;
     readonly Dictionary<string, IActorRef> clients = new();
-    RequestMetricsRecorder? metrics;
     readonly List<GenerationEvent> events = new();
-    readonly HashSet<string> attentionReady = new(), expertsReady = new();
-    /// <summary>Entity id → the node that answered its Start (so a removed node's entities can be started again).</summary>
-    readonly Dictionary<string, string> homes = new();
     readonly Cluster cluster = Cluster.Get(Context.System);
-    /// <summary>Latched once <see cref="RuntimeOptions.MinExpertNodes"/> expert nodes were up at the same time: only
-    /// then are experts first started, so the first expert node does not receive every expert only to hand most off.</summary>
-    bool expertQuorum;
-    /// <summary>Expert members seen up, from the membership events (Cluster.State lags the events we receive).</summary>
-    readonly HashSet<UniqueAddress> upExperts = new();
+    RequestMetricsRecorder metrics = null!;
     IActorRef[] routers = [];
     Model.Layers.Embedding? embedding;
-    RmsNorm? finalNorm;
-    Model.Layers.Linear? lmHead;
-    ActiveStep? step;
-    PendingMoves? moves;
-    long nextStepId;
+    OutputHead? head;
+    long nextAttemptId;
     long kvBytesPerToken;
+    /// <summary>Requests that ended normally / with an error since the gateway started (a drain reports its share).</summary>
+    long finished, failed;
+    Phase phase;
+    Action stepState, admission;
     public ITimerScheduler Timers { get; set; } = null!;
 
     public static Props Props(string gatewayName, ModelSource model, RuntimeOptions options, IActorRef attentionRegion, IActorRef expertRegion, ExpertDirectory directory) =>
@@ -94,74 +86,179 @@ public sealed class GatewayActor : ReceiveActor, IWithTimers
 
     public GatewayActor(string gatewayName, ModelSource model, RuntimeOptions options, IActorRef attentionRegion, IActorRef expertRegion, ExpertDirectory directory)
     {
-        this.gatewayName = gatewayName;
         this.model = model;
         this.options = options;
         this.attentionRegion = attentionRegion;
         this.expertRegion = expertRegion;
         this.directory = directory;
+        faults = options.Faults;
         scheduler = new BatchScheduler(options.Batching, model.Config.VocabSize);
-        Receive<SubmitGeneration>(Submit);
-        Receive<CancelGeneration>(m => { if (scheduler.Cancel(m.RequestId)) KickOff(); });
-        Receive<GetGatewayStatus>(_ => Sender.Tell(Status()));
-        Receive<RunStep>(_ => StartStep());
-        Receive<AttentionComputed>(OnAttention);
-        Receive<AttentionCacheMissing>(OnCacheMissing);
-        Receive<FeedForwardComputed>(OnFeedForward);
-        Receive<FeedForwardFailed>(m => { if (step?.Id == m.StepId) RetryStep(m.Reason); });
-        Receive<StepTimedOut>(m => { if (step?.Id == m.StepId) RetryStep($"step did not finish within {options.StepTimeout.TotalSeconds:0}s"); });
-        Receive<AttentionStarted>(m => { attentionReady.Add(m.EntityId); homes[m.EntityId] = m.Node; OnEntityStarted(); });
-        Receive<ExpertStarted>(m => { expertsReady.Add(m.ExpertId); homes[m.ExpertId] = m.Node; OnMoved(m); OnEntityStarted(); });
-        Receive<PlacementWatcherActor.ExpertsMoving>(OnExpertsMoving);
-        Receive<ProbeMoves>(_ => ProbeMovingExperts());
-        Receive<WarmUp>(_ => SendWarmUp());
-        Receive<CheckRecovery>(_ => TryResume());
-        Receive<ClusterEvent.MemberRemoved>(m =>
-        {
-            upExperts.Remove(m.Member.UniqueAddress);
-            OnNodeGone(m.Member, graceful: m.PreviousStatus == MemberStatus.Exiting);
-        });
-        Receive<ClusterEvent.MemberUp>(m =>
-        {
-            if (m.Member.HasRole(NodeRoles.Expert)) upExperts.Add(m.Member.UniqueAddress);
-            CheckQuorum();
-            TryResume();
-        });
-        Receive<ClusterEvent.ReachableMember>(_ => TryResume());
-        Receive<ClusterEvent.IClusterDomainEvent>(_ => { });
+        roster = new EntityRoster(model.Config, gatewayName, options.MinExpertNodes);
+        recovery = new StepRecovery(options.MaxStepAttempts);
+        admission = Open;
+        stepState = Idle;
+        Go(Phase.Idle, Idle);
     }
 
     int Layers => model.Config.NumLayers;
-    string AttentionId(int layer) => AttentionEntity.Id(gatewayName, layer);
-    int ExpertCount => model.Config.MoeLayers.Count() * model.Config.NumExperts;
 
     /// <summary>Every attention layer and expert loaded, and the routers know where each expert lives.</summary>
-    bool Ready => AllStarted && directory.Placement.Count >= ExpertCount;
-
-    bool AllStarted => attentionReady.Count == Layers && expertsReady.Count == ExpertCount;
+    bool Ready => roster.AllStarted && directory.Placement.Count >= roster.ExpertCount;
 
     /// <summary>Members that run our entities and cannot be reached: until the split-brain resolver downs them, their
-    /// shards cannot be re-homed, so a failing step is parked rather than counted.</summary>
+    /// shards cannot be re-homed, so a step that fails meanwhile is parked rather than counted.</summary>
     bool MembersUnreachable => cluster.State.Unreachable.Any(m => m.HasRole(NodeRoles.Expert) || m.HasRole(NodeRoles.Attention));
+
+    bool ClusterChanging => MembersUnreachable || !roster.AllStarted;
+
+    // ---- transitions ------------------------------------------------------------------------------------------------
+
+    void Go(Phase next, Action state)
+    {
+        phase = next;
+        stepState = state;
+        Become(() => { admission(); state(); Common(); });
+    }
+
+    void Admit(Action next)
+    {
+        admission = next;
+        Go(phase, stepState);
+    }
+
+    // ---- admission states -------------------------------------------------------------------------------------------
+
+    void Open()
+    {
+        Receive<SubmitGeneration>(Submit);
+        Receive<DrainGateway>(BeginDrain);
+    }
+
+    void Draining(Drain drain)
+    {
+        Receive<SubmitGeneration>(Refuse);
+        Receive<DrainGateway>(_ => drain.ReplyTo.Add(Sender));
+        Receive<DrainGraceEnded>(_ => EndGrace());
+        Receive<CheckDrained>(_ => { if (scheduler.IsIdle) CompleteDrain(drain); });
+    }
+
+    void Drained(GatewayDrained result)
+    {
+        Receive<SubmitGeneration>(Refuse);
+        Receive<DrainGateway>(_ => Sender.Tell(result));
+    }
+
+    // ---- step states ------------------------------------------------------------------------------------------------
+
+    void Idle()
+    {
+        Receive<RunStep>(_ => TryStartStep());
+        Receive<PlacementWatcherActor.ExpertsMoving>(m =>
+        {
+            Announced(m);
+            barrier.Acknowledge();
+            Go(Phase.PausedForMoves, PausedForMoves);
+        });
+    }
+
+    void Stepping(ActiveStep step)
+    {
+        bool Current(long id) => id == step.AttemptId;
+        Receive<AttentionComputed>(m => Current(m.StepId), m =>
+        {
+            if (m.Layer == step.Layer) routers[m.Layer].Tell(new FeedForwardStep(m.StepId, m.Residual, m.Normed));
+            else WrongLayer(step, m.Layer, () => { m.Residual.Take().Dispose(); m.Normed.Take().Dispose(); });
+        });
+        Receive<FeedForwardComputed>(m => Current(m.StepId), m =>
+        {
+            if (m.Layer == step.Layer) NextLayer(step, m);
+            else WrongLayer(step, m.Layer, () => m.Output.Take().Dispose());
+        });
+        Receive<AttentionCacheMissing>(m => Current(m.StepId), m => Reprefill(m));
+        Receive<AttentionFailed>(m => Current(m.StepId), m => Failed(step, new StepFailure(StepFailureCause.Fault, $"attention layer {m.Layer}: {m.Reason}")));
+        Receive<FeedForwardFailed>(m => Current(m.StepId), m => Failed(step, m.Failure));
+        Receive<StepTimedOut>(m => Current(m.AttemptId), _ =>
+            Failed(step, new StepFailure(StepFailureCause.Timeout, $"the step did not finish within {options.StepTimeout.TotalSeconds:0}s")));
+        Receive<ClusterEvent.MemberRemoved>(m =>
+        {
+            // Its answers from a node that was downed will never come: waiting for the timeouts would only add delay.
+            if (NodeGone(m) && m.PreviousStatus != MemberStatus.Exiting) Park(step, $"node {m.Member.Address} was downed and removed");
+        });
+        Receive<PlacementWatcherActor.ExpertsMoving>(Announced);   // acknowledged when the step ends
+    }
+
+    void Parked(ActiveStep step, string reason, DateTime since)
+    {
+        Receive<CheckRecovery>(_ => TryResume(step, reason, since));
+        Receive<ClusterEvent.ReachableMember>(_ => TryResume(step, reason, since));
+        Receive<ClusterEvent.MemberUp>(m => { MemberUp(m); TryResume(step, reason, since); });
+        Receive<AttentionStarted>(m => { roster.Started(m); TryResume(step, reason, since); });
+        Receive<ExpertStarted>(m => { ExpertStarted(m); TryResume(step, reason, since); });
+    }
+
+    void PausedForMoves()
+    {
+        Receive<ExpertStarted>(m =>
+        {
+            roster.Started(m);
+            if (!barrier.Arrived(m)) return;
+            log.Info("experts moved in {0:0.00}s; resuming", barrier.Elapsed.TotalSeconds);
+            EndPause();
+        });
+        Receive<ProbeMoves>(_ =>
+        {
+            if (!barrier.TimedOut) { barrier.Probe(expertRegion); return; }
+            log.Warning("experts {0} did not answer from a new home within {1:0}s; going on", string.Join(", ", barrier.Moving), MoveBarrier.Timeout.TotalSeconds);
+            EndPause();
+        });
+        Receive<PlacementWatcherActor.ExpertsMoving>(m => { Announced(m); barrier.Acknowledge(); });
+    }
+
+    /// <summary>What every state handles alike, registered last so a state's own handlers come first.</summary>
+    void Common()
+    {
+        Receive<GetGatewayStatus>(_ => Sender.Tell(Status()));
+        Receive<CancelGeneration>(m => { if (scheduler.Cancel(m.RequestId)) Self.Tell(new RunStep()); });
+        Receive<AttentionStarted>(m => roster.Started(m));
+        Receive<ExpertStarted>(ExpertStarted);
+        Receive<WarmUp>(_ => SendWarmUp());
+        Receive<ClusterEvent.MemberUp>(MemberUp);
+        Receive<ClusterEvent.MemberRemoved>(m => NodeGone(m));
+        Receive<PlacementWatcherActor.ExpertsMoving>(m => { Announced(m); barrier.Acknowledge(); });
+        Receive<ProbeMoves>(_ =>
+        {
+            if (!barrier.Active) { Timers.Cancel(ProbeTimer); return; }
+            if (barrier.TimedOut) { barrier.Lift(); Timers.Cancel(ProbeTimer); Self.Tell(new RunStep()); }
+            else barrier.Probe(expertRegion);
+        });
+        // Answers to attempts that were abandoned: release their tensors.
+        Receive<AttentionComputed>(m => { m.Residual.Take().Dispose(); m.Normed.Take().Dispose(); });
+        Receive<FeedForwardComputed>(m => m.Output.Take().Dispose());
+        Receive<AttentionCacheMissing>(_ => { });
+        Receive<AttentionFailed>(_ => { });
+        Receive<FeedForwardFailed>(_ => { });
+        Receive<StepTimedOut>(_ => { });
+        Receive<CheckRecovery>(_ => Timers.Cancel(RecoveryTimer));
+        Receive<RunStep>(_ => { });
+        Receive<CheckDrained>(_ => { });
+        Receive<DrainGraceEnded>(_ => { });
+        Receive<ClusterEvent.IClusterDomainEvent>(_ => { });
+    }
+
+    // ---- lifecycle --------------------------------------------------------------------------------------------------
 
     protected override void PreStart()
     {
         var c = model.Config;
         embedding = new Model.Layers.Embedding(c.VocabSize, c.HiddenSize, model.Options);
-        finalNorm = new RmsNorm(c.HiddenSize, c.RmsNormEps, model.Options);
-        model.Load(embedding, "model.embed_tokens.");
-        model.Load(finalNorm, "model.norm.");
-        if (!c.TieWordEmbeddings)
-        {
-            lmHead = new Model.Layers.Linear(c.HiddenSize, c.VocabSize, false, model.Options);
-            model.Load(lmHead, "lm_head.");
-        }
+        head = new OutputHead(c, model.Options, embedding);
+        model.Load(embedding, WeightNames.EmbeddingPrefix);
+        model.Load(head, WeightNames.HeadTensor);
         routers = Enumerable.Range(0, Layers)
-            .Select(l => Context.ActorOf(RouterActor.Props(l, model, expertRegion, directory, options.ExpertTimeout), $"router-{l}"))
+            .Select(l => Context.ActorOf(RouterActor.Props(l, model, expertRegion, directory, options.ExpertTimeout, faults), $"router-{l}"))
             .ToArray();
         kvBytesPerToken = 2L * c.NumLayers * c.NumKvHeads * c.HeadDim * (model.Options.DType == ScalarType.Float32 ? 4 : 2);
         metrics = new RequestMetricsRecorder(kvBytesPerToken);
-        MoeMetrics.KvCacheCapacityBytes.Set((double)kvBytesPerToken * options.Batching.MaxBatchSize * options.Batching.ContextLength);
         cluster.Subscribe(Self, ClusterEvent.SubscriptionInitialStateMode.InitialStateAsEvents,
             typeof(ClusterEvent.IMemberEvent), typeof(ClusterEvent.IReachabilityEvent));
         // Start every attention layer and expert now so weights load before the first request, and again periodically
@@ -169,35 +266,19 @@ public sealed class GatewayActor : ReceiveActor, IWithTimers
         StartWarmUp();
     }
 
-    void StartWarmUp() => Timers.StartPeriodicTimer("warm-up", new WarmUp(), TimeSpan.Zero, TimeSpan.FromMilliseconds(500));
-
-    void CheckQuorum()
+    /// <summary>Stop, restart or crash: every request still held gets its terminal answer.</summary>
+    protected override void PostStop()
     {
-        if (expertQuorum || upExperts.Count < Math.Max(1, options.MinExpertNodes)) return;
-        expertQuorum = true;
-        Self.Tell(new WarmUp());
-        KickOff();
+        cluster.Unsubscribe(Self);
+        events.Clear();
+        scheduler.FailWaiting("the gateway stopped before this request started", events);
+        scheduler.FailRunning("the gateway stopped while this request was running", events);
+        Deliver();
+        UpdateGauges();
+        embedding?.Dispose(); head?.Dispose();
     }
 
-    void SendWarmUp()
-    {
-        if (AllStarted) { Timers.Cancel("warm-up"); return; }
-        for (int l = 0; l < Layers; l++)
-            if (!attentionReady.Contains(AttentionId(l)))
-                attentionRegion.Tell(new StartAttention(AttentionId(l), options.Batching.MaxBatchSize, options.Batching.ContextLength));
-        if (!expertQuorum) return;
-        foreach (var l in model.Config.MoeLayers)
-            for (int e = 0; e < model.Config.NumExperts; e++)
-            {
-                var id = new ExpertKey(l, e).EntityId;
-                if (!expertsReady.Contains(id)) expertRegion.Tell(new StartExpert(id));
-            }
-    }
-
-    GatewayStatus Status() => new(Ready, scheduler.Waiting, scheduler.Running, scheduler.CachedTokens, scheduler.CachedTokens * kvBytesPerToken,
-        Ready ? "ready"
-        : !expertQuorum ? $"waiting for {options.MinExpertNodes} expert nodes to be up ({upExperts.Count} now)"
-        : $"{(step?.ParkedFor is not null ? "recovering: " : moves is not null ? "moving experts: " : "warming up: ")}{attentionReady.Count}/{Layers} attention layers, {expertsReady.Count}/{ExpertCount} experts loaded, {directory.Placement.Count}/{ExpertCount} placed");
+    // ---- admission --------------------------------------------------------------------------------------------------
 
     void Submit(SubmitGeneration m)
     {
@@ -218,254 +299,317 @@ public sealed class GatewayActor : ReceiveActor, IWithTimers
             return;
         }
         clients[r.Id] = Sender;
-        metrics?.Arrived(r.Id);
+        metrics.Arrived(r.Id);
         Sender.Tell(new GenerationAccepted(r.Id));
         UpdateGauges();
-        KickOff();
+        Self.Tell(new RunStep());
     }
 
-    void KickOff()
+    void Refuse(SubmitGeneration m)
     {
-        if (step is null) Self.Tell(new RunStep());
+        MoeMetrics.RequestsRejected.WithLabels("draining").Inc();
+        Sender.Tell(new GenerationRejected(m.Request.Id, RejectionKind.Draining, "", "the gateway is draining (its node is shutting down); send the request to another gateway"));
     }
 
-    void StartStep()
+    void BeginDrain(DrainGateway m)
+    {
+        var drain = new Drain([Sender], finished, failed);
+        log.Info("draining: {0} queued requests refused, {1} running get {2:0.#}s to finish", scheduler.Waiting, scheduler.Running, m.Grace.TotalSeconds);
+        events.Clear();
+        scheduler.FailWaiting("the gateway is draining (its node is shutting down) and did not start this request; retry on another gateway", events);
+        Deliver();
+        UpdateGauges();
+        Timers.StartSingleTimer(DrainTimer, new DrainGraceEnded(), m.Grace);
+        Admit(() => Draining(drain));
+        Self.Tell(new CheckDrained());
+    }
+
+    /// <summary>The grace is over: what still runs ends with an error, and a step in flight is abandoned.</summary>
+    void EndGrace()
+    {
+        if (scheduler.Running > 0) log.Warning("drain grace ended; failing the {0} sequences still running", scheduler.Running);
+        Timers.Cancel(StepTimer);
+        Timers.Cancel(RecoveryTimer);
+        events.Clear();
+        scheduler.FailRunning("the gateway is shutting down and the sequence did not finish within the drain grace", events);
+        Deliver();
+        UpdateGauges();
+        barrier.Acknowledge();
+        Go(Phase.Idle, Idle);
+        Self.Tell(new CheckDrained());
+    }
+
+    void CompleteDrain(Drain drain)
+    {
+        var result = new GatewayDrained((int)(finished - drain.FinishedBefore), (int)(failed - drain.FailedBefore));
+        Timers.Cancel(DrainTimer);
+        log.Info("drained: {0} sequences finished, {1} requests answered with an error", result.Finished, result.Failed);
+        foreach (var a in drain.ReplyTo) a.Tell(result);
+        Admit(() => Drained(result));
+    }
+
+    // ---- the step ---------------------------------------------------------------------------------------------------
+
+    void TryStartStep()
     {
         // Before the expert quorum, requests wait in the queue: a step would place every expert it touches on the
         // first expert node.
-        if (step is not null || !expertQuorum || moves is not null) return;
+        if (!roster.Quorum) return;
+        if (barrier.Active) { Go(Phase.PausedForMoves, PausedForMoves); return; }
         events.Clear();
         var plan = scheduler.PlanStep(events);
         Deliver();
-        if (plan is null) { UpdateGauges(); return; }
-        metrics?.Step(plan);
-        step = new ActiveStep { Plan = plan, Id = ++nextStepId };
-        RunFromFirstLayer();
+        UpdateGauges();
+        if (plan is null) { Self.Tell(new CheckDrained()); return; }
+        metrics.Step(plan);
+        Run(new ActiveStep(plan));
     }
 
-    void RunFromFirstLayer()
+    /// <summary>Starts an attempt of the step from its first layer.</summary>
+    void Run(ActiveStep step)
     {
-        var s = step!;
-        Timers.StartSingleTimer("step-timeout", new StepTimedOut(s.Id), options.StepTimeout);
-        using var scope = NewDisposeScope();
-        using var _ = no_grad();
-        var tokens = tensor(s.Plan.Tokens.Select(t => (long)t).ToArray(), ScalarType.Int64, model.Options.Device);
-        var x = embedding!.forward(tokens);
-        attentionRegion.Tell(new AttentionStep(AttentionId(0), s.Id, s.Plan.Layout, TensorPayload.Own(x)));
-    }
-
-    void OnAttention(AttentionComputed m)
-    {
-        if (step?.Id != m.StepId) { m.Residual.Take().Dispose(); m.Normed.Take().Dispose(); return; }
-        routers[m.Layer].Tell(new FeedForwardStep(m.StepId, m.Layer, m.Residual, m.Normed));
-    }
-
-    void OnFeedForward(FeedForwardComputed m)
-    {
-        if (step?.Id != m.StepId) { m.Output.Take().Dispose(); return; }
-        if (m.Layer + 1 < Layers)
+        step.Begin(++nextAttemptId);
+        Timers.StartSingleTimer(StepTimer, new StepTimedOut(step.AttemptId), options.StepTimeout);
+        Go(Phase.Stepping, () => Stepping(step));
+        TensorPayload input;
+        try { input = Embed(step.Plan); }
+        catch (Exception e)
         {
-            attentionRegion.Tell(new AttentionStep(AttentionId(m.Layer + 1), m.StepId, step.Plan.Layout, m.Output));
+            Failed(step, new StepFailure(StepFailureCause.Fault, $"gateway, embedding the step: {e.Message}"));
             return;
         }
-        FinishStep(m.Output);
+        attentionRegion.Tell(new AttentionStep(roster.AttentionId(0), step.AttemptId, step.Plan.Layout, input));
     }
 
-    void FinishStep(TensorPayload output)
+    TensorPayload Embed(StepPlan plan)
     {
-        var s = step!;
-        Timers.Cancel("step-timeout");
-        events.Clear();
-        using (var scope = NewDisposeScope())
-        using (no_grad())
+        faults?.ThrowIfArmed(FaultSite.Gateway, Name);
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        return TensorPayload.Own(embedding!.Lookup(plan.Tokens));
+    }
+
+    /// <summary>An answer for a layer the attempt is not at (a confused or hostile peer): refused, and the attempt fails.</summary>
+    void WrongLayer(ActiveStep step, int layer, Action release)
+    {
+        release();
+        MoeMetrics.FrameRejected(Serialization.FrameRejection.Inconsistent);
+        Failed(step, new StepFailure(StepFailureCause.Fault, $"an answer for layer {layer} arrived while the step was at layer {step.Layer}"));
+    }
+
+    void NextLayer(ActiveStep step, FeedForwardComputed m)
+    {
+        if (m.Layer + 1 < Layers)
         {
-            var x = output.Take(model.Options.Device);
-            var rows = x.index_select(0, tensor(s.Plan.LogitRows(), ScalarType.Int64, x.device));
-            var n = finalNorm!.forward(rows);
-            var l = lmHead is not null ? lmHead.forward(n) : nn.functional.linear(n, embedding!.weight);
-            scheduler.CompleteStep(s.Plan, l.to(ScalarType.Float32), events);
+            step.Layer = m.Layer + 1;
+            attentionRegion.Tell(new AttentionStep(roster.AttentionId(m.Layer + 1), step.AttemptId, step.Plan.Layout, m.Output));
+            return;
         }
-        MoeMetrics.StepSeconds.Observe(s.Clock.Elapsed.TotalSeconds);
-        step = null;
+        using (var scope = NewDisposeScope())
+        {
+            Tensor logits;
+            try { logits = Logits(step.Plan, m.Output); }
+            catch (Exception e)
+            {
+                Failed(step, new StepFailure(StepFailureCause.Fault, $"gateway, computing the logits: {e.Message}"));
+                return;
+            }
+            events.Clear();
+            scheduler.CompleteStep(step.Plan, logits, events);
+        }
+        MoeMetrics.StepSeconds.Observe(step.Clock.Elapsed.TotalSeconds);
         Deliver();
-        UpdateGauges();
-        AcknowledgeMovesIfIdle();
-        KickOff();
+        StepEnded();
     }
 
-    void OnCacheMissing(AttentionCacheMissing m)
+    /// <summary>Final norm and LM head on the rows the plan needs logits for: [rows, V] float32, owned by the caller's scope.</summary>
+    Tensor Logits(StepPlan plan, TensorPayload output)
     {
-        if (step?.Id != m.StepId) return;
+        using var _ = no_grad();
+        var x = output.Take(model.Options.Device);
+        return head!.forward(x.index_select(0, tensor(plan.LogitRows(), ScalarType.Int64, x.device)));
+    }
+
+    /// <summary>No attempt of a step runs any more: moves may begin, and the next step is planned.</summary>
+    void StepEnded()
+    {
+        Timers.Cancel(StepTimer);
+        UpdateGauges();
+        barrier.Acknowledge();
+        Go(Phase.Idle, Idle);
+        Self.Tell(new RunStep());
+    }
+
+    void Reprefill(AttentionCacheMissing m)
+    {
         log.Warning("attention layer {0} lost the KV cache of slots [{1}]; re-prefilling those sequences", m.Layer, string.Join(", ", m.Slots));
         MoeMetrics.Recoveries.WithLabels("kv_cache_reprefill").Inc();
-        attentionRegion.Tell(new StartAttention(AttentionId(m.Layer), options.Batching.MaxBatchSize, options.Batching.ContextLength));
+        attentionRegion.Tell(new StartAttention(roster.AttentionId(m.Layer), options.Batching.MaxBatchSize, options.Batching.ContextLength));
         scheduler.InvalidateCache(m.Slots);
-        Timers.Cancel("step-timeout");
-        step = null;
-        AcknowledgeMovesIfIdle();
-        KickOff();
+        StepEnded();
+    }
+
+    void Failed(ActiveStep step, StepFailure failure)
+    {
+        switch (recovery.Decide(step, failure, ClusterChanging))
+        {
+            case StepRecovery.Park p:
+                Park(step, p.Reason);
+                break;
+            case StepRecovery.Retry:
+                log.Warning("retrying step (attempt {0}): {1}", step.Attempt, failure.Reason);
+                MoeMetrics.StepRetries.WithLabels(Label(failure.Cause)).Inc();
+                Run(step);
+                break;
+            case StepRecovery.FailSequences f:
+                log.Warning("failing {0} of the step's {1} sequences: {2}", f.RequestIds.Count, step.Plan.SegmentRequests.Count, f.Error);
+                events.Clear();
+                scheduler.Fail(f.RequestIds, f.Error, events);
+                Deliver();
+                StepEnded();
+                break;
+        }
+    }
+
+    static string Label(StepFailureCause cause) => cause switch
+    {
+        StepFailureCause.Fault => "fault",
+        StepFailureCause.ExpertsUnanswered => "experts_unanswered",
+        _ => "timeout",
+    };
+
+    // ---- recovery and moves -----------------------------------------------------------------------------------------
+
+    /// <summary>Abandons the running attempt (its answers become stale) and waits for the cluster to recover.</summary>
+    void Park(ActiveStep step, string reason)
+    {
+        log.Warning("step parked until the cluster recovers: {0}", reason);
+        Timers.Cancel(StepTimer);
+        step.Begin(++nextAttemptId);
+        barrier.Acknowledge();
+        var since = DateTime.UtcNow;
+        Timers.StartPeriodicTimer(RecoveryTimer, new CheckRecovery(), TimeSpan.FromMilliseconds(200));
+        Go(Phase.Parked, () => Parked(step, reason, since));
+        TryResume(step, reason, since);
+    }
+
+    void TryResume(ActiveStep step, string reason, DateTime since)
+    {
+        var waited = DateTime.UtcNow - since;
+        if (roster.AllStarted && !MembersUnreachable && !barrier.Active)
+        {
+            log.Info("cluster recovered after {0:0.0}s; re-running the parked step", waited.TotalSeconds);
+            MoeMetrics.StepRetries.WithLabels("recovered").Inc();
+            Timers.Cancel(RecoveryTimer);
+            Run(step);
+            return;
+        }
+        if (waited < options.StepTimeout) return;
+        // The cluster did not recover in time: this counts as a failed attempt, and a new wait begins (or the requests fail).
+        Timers.Cancel(RecoveryTimer);
+        var failure = new StepFailure(StepFailureCause.Timeout, $"{reason}, and the cluster did not recover within {options.StepTimeout.TotalSeconds:0}s");
+        switch (recovery.Decide(step, failure, clusterChanging: false))
+        {
+            case StepRecovery.Retry:
+                log.Warning("still waiting for the cluster (attempt {0}): {1}", step.Attempt, failure.Reason);
+                MoeMetrics.StepRetries.WithLabels("timeout").Inc();
+                if (ClusterChanging) Park(step, reason);
+                else Run(step);
+                break;
+            case StepRecovery.FailSequences f:
+                log.Error("failing the step's {0} sequences: {1}", f.RequestIds.Count, f.Error);
+                events.Clear();
+                scheduler.Fail(f.RequestIds, f.Error, events);
+                Deliver();
+                StepEnded();
+                break;
+        }
     }
 
     /// <summary>A node that may have held some of our entities is gone: start them again (the coordinator re-homes the
-    /// shards of the gone node on the survivors, each loading its weights) and re-run the step in flight once all have
-    /// answered; its answers from the gone node will never come, so waiting for the router's timeouts would only add
-    /// delay. Every entity of the node's roles is asked again, not only those that first started there: rebalancing
-    /// moves experts without telling us. A node that left gracefully handed its shards off first: nothing was lost, so
-    /// the step in flight goes on and the entities are only asked where they live now.</summary>
-    void OnNodeGone(Member member, bool graceful)
+    /// shards of the gone node on the survivors, each loading its weights). A node that left gracefully handed its
+    /// shards off first: nothing was lost, the entities are only asked where they live now. True when the node held
+    /// any of ours.</summary>
+    bool NodeGone(ClusterEvent.MemberRemoved m)
     {
-        var node = member.Address.ToString();
-        var ask = homes.Where(h => h.Value == node).Select(h => h.Key).ToHashSet();
-        if (member.HasRole(NodeRoles.Expert)) ask.UnionWith(expertsReady);
-        if (member.HasRole(NodeRoles.Attention)) ask.UnionWith(attentionReady);
-        if (ask.Count == 0) return;
-        log.Warning("node {0} {1}; confirming where its entities live now ({2} to ask)", node, graceful ? "left" : "was downed and removed", ask.Count);
+        // This node is stopping: the cluster reports every member removed as it shuts down.
+        if (m.Member.UniqueAddress.Equals(cluster.SelfUniqueAddress) || cluster.IsTerminated
+            || cluster.SelfMember.Status is MemberStatus.Leaving or MemberStatus.Exiting or MemberStatus.Removed) return false;
+        bool graceful = m.PreviousStatus == MemberStatus.Exiting;
+        int ask = roster.Forget(m.Member);
+        if (ask == 0) return false;
+        if (graceful) log.Info("node {0} left; confirming where its entities live now ({1} to ask)", m.Member.Address, ask);
+        else log.Warning("node {0} was downed and removed; confirming where its entities live now ({1} to ask)", m.Member.Address, ask);
         MoeMetrics.Recoveries.WithLabels(graceful ? "node_left" : "node_removed").Inc();
-        foreach (var id in ask) { homes.Remove(id); expertsReady.Remove(id); attentionReady.Remove(id); }
         StartWarmUp();
-        if (!graceful && step is { ParkedFor: null } s) Park(s, $"node {node} was downed and removed");
+        return true;
     }
 
-    /// <summary>Abandons the running attempt (its answers become stale) and waits for the cluster to recover.</summary>
-    void Park(ActiveStep s, string reason)
+    void MemberUp(ClusterEvent.MemberUp m)
     {
-        log.Warning("step parked until the cluster recovers: {0}", reason);
-        Timers.Cancel("step-timeout");
-        s.Id = ++nextStepId;
-        s.ParkedFor = Stopwatch.StartNew();
-        s.ParkedBecause = reason;
-        Timers.StartPeriodicTimer("recovery-check", new CheckRecovery(), TimeSpan.FromMilliseconds(200));
-        AcknowledgeMovesIfIdle();
-        TryResume();
+        if (!roster.MemberUp(m.Member)) return;
+        Self.Tell(new WarmUp());
+        Self.Tell(new RunStep());
     }
 
-    void OnExpertsMoving(PlacementWatcherActor.ExpertsMoving m)
+    void ExpertStarted(ExpertStarted m)
     {
-        moves ??= new PendingMoves();
-        foreach (var (id, from) in m.From) moves.From[id] = from;
-        moves.Unacknowledged.Add(Sender);
+        roster.Started(m);
+        barrier.Arrived(m);
+    }
+
+    void Announced(PlacementWatcherActor.ExpertsMoving m)
+    {
+        barrier.Announce(m.From, Sender);
         log.Info("experts {0} are moving; pausing expert work until they answer from their new homes", string.Join(", ", m.From.Keys));
-        Timers.StartPeriodicTimer("move-probe", new ProbeMoves(), TimeSpan.FromMilliseconds(250));
-        AcknowledgeMovesIfIdle();
+        Timers.StartPeriodicTimer(ProbeTimer, new ProbeMoves(), TimeSpan.FromMilliseconds(250));
     }
 
-    /// <summary>Acknowledged once no attempt of a step is running, so nothing of ours is in flight during the hand-off.</summary>
-    void AcknowledgeMovesIfIdle()
+    void EndPause()
     {
-        if (moves is null || step is { ParkedFor: null }) return;
-        foreach (var a in moves.Unacknowledged) a.Tell(new PlacementWatcherActor.ExpertsMovingAcknowledged());
-        moves.Unacknowledged.Clear();
+        barrier.Lift();
+        Timers.Cancel(ProbeTimer);
+        Go(Phase.Idle, Idle);
+        Self.Tell(new RunStep());
     }
 
-    void ProbeMovingExperts()
+    // ---- warm-up, status, delivery ----------------------------------------------------------------------------------
+
+    void StartWarmUp() => Timers.StartPeriodicTimer(WarmUpTimer, new WarmUp(), TimeSpan.Zero, TimeSpan.FromMilliseconds(500));
+
+    void SendWarmUp()
     {
-        if (moves is null) { Timers.Cancel("move-probe"); return; }
-        if (moves.Clock.Elapsed > MoveTimeout)
-        {
-            log.Warning("experts {0} did not answer from a new home within {1:0}s; going on", string.Join(", ", moves.From.Keys), MoveTimeout.TotalSeconds);
-            EndMoves();
-            return;
-        }
-        if (moves.Unacknowledged.Count > 0) return;
-        foreach (var id in moves.From.Keys) expertRegion.Tell(new StartExpert(id));
+        if (roster.AllStarted) { Timers.Cancel(WarmUpTimer); return; }
+        foreach (var l in roster.AttentionToStart())
+            attentionRegion.Tell(new StartAttention(roster.AttentionId(l), options.Batching.MaxBatchSize, options.Batching.ContextLength));
+        foreach (var id in roster.ExpertsToStart()) expertRegion.Tell(new StartExpert(id));
     }
 
-    void OnMoved(ExpertStarted m)
-    {
-        if (moves is null || moves.Unacknowledged.Count > 0 || !moves.From.TryGetValue(m.ExpertId, out var from) || m.Node == from) return;
-        moves.From.Remove(m.ExpertId);
-        if (moves.From.Count > 0) return;
-        log.Info("experts moved in {0:0.00}s; resuming", moves.Clock.Elapsed.TotalSeconds);
-        EndMoves();
-    }
-
-    void EndMoves()
-    {
-        AcknowledgeMovesIfIdle();
-        moves = null;
-        Timers.Cancel("move-probe");
-        KickOff();
-    }
-
-    void TryResume()
-    {
-        if (step is not { ParkedFor: not null } s) return;
-        if (AllStarted && !MembersUnreachable)
-        {
-            log.Info("cluster recovered after {0:0.0}s; re-running the parked step", s.ParkedFor.Elapsed.TotalSeconds);
-            MoeMetrics.StepRetries.WithLabels("recovered").Inc();
-            s.ParkedFor = null;
-            Timers.Cancel("recovery-check");
-            s.Id = ++nextStepId;
-            RunFromFirstLayer();
-            return;
-        }
-        if (s.ParkedFor.Elapsed < options.StepTimeout) return;
-        // The cluster did not recover in time: this counts as a failed attempt, and a new wait begins (or the requests fail).
-        var reason = $"{s.ParkedBecause}, and the cluster did not recover within {options.StepTimeout.TotalSeconds:0}s";
-        s.ParkedFor = null;
-        Timers.Cancel("recovery-check");
-        RetryStep(reason, parkable: false);
-    }
-
-    void OnEntityStarted()
-    {
-        if (AllStarted) Timers.Cancel("warm-up");
-        TryResume();
-    }
-
-    void RetryStep(string reason, bool parkable = true)
-    {
-        var s = step!;
-        if (parkable && (MembersUnreachable || !AllStarted))
-        {   // the cluster is changing: this failure says nothing about the step itself
-            Park(s, reason);
-            return;
-        }
-        if (s.Attempt >= options.MaxStepAttempts)
-        {
-            log.Error("step failed {0} times ({1}); failing the {2} running requests", s.Attempt, reason, scheduler.Running);
-            Timers.Cancel("step-timeout");
-            events.Clear();
-            scheduler.FailRunning($"generation step failed after {s.Attempt} attempts: {reason}", events);
-            step = null;
-            Deliver();
-            UpdateGauges();
-            AcknowledgeMovesIfIdle();
-            KickOff();
-            return;
-        }
-        log.Warning("retrying step (attempt {0}): {1}", s.Attempt + 1, reason);
-        MoeMetrics.StepRetries.WithLabels(reason.Contains("did not finish") ? "timeout" : "failure").Inc();
-        s.Attempt++;
-        if (parkable || AllStarted && !MembersUnreachable)
-        {
-            s.Id = ++nextStepId;   // answers to the abandoned attempt are recognised as stale
-            RunFromFirstLayer();
-        }
-        else Park(s, reason);
-    }
+    GatewayStatus Status() => new(Ready, scheduler.Waiting, scheduler.Running, scheduler.CachedTokens, scheduler.CachedTokens * kvBytesPerToken,
+        Ready ? "ready"
+        : !roster.Quorum ? $"waiting for {options.MinExpertNodes} expert nodes to be up ({roster.UpExpertNodes} now)"
+        : $"{phase switch { Phase.Parked => "recovering: ", Phase.PausedForMoves => "moving experts: ", _ => "warming up: " }}" +
+          $"{roster.AttentionStarted}/{Layers} attention layers, {roster.ExpertsStarted}/{roster.ExpertCount} experts loaded, {directory.Placement.Count}/{roster.ExpertCount} placed");
 
     void Deliver()
     {
         foreach (var e in events)
         {
+            if (e is SequenceFinished f)
+            {
+                if (f.Reason == FinishReason.Error) failed++; else finished++;
+            }
             if (!clients.TryGetValue(e.RequestId, out var subscriber)) continue;
-            metrics?.Observe(e);
+            metrics.Observe(e);
             if (e is SequenceFinished) clients.Remove(e.RequestId);
             subscriber.Tell(e);
         }
         events.Clear();
     }
 
-    void UpdateGauges() => metrics?.Gauges(scheduler);
-
-    protected override void PostStop()
+    void UpdateGauges()
     {
-        cluster.Unsubscribe(Self);
-        events.Clear();
-        scheduler.FailRunning("the gateway stopped", events);
-        Deliver();
-        embedding?.Dispose(); finalNorm?.Dispose(); lmHead?.Dispose();
+        metrics.Gauges(scheduler);
+        MoeMetrics.KvCacheCapacityBytes.Set(roster.KvCacheBytes);
     }
 }

@@ -7,7 +7,16 @@ namespace MoeCluster.Runtime.Gateway;
 /// <see cref="SequenceFinished"/>).</summary>
 public sealed record SubmitGeneration(GenerationRequest Request);
 public sealed record GenerationAccepted(string RequestId);
-public enum RejectionKind { Overloaded, Invalid, NotReady }
+public enum RejectionKind { Overloaded, Invalid, Draining }
 public sealed record GenerationRejected(string RequestId, RejectionKind Kind, string Field, string Message);
 public sealed record CancelGeneration(string RequestId);
 public sealed record GetGatewayStatus;
+
+/// <summary>Shutting down a gateway (SIGTERM of its node): it stops admitting at once (new submissions are rejected with
+/// <see cref="RejectionKind.Draining"/>), answers every queued request with an error, lets the running sequences
+/// finish within <c>Grace</c>, fails those still running when it ends, and then replies <see cref="GatewayDrained"/>
+/// to the sender. A drained gateway stays closed.</summary>
+public sealed record DrainGateway(TimeSpan Grace);
+/// <param name="Finished">running sequences that finished within the grace</param>
+/// <param name="Failed">queued and running requests answered with an error</param>
+public sealed record GatewayDrained(int Finished, int Failed);

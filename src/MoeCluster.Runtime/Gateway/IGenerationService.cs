@@ -13,7 +13,8 @@ public interface IGenerationService
     /// <summary>Streams <see cref="TokenGenerated"/> (and <see cref="PromptLogits"/> when asked) events and ends with
     /// exactly one <see cref="SequenceFinished"/>. Cancelling <paramref name="cancellation"/> cancels the request and
     /// frees its KV-cache slot. Throws <see cref="InvalidGenerationRequestException"/> for a request that can never run
-    /// and <see cref="GatewayOverloadedException"/> when the queue is full.</summary>
+    /// <see cref="GatewayOverloadedException"/> when the queue is full and <see cref="GatewayUnavailableException"/> when the
+    /// gateway is draining.</summary>
     IAsyncEnumerable<GenerationEvent> GenerateAsync(GenerationRequest request, CancellationToken cancellation = default);
 
     /// <summary>Queue depth, running sequences, readiness.</summary>
@@ -24,3 +25,7 @@ public sealed record GatewayStatus(bool Ready, int Waiting, int Running, long Ca
 
 /// <summary>The bounded queue is full: the client should retry later (HTTP 429 / 503).</summary>
 public sealed class GatewayOverloadedException(string message) : Exception(message);
+
+/// <summary>The gateway takes no requests now (it is draining for a shutdown): the client should send the request to
+/// another gateway node (HTTP 503).</summary>
+public sealed class GatewayUnavailableException(string message) : Exception(message);

@@ -3,6 +3,7 @@ using Akka.Actor;
 using Akka.Cluster.Hosting;
 using Akka.Cluster.Sharding;
 using Akka.Configuration;
+using Akka.Event;
 using Akka.Hosting;
 using Akka.Remote.Hosting;
 using MoeCluster.Runtime.Attention;
@@ -30,6 +31,7 @@ public static class MoeClusterHosting
 
         builder
             .AddHocon(ConfigurationFactory.ParseString(Hocon(node)), HoconAddMode.Prepend)
+            .AddSetup(new LogFilterBuilder().Add(new RemotingNoiseFilter()).Build())
             .WithRemoting(new RemoteOptions
             {
                 HostName = node.Hostname,
@@ -54,18 +56,18 @@ public static class MoeClusterHosting
                 var sharding = ClusterSharding.Get(system);
                 var settings = ClusterShardingSettings.Create(system);
                 var experts = roles.Contains(NodeRoles.Expert)
-                    ? sharding.Start(ExpertTypeName, id => ExpertActor.Props(id, model), settings.WithRole(NodeRoles.Expert),
+                    ? sharding.Start(ExpertTypeName, id => ExpertActor.Props(id, model, runtime.Faults), settings.WithRole(NodeRoles.Expert),
                         MessageExtractors.Experts(), new ExpertAllocationStrategy(rebalance: true, role: NodeRoles.Expert), PoisonPill.Instance)
                     : sharding.StartProxy(ExpertTypeName, NodeRoles.Expert, MessageExtractors.Experts());
                 var attention = roles.Contains(NodeRoles.Attention)
-                    ? sharding.Start(AttentionTypeName, id => AttentionActor.Props(id, model), settings.WithRole(NodeRoles.Attention),
+                    ? sharding.Start(AttentionTypeName, id => AttentionActor.Props(id, model, runtime.Faults), settings.WithRole(NodeRoles.Attention),
                         MessageExtractors.Attention(), new ExpertAllocationStrategy(rebalance: false), PoisonPill.Instance)
                     : sharding.StartProxy(AttentionTypeName, NodeRoles.Attention, MessageExtractors.Attention());
                 registry.Register<ExpertRegionKey>(experts);
                 registry.Register<AttentionRegionKey>(attention);
                 if (roles.Contains(NodeRoles.Expert))
                 {
-                    system.ActorOf(ExpertHostActor.Props(experts, model), ExpertHostActor.Name);
+                    system.ActorOf(ExpertHostActor.Props(experts, model, runtime.ExpertTimeout, runtime.Faults), ExpertHostActor.Name);
                     // Before the region hands its experts off (phase cluster-sharding-shutdown-region), make every
                     // gateway stop sending expert work until the experts answer from their new homes.
                     CoordinatedShutdown.Get(system).AddTask(CoordinatedShutdown.PhaseBeforeClusterShutdown, "moecluster-drain-experts", async () =>

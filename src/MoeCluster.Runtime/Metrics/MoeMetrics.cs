@@ -44,6 +44,11 @@ public static class MoeMetrics
     public static readonly Counter PlacementMoves = Prom.CreateCounter("moecluster_placement_moves_total", "Experts moved between nodes (rebalance, join, leave).");
     public static readonly Counter Recoveries = Prom.CreateCounter("moecluster_recoveries_total", "Recoveries after failures, by kind (kv_cache_reprefill, expert_retry).", "kind");
 
+    public static readonly Gauge ExpertHostInFlight = Prom.CreateGauge("moecluster_expert_host_in_flight", "Expert calls this node's expert host is waiting on (calls older than twice the expert timeout are forgotten).");
+    public static readonly Counter RejectedFrames = Prom.CreateCounter("moecluster_rejected_frames_total", "Messages from peers refused as malformed or inconsistent, by reason (truncated, oversized, dtype, shape, count, trailing, manifest, inconsistent).", "reason");
+
+    public static void FrameRejected(Serialization.FrameRejection reason) => RejectedFrames.WithLabels(reason.ToString().ToLowerInvariant()).Inc();
+
     static class Prom
     {
         public static Gauge CreateGauge(string name, string help, params string[] labels) => Prometheus.Metrics.CreateGauge(name, help, labels);

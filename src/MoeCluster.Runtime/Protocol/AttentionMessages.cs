@@ -26,5 +26,7 @@ public sealed record AttentionCacheMissing(long StepId, int Layer, IReadOnlyList
 public sealed record StartAttention(string EntityId, int Slots, int Context) : IAttentionMessage;
 public sealed record AttentionStarted(string EntityId, string Node, long KvCacheBytes);
 
-/// <summary>The sequences in these slots ended: their cached positions are no longer valid.</summary>
-public sealed record ReleaseSlots(string EntityId, IReadOnlyList<int> Slots) : IAttentionMessage;
+/// <summary>The attention computation threw (out of memory on a long prefill, a bug) or the step was malformed (a slot
+/// or position outside the cache, rows that do not match the layout). Sent at once instead of a result; the entity keeps
+/// running with its KV cache (a retry rewrites the step's positions: KV-cache writes are idempotent).</summary>
+public sealed record AttentionFailed(long StepId, int Layer, string Reason);

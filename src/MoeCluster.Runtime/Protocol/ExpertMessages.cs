@@ -27,6 +27,10 @@ public sealed record ExpertStarted(string ExpertId, string Node, long ParameterB
 public sealed record ComputeExpert(string ExpertId, long CorrelationId, TensorPayload Input) : IExpertMessage, ITensorMessage;
 public sealed record ExpertComputed(string ExpertId, long CorrelationId, TensorPayload Output) : ITensorMessage;
 
+/// <summary>The expert threw computing <see cref="ComputeExpert"/> (out of memory, a malformed input); sent at once
+/// instead of <see cref="ExpertComputed"/>. The expert keeps running.</summary>
+public sealed record ExpertFailed(string ExpertId, long CorrelationId, string Reason);
+
 /// <summary>One item of a per-node batch: the rows routed to one expert. <c>Replica</c> marks rows for the node's
 /// redundant replica of the expert (a child of its expert host) rather than the sharded primary.</summary>
 public sealed record ExpertInput(int Expert, TensorPayload Rows, bool Replica = false);
@@ -36,7 +40,9 @@ public sealed record ExpertInput(int Expert, TensorPayload Rows, bool Replica = 
 public sealed record DispatchTokens(long DispatchId, int Layer, IReadOnlyList<ExpertInput> Items) : ITensorMessage;
 
 /// <summary>Expert host → router: the outputs for a <see cref="DispatchTokens"/>, one per item.</summary>
-public sealed record TokensComputed(long DispatchId, int Layer, IReadOnlyList<ExpertInput> Items, string Node) : ITensorMessage;
+public sealed record TokensComputed(long DispatchId, int Layer, IReadOnlyList<ExpertInput> Items) : ITensorMessage;
 
-/// <summary>Expert host → router: some items could not be computed (the expert is moving or failed).</summary>
-public sealed record DispatchFailed(long DispatchId, int Layer, string Reason);
+/// <summary>Expert host → router, instead of <see cref="TokensComputed"/>: the items at these indices of the
+/// <see cref="DispatchTokens"/> failed (an expert threw, the batch was malformed) or were not answered within twice the
+/// expert timeout (the host then forgets the whole call, so its table never fills with calls nobody waits for).</summary>
+public sealed record DispatchFailed(long DispatchId, int Layer, int[] Items, string Reason);

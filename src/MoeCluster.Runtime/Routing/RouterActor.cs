@@ -4,7 +4,9 @@ using Akka.Event;
 using MoeCluster.Model;
 using MoeCluster.Model.Layers;
 using MoeCluster.Runtime.Experts;
+using MoeCluster.Runtime.Faults;
 using MoeCluster.Runtime.Metrics;
+using MoeCluster.Runtime.Serialization;
 using MoeCluster.Runtime.Protocol;
 using ReplicaSplitter = MoeCluster.Placement.ReplicaSplitter;
 using static TorchSharp.torch;
@@ -19,6 +21,9 @@ namespace MoeCluster.Runtime.Routing;
 /// ascending expert order (the same sum the single-process model computes). A share that does not come back within the
 /// expert timeout is re-sent through the shard region, which reaches the expert's primary wherever it lives now; a
 /// second timeout fails the step (the gateway retries it). Dense layers (Qwen2-MoE's mlp_only_layers) are computed here.
+/// Failures are answered, not waited out: an expert that throws (<see cref="ExpertFailed"/>), a host that reports failed
+/// or evicted items (<see cref="DispatchFailed"/>), a malformed answer, or an exception here ends the layer at once with
+/// <see cref="FeedForwardFailed"/> naming the rows concerned.
 /// </summary>
 public sealed class RouterActor : ReceiveActor, IWithTimers
 {
@@ -56,6 +61,7 @@ public sealed class RouterActor : ReceiveActor, IWithTimers
     readonly IActorRef expertRegion;
     readonly ExpertDirectory directory;
     readonly TimeSpan expertTimeout;
+    readonly FaultInjector? faults;
     readonly ILoggingAdapter log = Context.GetLogger();
     readonly Dictionary<long, Dispatch> dispatches = new();
     /// <summary>Per-node message id → its dispatch and the (group, share) of each item, in item order.</summary>
@@ -65,27 +71,30 @@ public sealed class RouterActor : ReceiveActor, IWithTimers
     readonly long[] cumulative;
     long totalSteps;
     readonly Dictionary<string, ICanTell> hosts = new();
-    TopKRouter? gate;
-    ExpertMlp? sharedExpert, denseMlp;
-    MoeCluster.Model.Layers.Linear? sharedGate;
+    /// <summary>The layer's MoE block without its routed experts (router, shared expert, combine), or null for a dense layer.</summary>
+    MoeBlock? moe;
+    ExpertMlp? denseMlp;
     long nextId;
     public ITimerScheduler Timers { get; set; } = null!;
 
-    public static Props Props(int layer, ModelSource model, IActorRef expertRegion, ExpertDirectory directory, TimeSpan expertTimeout) =>
-        Akka.Actor.Props.Create(() => new RouterActor(layer, model, expertRegion, directory, expertTimeout));
+    public static Props Props(int layer, ModelSource model, IActorRef expertRegion, ExpertDirectory directory, TimeSpan expertTimeout, FaultInjector? faults = null) =>
+        Akka.Actor.Props.Create(() => new RouterActor(layer, model, expertRegion, directory, expertTimeout, faults));
 
-    public RouterActor(int layer, ModelSource model, IActorRef expertRegion, ExpertDirectory directory, TimeSpan expertTimeout)
+    public RouterActor(int layer, ModelSource model, IActorRef expertRegion, ExpertDirectory directory, TimeSpan expertTimeout, FaultInjector? faults)
     {
         this.layer = layer;
         this.model = model;
         this.expertRegion = expertRegion;
         this.directory = directory;
         this.expertTimeout = expertTimeout;
+        this.faults = faults;
         window = new LoadWindow(model.Config.NumExperts, steps: 200);
         cumulative = new long[model.Config.NumExperts];
         Receive<FeedForwardStep>(Step);
         Receive<TokensComputed>(OnNodeResults);
         Receive<ExpertComputed>(OnRegionResult);
+        Receive<DispatchFailed>(OnNodeFailed);
+        Receive<ExpertFailed>(OnRegionFailed);
         Receive<DispatchTimeout>(OnTimeout);
         Receive<HostResolved>(m => { if (m.Host is null) hosts.Remove(m.Node); else hosts[m.Node] = m.Host; });
         // A node that left or became unreachable may come back at the same address as a new process: resolve again.
@@ -103,22 +112,32 @@ public sealed class RouterActor : ReceiveActor, IWithTimers
         var prefix = model.Names.FeedForwardPrefix(layer);
         if (!c.IsMoeLayer(layer))
         {
-            denseMlp = new ExpertMlp(c.HiddenSize, c.IntermediateSize, false, model.Options);
+            denseMlp = ExpertMlp.Dense(c, model.Options);
             model.Load(denseMlp, prefix);
             return;
         }
-        gate = new TopKRouter(c.HiddenSize, c.NumExperts, c.TopK, c.NormTopKProb, model.Options);
-        model.Load(gate, prefix + "gate.");
-        if (c.HasSharedExpert)
+        moe = new MoeBlock(c, model.Options, routedExperts: false);
+        model.Load(moe, prefix);
+    }
+
+    /// <summary>Whatever throws while a step is dispatched (out of memory in the gate, a bug) is answered at once.</summary>
+    void Step(FeedForwardStep m)
+    {
+        long first = nextId + 1;
+        try
         {
-            sharedExpert = new ExpertMlp(c.HiddenSize, c.SharedExpertIntermediateSize, false, model.Options);
-            sharedGate = new MoeCluster.Model.Layers.Linear(c.HiddenSize, 1, false, model.Options);
-            model.Load(sharedExpert, prefix + "shared_expert.");
-            model.Load(sharedGate, prefix + "shared_expert_gate.");
+            faults?.ThrowIfArmed(FaultSite.Router, Self.Path.Name);
+            Route(m);
+        }
+        catch (Exception e)
+        {
+            log.Warning("layer {0}: step {1} failed in the router: {2}", layer, m.StepId, e.Message);
+            foreach (var id in dispatches.Keys.Where(id => id >= first).ToList()) Forget(id, dispatches[id]);
+            Sender.Tell(new FeedForwardFailed(m.StepId, new StepFailure(StepFailureCause.Fault, $"layer {layer} router: {e.Message}")));
         }
     }
 
-    void Step(FeedForwardStep m)
+    void Route(FeedForwardStep m)
     {
         using var _ = no_grad();
         if (denseMlp is not null)
@@ -130,9 +149,14 @@ public sealed class RouterActor : ReceiveActor, IWithTimers
             return;
         }
         var residual = m.Residual.Take(model.Options.Device);
-        var normed = m.Normed.Take(model.Options.Device);
+        Tensor? normed = null;
         ExpertGroups groups;
-        using (var routing = gate!.Route(normed)) groups = ExpertGroups.From(routing, model.Config.NumExperts);
+        try
+        {
+            normed = m.Normed.Take(model.Options.Device);
+            groups = moe!.Route(normed);
+        }
+        catch { residual.Dispose(); normed?.Dispose(); throw; }
         RecordLoad(groups.TokensPerExpert);
         long id = ++nextId;
         int count = groups.Groups.Count;
@@ -173,7 +197,7 @@ public sealed class RouterActor : ReceiveActor, IWithTimers
             Host(node).Tell(new DispatchTokens(callId, layer, call.items), Self);
         }
         // The shared expert runs here while the routed experts run elsewhere.
-        d.Shared = MoeBlock.GatedSharedOutput(sharedExpert, sharedGate, normed)?.DetachFromDisposeScope();
+        d.Shared = moe.SharedOutput(normed)?.DetachFromDisposeScope();
         Timers.StartSingleTimer(id, new DispatchTimeout(id, 1), expertTimeout);
         TryComplete(id, d);
     }
@@ -208,14 +232,64 @@ public sealed class RouterActor : ReceiveActor, IWithTimers
 
     void OnNodeResults(TokensComputed m)
     {
-        if (!nodeCalls.Remove(m.DispatchId, out var call) || !dispatches.TryGetValue(call.dispatch, out var d) || m.Items.Count != call.items.Length)
+        if (!nodeCalls.Remove(m.DispatchId, out var call) || !dispatches.TryGetValue(call.dispatch, out var d))
         {
             foreach (var item in m.Items) item.Rows.Take().Dispose();
+            return;
+        }
+        // An answer that does not match what was sent is refused, not half-used.
+        string? wrong = m.Items.Count != call.items.Length ? $"{m.Items.Count} items for {call.items.Length} sent"
+            : Enumerable.Range(0, m.Items.Count).Select(i => Mismatch(d, call.items[i], m.Items[i])).FirstOrDefault(w => w is not null);
+        if (wrong is not null)
+        {
+            foreach (var item in m.Items) item.Rows.Take().Dispose();
+            MoeMetrics.FrameRejected(FrameRejection.Inconsistent);
+            Fail(call.dispatch, d, StepFailureCause.Fault, $"an expert node answered layer {layer} with a malformed batch ({wrong})", call.items);
             return;
         }
         for (int i = 0; i < m.Items.Count; i++)
             Accept(d, call.items[i].group, call.items[i].share, m.Items[i].Rows.Take(model.Options.Device));
         TryComplete(call.dispatch, d);
+    }
+
+    /// <summary>Why an answered item is not the output of the share it answers (null when it is).</summary>
+    string? Mismatch(Dispatch d, (int group, int share) sent, ExpertInput answer)
+    {
+        var share = d.Shares[sent.group][sent.share];
+        long[] expected = [share.Count, d.Normed.shape[1]];
+        if (answer.Expert != d.Groups.Groups[sent.group].Expert) return $"expert {answer.Expert} where {d.Groups.Groups[sent.group].Expert} was sent";
+        return answer.Rows.Shape.SequenceEqual(expected) ? null : $"expert {answer.Expert}: rows [{string.Join(", ", answer.Rows.Shape)}], expected [{string.Join(", ", expected)}]";
+    }
+
+    void OnNodeFailed(DispatchFailed m)
+    {
+        if (!nodeCalls.Remove(m.DispatchId, out var call) || !dispatches.TryGetValue(call.dispatch, out var d)) return;
+        var failed = m.Items.Where(i => i >= 0 && i < call.items.Length).Select(i => call.items[i]).ToArray();
+        Fail(call.dispatch, d, StepFailureCause.Fault, $"layer {layer}: {m.Reason}", failed.Length > 0 ? failed : call.items);
+    }
+
+    void OnRegionFailed(ExpertFailed m)
+    {
+        if (!regionCalls.Remove(m.CorrelationId, out var call) || !dispatches.TryGetValue(call.dispatch, out var d)) return;
+        Fail(call.dispatch, d, StepFailureCause.Fault, $"layer {layer}: {m.Reason}", [(call.group, call.share)]);
+    }
+
+    /// <summary>Ends a dispatch at once with a failure naming the token rows of the shares concerned.</summary>
+    void Fail(long id, Dispatch d, StepFailureCause cause, string reason, IEnumerable<(int group, int share)> shares)
+    {
+        var tokens = shares.SelectMany(p => TokenRows(d, p.group, p.share)).Distinct().Order().ToArray();
+        log.Warning("layer {0}: failing step {1}: {2}", layer, d.StepId, reason);
+        d.ReplyTo.Tell(new FeedForwardFailed(d.StepId, new StepFailure(cause, reason, tokens)));
+        Forget(id, d);
+    }
+
+    /// <summary>Rows of the step's flat batch that one share carries.</summary>
+    static int[] TokenRows(Dispatch d, int group, int share)
+    {
+        using var scope = NewDisposeScope();
+        var s = d.Shares[group][share];
+        var rows = d.Groups.Groups[group].TokenIndices.narrow(0, s.Start, s.Count).cpu();
+        return rows.data<long>().ToArray().Select(t => (int)t).ToArray();
     }
 
     void OnRegionResult(ExpertComputed m)
@@ -258,9 +332,7 @@ public sealed class RouterActor : ReceiveActor, IWithTimers
         string Experts() => string.Join(", ", missing.Select(m => d.Groups.Groups[m.group].Expert).Distinct());
         if (d.Attempt >= 2)
         {
-            log.Warning("layer {0}: experts [{1}] did not answer after a retry; failing step {2}", layer, Experts(), d.StepId);
-            d.ReplyTo.Tell(new FeedForwardFailed(d.StepId, layer, $"layer {layer}: experts {Experts()} did not answer within {expertTimeout.TotalSeconds:0.#}s twice"));
-            Forget(t.DispatchId, d);
+            Fail(t.DispatchId, d, StepFailureCause.ExpertsUnanswered, $"layer {layer}: experts {Experts()} did not answer within {expertTimeout.TotalSeconds:0.#}s twice", missing);
             return;
         }
         log.Warning("layer {0}: re-sending experts [{1}] through the shard region after {2}s without an answer", layer, Experts(), expertTimeout.TotalSeconds);
@@ -274,10 +346,15 @@ public sealed class RouterActor : ReceiveActor, IWithTimers
     void TryComplete(long id, Dispatch d)
     {
         if (!d.Complete) return;
-        using (var scope = NewDisposeScope())
+        try
         {
+            using var scope = NewDisposeScope();
             var moe = MoeBlock.Combine(d.Normed, d.Groups, d.Outputs!, d.Shared);
             d.ReplyTo.Tell(new FeedForwardComputed(d.StepId, layer, TensorPayload.Own(d.Residual + moe)));
+        }
+        catch (Exception e)
+        {
+            d.ReplyTo.Tell(new FeedForwardFailed(d.StepId, new StepFailure(StepFailureCause.Fault, $"layer {layer} router, combining the experts' outputs: {e.Message}")));
         }
         Forget(id, d);
     }
@@ -318,7 +395,7 @@ public sealed class RouterActor : ReceiveActor, IWithTimers
     {
         Akka.Cluster.Cluster.Get(Context.System).Unsubscribe(Self);
         foreach (var d in dispatches.Values) d.Dispose();
-        gate?.Dispose(); sharedExpert?.Dispose(); sharedGate?.Dispose(); denseMlp?.Dispose();
+        moe?.Dispose(); denseMlp?.Dispose();
     }
 }
 

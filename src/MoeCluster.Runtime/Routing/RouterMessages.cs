@@ -2,11 +2,12 @@ using MoeCluster.Runtime.Protocol;
 
 namespace MoeCluster.Runtime.Routing;
 
-/// <summary>Gateway → its router of layer <c>Layer</c> (a local child: these never cross nodes): compute
+/// <summary>Gateway → its router of one layer (a local child: these never cross nodes): compute
 /// Output = Residual + FFN(Normed) for one step.</summary>
-public sealed record FeedForwardStep(long StepId, int Layer, TensorPayload Residual, TensorPayload Normed);
+public sealed record FeedForwardStep(long StepId, TensorPayload Residual, TensorPayload Normed);
 public sealed record FeedForwardComputed(long StepId, int Layer, TensorPayload Output);
-public sealed record FeedForwardFailed(long StepId, int Layer, string Reason);
+/// <summary>Router → gateway, instead of <see cref="FeedForwardComputed"/>, as soon as the layer cannot finish.</summary>
+public sealed record FeedForwardFailed(long StepId, StepFailure Failure);
 
 /// <summary>Tokens routed per expert over the router's window, for placement decisions and metrics; also the counts
 /// since the router started (<c>CumulativeTokens</c>, <c>TotalSteps</c>), from which the replication coordinator

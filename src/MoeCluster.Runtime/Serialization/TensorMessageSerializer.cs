@@ -35,7 +35,7 @@ public sealed class TensorMessageSerializer(ExtendedActorSystem system) : Serial
             case ComputeExpert m: w.Write(m.ExpertId); w.Write(m.CorrelationId); Write(w, m.Input); break;
             case ExpertComputed m: w.Write(m.ExpertId); w.Write(m.CorrelationId); Write(w, m.Output); break;
             case DispatchTokens m: w.Write(m.DispatchId); w.Write(m.Layer); Write(w, m.Items); break;
-            case TokensComputed m: w.Write(m.DispatchId); w.Write(m.Layer); Write(w, m.Items); w.Write(m.Node); break;
+            case TokensComputed m: w.Write(m.DispatchId); w.Write(m.Layer); Write(w, m.Items); break;
             case AttentionStep m: w.Write(m.EntityId); w.Write(m.StepId); Write(w, m.Layout); Write(w, m.Input); break;
             case AttentionComputed m: w.Write(m.StepId); w.Write(m.Layer); Write(w, m.Residual); Write(w, m.Normed); break;
             default: throw new ArgumentException($"{obj.GetType()} is not a tensor message");
@@ -45,20 +45,115 @@ public sealed class TensorMessageSerializer(ExtendedActorSystem system) : Serial
         return stream.ToArray();
     }
 
+    /// <summary>Decodes a frame from a peer, trusting nothing in it (<see cref="FrameReader"/>): a frame that is
+    /// truncated, larger than <see cref="MaxFrameBytes"/>, has a dtype outside the activation allow-list, a shape that
+    /// does not match its payload, counts its bytes cannot hold, trailing bytes, or fields that contradict each other is
+    /// counted in <c>moecluster_rejected_frames_total{reason}</c> and refused with a <see cref="RejectedFrameException"/>:
+    /// Akka's endpoint reader then drops that one message and keeps the connection. Nothing is allocated beyond
+    /// the frame's own bytes.</summary>
     public override object FromBinary(byte[] bytes, string manifest)
     {
         MoeMetrics.BytesBetweenNodes.WithLabels("received").Inc(bytes.Length);
-        using var r = new BinaryReader(new MemoryStream(bytes));
-        return manifest switch
+        try
         {
-            "CE" => new ComputeExpert(r.ReadString(), r.ReadInt64(), ReadTensor(r)),
-            "EC" => new ExpertComputed(r.ReadString(), r.ReadInt64(), ReadTensor(r)),
-            "DT" => new DispatchTokens(r.ReadInt64(), r.ReadInt32(), ReadItems(r)),
-            "TC" => new TokensComputed(r.ReadInt64(), r.ReadInt32(), ReadItems(r), r.ReadString()),
-            "AS" => new AttentionStep(r.ReadString(), r.ReadInt64(), ReadLayout(r), ReadTensor(r)),
-            "AC" => new AttentionComputed(r.ReadInt64(), r.ReadInt32(), ReadTensor(r), ReadTensor(r)),
-            _ => throw new System.Runtime.Serialization.SerializationException($"unknown tensor message manifest '{manifest}'"),
-        };
+            if (bytes.Length > MaxFrameBytes)
+                throw FrameReader.Reject(FrameRejection.Oversized, $"{bytes.Length} bytes, more than the {MaxFrameBytes} allowed");
+            var r = new FrameReader(bytes);
+            object message = manifest switch
+            {
+                "CE" => new ComputeExpert(r.Text("expert id", MaxIdBytes), r.Int64("correlation id"), Rows(ReadTensor(ref r), "input")),
+                "EC" => new ExpertComputed(r.Text("expert id", MaxIdBytes), r.Int64("correlation id"), Rows(ReadTensor(ref r), "output")),
+                "DT" => new DispatchTokens(r.Int64("dispatch id"), r.Int32("layer"), ReadItems(ref r)),
+                "TC" => new TokensComputed(r.Int64("dispatch id"), r.Int32("layer"), ReadItems(ref r)),
+                "AS" => ReadAttentionStep(ref r),
+                "AC" => ReadAttentionComputed(ref r),
+                _ => throw FrameReader.Reject(FrameRejection.Manifest, $"unknown tensor message kind '{manifest}'"),
+            };
+            r.End();
+            return message;
+        }
+        catch (RejectedFrameException e)
+        {
+            MoeMetrics.FrameRejected(e.Reason);
+            throw;
+        }
+    }
+
+    /// <summary>Largest frame accepted: the remoting transport's maximum frame size.</summary>
+    long MaxFrameBytes { get; } = system.Settings.Config.GetByteSize("akka.remote.dot-netty.tcp.maximum-frame-size", null) ?? 128_000;
+
+    /// <summary>Entity ids and node addresses are short; a peer cannot make us decode a long string.</summary>
+    const int MaxIdBytes = 512;
+    const int MaxRank = 4;
+
+    /// <summary>Activations travel as floating point only.</summary>
+    static int ElementSize(ScalarType dtype) => dtype switch
+    {
+        ScalarType.Float32 => 4,
+        ScalarType.BFloat16 or ScalarType.Float16 => 2,
+        _ => throw FrameReader.Reject(FrameRejection.Dtype, $"dtype {(int)dtype} is not an activation dtype (float32, bfloat16, float16)"),
+    };
+
+    static TensorPayload ReadTensor(ref FrameReader r)
+    {
+        var dtype = (ScalarType)r.Byte("dtype");
+        int size = ElementSize(dtype);
+        int rank = r.Byte("rank");
+        if (rank is < 1 or > MaxRank) throw FrameReader.Reject(FrameRejection.Shape, $"rank {rank} (1 to {MaxRank} allowed)");
+        var shape = new long[rank];
+        long elements = 1;
+        for (int i = 0; i < rank; i++)
+        {
+            shape[i] = r.Int64("dimension");
+            if (shape[i] is < 0 or > int.MaxValue) throw FrameReader.Reject(FrameRejection.Shape, $"dimension {shape[i]}");
+            elements = shape[i] == 0 || elements <= int.MaxValue / shape[i] ? elements * shape[i] : long.MaxValue;
+        }
+        int length = r.Int32("payload length");
+        if (elements == long.MaxValue || elements * size != length)
+            throw FrameReader.Reject(FrameRejection.Shape, $"shape [{string.Join(", ", shape)}] of {dtype} needs {(elements == long.MaxValue ? "more than 2 GiB" : $"{elements * size} bytes")}, the payload says {length}");
+        return new TensorPayload(dtype, shape, r.Bytes(length, "payload").ToArray());
+    }
+
+    /// <summary>Token rows [n, D]: what experts and routers exchange.</summary>
+    static TensorPayload Rows(TensorPayload p, string what) => p.Shape.Length == 2 ? p
+        : throw FrameReader.Reject(FrameRejection.Shape, $"{what} must be [rows, hidden], got [{string.Join(", ", p.Shape)}]");
+
+    static IReadOnlyList<ExpertInput> ReadItems(ref FrameReader r)
+    {
+        // expert (4) + replica flag (1) + the smallest tensor header (dtype, rank, one dimension, length: 14)
+        var items = new ExpertInput[r.Count("items", minEntryBytes: 19)];
+        for (int i = 0; i < items.Length; i++)
+        {
+            int expert = r.Int32("expert");
+            if (expert < 0) throw FrameReader.Reject(FrameRejection.Inconsistent, $"expert {expert}");
+            bool replica = r.Bool("replica flag");
+            items[i] = new ExpertInput(expert, Rows(ReadTensor(ref r), "rows"), replica);
+            if (items[i].Rows.Shape[1] != items[0].Rows.Shape[1] || items[i].Rows.DType != items[0].Rows.DType)
+                throw FrameReader.Reject(FrameRejection.Inconsistent, "items of one batch differ in hidden size or dtype");
+        }
+        return items;
+    }
+
+    static AttentionStep ReadAttentionStep(ref FrameReader r)
+    {
+        var entity = r.Text("entity id", MaxIdBytes);
+        long step = r.Int64("step id");
+        var layout = ReadLayout(ref r);
+        var input = Rows(ReadTensor(ref r), "input");
+        if (input.Shape[0] != layout.TokenCount)
+            throw FrameReader.Reject(FrameRejection.Inconsistent, $"the layout covers {layout.TokenCount} tokens, the input has {input.Shape[0]} rows");
+        return new AttentionStep(entity, step, layout, input);
+    }
+
+    static AttentionComputed ReadAttentionComputed(ref FrameReader r)
+    {
+        long step = r.Int64("step id");
+        int layer = r.Int32("layer");
+        var residual = Rows(ReadTensor(ref r), "residual");
+        var normed = Rows(ReadTensor(ref r), "normed");
+        if (!residual.Shape.SequenceEqual(normed.Shape))
+            throw FrameReader.Reject(FrameRejection.Inconsistent, "residual and normed rows differ in shape");
+        return new AttentionComputed(step, layer, residual, normed);
     }
 
     static void Write(BinaryWriter w, TensorPayload p)
@@ -71,31 +166,10 @@ public sealed class TensorMessageSerializer(ExtendedActorSystem system) : Serial
         w.Write(data);
     }
 
-    static TensorPayload ReadTensor(BinaryReader r)
-    {
-        var dtype = (ScalarType)r.ReadByte();
-        var shape = new long[r.ReadByte()];
-        for (int i = 0; i < shape.Length; i++) shape[i] = r.ReadInt64();
-        var data = r.ReadBytes(r.ReadInt32());
-        return new TensorPayload(dtype, shape, data);
-    }
-
     static void Write(BinaryWriter w, IReadOnlyList<ExpertInput> items)
     {
         w.Write(items.Count);
         foreach (var i in items) { w.Write(i.Expert); w.Write(i.Replica); Write(w, i.Rows); }
-    }
-
-    static IReadOnlyList<ExpertInput> ReadItems(BinaryReader r)
-    {
-        var items = new ExpertInput[r.ReadInt32()];
-        for (int i = 0; i < items.Length; i++)
-        {
-            int expert = r.ReadInt32();
-            bool replica = r.ReadBoolean();
-            items[i] = new ExpertInput(expert, ReadTensor(r), replica);
-        }
-        return items;
     }
 
     static void Write(BinaryWriter w, StepLayout layout)
@@ -104,10 +178,19 @@ public sealed class TensorMessageSerializer(ExtendedActorSystem system) : Serial
         foreach (var s in layout.Segments) { w.Write(s.Slot); w.Write(s.Start); w.Write(s.Length); }
     }
 
-    static StepLayout ReadLayout(BinaryReader r)
+    static StepLayout ReadLayout(ref FrameReader r)
     {
-        var segments = new SequenceSegment[r.ReadInt32()];
-        for (int i = 0; i < segments.Length; i++) segments[i] = new SequenceSegment(r.ReadInt32(), r.ReadInt32(), r.ReadInt32());
+        var segments = new SequenceSegment[r.Count("segments", minEntryBytes: 12)];
+        long tokens = 0;
+        for (int i = 0; i < segments.Length; i++)
+        {
+            segments[i] = new SequenceSegment(r.Int32("slot"), r.Int32("start"), r.Int32("length"));
+            var s = segments[i];
+            if (s.Slot < 0 || s.Start < 0 || s.Length < 1 || (long)s.Start + s.Length > int.MaxValue)
+                throw FrameReader.Reject(FrameRejection.Inconsistent, $"segment (slot {s.Slot}, start {s.Start}, length {s.Length})");
+            tokens += s.Length;
+        }
+        if (tokens > int.MaxValue) throw FrameReader.Reject(FrameRejection.Inconsistent, "the layout covers more than 2^31 tokens");
         return new StepLayout(segments);
     }
 }

@@ -1,0 +1,155 @@
+using System.Diagnostics;
+using Akka.Actor;
+using MoeCluster.Model.Generation;
+using MoeCluster.Runtime.Experts;
+using MoeCluster.Runtime.Gateway;
+using MoeCluster.Runtime.Protocol;
+using MoeCluster.Runtime.Tests.Support;
+using MoeCluster.TestSupport;
+using Xunit.Abstractions;
+
+namespace MoeCluster.Runtime.Tests;
+
+/// <summary>The gateway's failure paths, with TestKit probes standing in for the attention and expert shard regions:
+/// failures answered by a layer are retried at once, a step that never finishes cannot hang a request, a stopped or
+/// restarted gateway answers everything it holds, a drain's grace is enforced, and expert moves pause the steps.</summary>
+public sealed class GatewayFailureSpec(ITestOutputHelper output) : Akka.TestKit.Xunit2.TestKit(ProbeRegions.ClusterConfig, output: output)
+{
+    static readonly TimeSpan Long = TimeSpan.FromSeconds(60);
+
+    [Fact]
+    public async Task An_attention_failure_is_retried_at_once_and_the_request_completes_long_before_the_step_timeout()
+    {
+        using var regions = new ProbeRegions(this, new RuntimeOptions { ModelDirectory = "", StepTimeout = Long, ExpertTimeout = Long });
+        int failures = 0;
+        regions.OnAttention = m => failures++ < 2 ? new AttentionFailed(m.StepId, 0, "out of memory (probe)") : ProbeRegions.Identity(m);
+        var clock = Stopwatch.StartNew();
+        var f = await regions.Service.GenerateToEndAsync(new GenerationRequest("r", [1, 2, 3], 4));
+        Output!.WriteLine($"two attention failures, then success: finished in {clock.Elapsed.TotalMilliseconds:0} ms");
+        Assert.Equal(FinishReason.Length, f.Reason);
+        Assert.Equal(4, f.Generated.Count);
+        Assert.True(clock.Elapsed < Long / 4, $"took {clock.Elapsed}");
+    }
+
+    [Fact]
+    public async Task A_failure_that_repeats_on_every_attempt_ends_the_step_sequences_with_an_error_naming_it()
+    {
+        using var regions = new ProbeRegions(this, new RuntimeOptions { ModelDirectory = "", StepTimeout = Long, MaxStepAttempts = 3 });
+        int attempts = 0;
+        regions.OnAttention = m => { attempts++; return new AttentionFailed(m.StepId, AttentionEntity.Layer(m.EntityId), "CUDA out of memory (probe)"); };
+        var f = await regions.Service.GenerateToEndAsync(new GenerationRequest("r", [1, 2, 3], 4));
+        Assert.Equal(FinishReason.Error, f.Reason);
+        Assert.Contains("after 3 attempts", f.Error);
+        Assert.Contains("CUDA out of memory", f.Error);
+        Assert.Equal(3, attempts);
+        // The gateway keeps serving once the fault is gone.
+        regions.OnAttention = ProbeRegions.Identity;
+        Assert.Equal(FinishReason.Length, (await regions.Service.GenerateToEndAsync(new GenerationRequest("after", [1], 2))).Reason);
+    }
+
+    [Fact]
+    public async Task An_expert_failure_reaches_the_gateway_through_the_router_at_once()
+    {
+        using var regions = new ProbeRegions(this, new RuntimeOptions { ModelDirectory = "", StepTimeout = Long, ExpertTimeout = Long });
+        int failures = 0;
+        regions.OnExpert = m => Interlocked.Increment(ref failures) == 1
+            ? new ExpertFailed(m.ExpertId, m.CorrelationId, "expert threw (probe)")
+            : new ExpertComputed(m.ExpertId, m.CorrelationId, TensorPayload.Own(m.Input.Take()));
+        var clock = Stopwatch.StartNew();
+        var f = await regions.Service.GenerateToEndAsync(new GenerationRequest("r", [5, 6], 3));
+        Assert.Equal(FinishReason.Length, f.Reason);
+        Assert.True(clock.Elapsed < Long / 4, $"took {clock.Elapsed}");
+    }
+
+    [Fact]
+    public async Task A_step_whose_layers_never_answer_times_out_and_its_request_fails_instead_of_hanging()
+    {
+        using var regions = new ProbeRegions(this, new RuntimeOptions { ModelDirectory = "", StepTimeout = TimeSpan.FromMilliseconds(300), MaxStepAttempts = 2 });
+        regions.OnAttention = _ => null;
+        var f = await regions.Service.GenerateToEndAsync(new GenerationRequest("r", [1, 2], 3));
+        Assert.Equal(FinishReason.Error, f.Reason);
+        Assert.Contains("did not finish within", f.Error);
+    }
+
+    [Fact]
+    public async Task Stopping_the_gateway_answers_its_running_and_its_queued_requests()
+    {
+        using var regions = new ProbeRegions(this, new RuntimeOptions { ModelDirectory = "", Batching = new BatchingOptions { MaxBatchSize = 1, ContextLength = 32 } });
+        regions.OnAttention = _ => null;                                      // the running step never finishes
+        var running = regions.Service.GenerateToEndAsync(new GenerationRequest("running", [1, 2], 3));
+        var queued = regions.Service.GenerateToEndAsync(new GenerationRequest("queued", [3], 3));
+        await Poll.UntilAsync(async () => (await regions.Service.GetStatusAsync()) is { Running: 1, Waiting: 1 });
+        Sys.Stop(regions.Gateway);
+        foreach (var f in await Task.WhenAll(running, queued))
+        {
+            Assert.Equal(FinishReason.Error, f.Reason);
+            Assert.Contains("gateway stopped", f.Error);
+        }
+        // A stopped gateway refuses at once instead of leaving the caller waiting.
+        await Assert.ThrowsAsync<GatewayUnavailableException>(() => regions.Service.GenerateToEndAsync(new GenerationRequest("late", [1], 1)));
+    }
+
+    [Fact]
+    public async Task A_gateway_restarted_by_a_crash_answers_what_it_held_and_serves_again()
+    {
+        using var regions = new ProbeRegions(this, new RuntimeOptions { ModelDirectory = "" }, restartOnFailure: true);
+        regions.OnAttention = _ => null;
+        var running = regions.Service.GenerateToEndAsync(new GenerationRequest("running", [1, 2], 3));
+        await Poll.UntilAsync(async () => (await regions.Service.GetStatusAsync()).Running == 1);
+        regions.Gateway.Tell(Kill.Instance);                                   // its supervisor restarts it
+        var f = await running;
+        Assert.Equal(FinishReason.Error, f.Reason);
+        Assert.Contains("gateway stopped", f.Error);
+        regions.OnAttention = ProbeRegions.Identity;
+        Assert.Equal(FinishReason.Length, (await regions.Service.GenerateToEndAsync(new GenerationRequest("after", [1], 2))).Reason);
+    }
+
+    [Fact]
+    public async Task An_answer_for_a_layer_the_step_is_not_at_is_refused_and_the_step_retried()
+    {
+        using var regions = new ProbeRegions(this, new RuntimeOptions { ModelDirectory = "", StepTimeout = Long });
+        int answers = 0;
+        // The first answer claims to be from layer 7 (the model has 2): a crash of the gateway before this was refused.
+        regions.OnAttention = m => answers++ == 0 ? ProbeRegions.Identity(m) with { Layer = 7 } : ProbeRegions.Identity(m);
+        var f = await regions.Service.GenerateToEndAsync(new GenerationRequest("r", [1, 2], 2));
+        Assert.Equal(FinishReason.Length, f.Reason);
+    }
+
+    [Fact]
+    public async Task When_the_drain_grace_ends_a_step_that_never_finishes_is_abandoned_and_its_sequences_fail()
+    {
+        using var regions = new ProbeRegions(this, new RuntimeOptions { ModelDirectory = "", StepTimeout = Long });
+        regions.OnAttention = _ => null;
+        var running = regions.Service.GenerateToEndAsync(new GenerationRequest("running", [1, 2], 3));
+        await Poll.UntilAsync(async () => (await regions.Service.GetStatusAsync()).Running == 1);
+        var drained = await regions.Gateway.Ask<GatewayDrained>(new DrainGateway(TimeSpan.FromMilliseconds(200)), TimeSpan.FromSeconds(10));
+        Assert.Equal(new GatewayDrained(0, 1), drained);
+        Assert.Contains("drain grace", (await running).Error);
+    }
+
+    [Fact]
+    public async Task Expert_moves_wait_for_the_step_in_flight_and_no_step_starts_until_the_experts_answer_from_their_new_home()
+    {
+        using var regions = new ProbeRegions(this, new RuntimeOptions { ModelDirectory = "" });
+        var release = new TaskCompletionSource();
+        var held = new List<(IActorRef, AttentionStep)>();
+        // Hold the first step at layer 0 until the test releases it.
+        regions.OnAttention = m => release.Task.IsCompleted ? ProbeRegions.Identity(m) : null;
+        var request = regions.Service.GenerateToEndAsync(new GenerationRequest("r", [1, 2], 2));
+        var first = regions.Attention.FishForMessage<AttentionStep>(_ => true, Long);
+
+        var watcher = CreateTestProbe();
+        regions.Gateway.Tell(new PlacementWatcherActor.ExpertsMoving(new Dictionary<string, string> { ["L0.E1"] = "akka.tcp://moecluster@10.0.0.1:4053" }), watcher);
+        watcher.ExpectNoMsg(TimeSpan.FromMilliseconds(300));                  // a step is in flight: no acknowledgement yet
+
+        release.SetResult();
+        regions.Gateway.Tell(ProbeRegions.Identity(first));                     // the held layer answers; the step goes on and ends
+        watcher.ExpectMsg<PlacementWatcherActor.ExpertsMovingAcknowledged>(Long);
+        // The expert still answers from the node it left: the next step waits.
+        Assert.Contains("moving experts", (await regions.Service.GetStatusAsync()).Detail);
+        regions.ExpertNode = _ => "akka.tcp://moecluster@10.0.0.2:4053";    // now it answers from its new home
+        var f = await request;
+        Assert.Equal(FinishReason.Length, f.Reason);
+        Assert.Equal(2, f.Generated.Count);
+    }
+}
