@@ -14,7 +14,7 @@ namespace MoeCluster.Node.Tests;
 [Collection(ServingCollection.Name)]
 public sealed class OpenAiSurfaceSpec(ServingFixture f)
 {
-    ChatClient Chat() => new(f.Model.Name, new ApiKeyCredential("unused"), new OpenAIClientOptions { Endpoint = new Uri(f.Host.BaseAddress, "v1") });
+    ChatClient Chat() => f.Chat();
 
     static readonly ChatMessage[] Conversation = [new UserChatMessage("Hello there, world.")];
     const string Rendered = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nHello there, world.<|im_end|>\n<|im_start|>assistant\n";

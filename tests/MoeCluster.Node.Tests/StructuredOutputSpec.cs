@@ -13,7 +13,7 @@ namespace MoeCluster.Node.Tests;
 [Collection(ServingCollection.Name)]
 public sealed class StructuredOutputSpec(ServingFixture f)
 {
-    ChatClient Chat() => new(f.Model.Name, new ApiKeyCredential("unused"), new OpenAIClientOptions { Endpoint = new Uri(f.Host.BaseAddress, "v1") });
+    ChatClient Chat() => f.Chat();
 
     static readonly ChatMessage[] Ask = [new UserChatMessage("Describe a person as JSON.")];
 
