@@ -37,6 +37,8 @@ public sealed record ModelConfig
     public int? SlidingWindow { get; init; }
     public int? BosTokenId { get; init; }
     public IReadOnlyList<int> EosTokenIds { get; init; } = [];
+    /// <summary>rope_scaling (yarn), or null for plain rotary frequencies.</summary>
+    public RopeScaling? RopeScaling { get; init; }
     /// <summary>Dtype the checkpoint was saved in (<c>torch_dtype</c>), informational.</summary>
     public string? TorchDtype { get; init; }
 
@@ -51,8 +53,6 @@ public sealed record ModelConfig
     };
 
     public IEnumerable<int> MoeLayers => Enumerable.Range(0, NumLayers).Where(IsMoeLayer);
-
-    static readonly string[] SupportedRopeTypes = ["default"];
 
     public static ModelConfig Load(string modelDirectory)
     {
@@ -72,12 +72,8 @@ public sealed record ModelConfig
         if (!Architectures.ByHuggingFaceName.TryGetValue(archName, out var arch))
             throw new ModelConfigException($"{source}: architecture '{archName}' is not supported; supported: {string.Join(", ", Architectures.ByHuggingFaceName.Keys)}");
 
-        if (json["rope_scaling"] is JsonObject scaling)
-        {
-            var type = (scaling["rope_type"] ?? scaling["type"])?.GetValue<string>() ?? "?";
-            if (!SupportedRopeTypes.Contains(type))
-                throw new ModelConfigException($"{source}: rope_scaling type '{type}' is not supported; supported: none (null) or {string.Join(", ", SupportedRopeTypes)}");
-        }
+        var defaults = ConfigDefaults.For(arch);
+        var (ropeScaling, ropeTheta) = ReadRope(json, source, reader.Double("rope_theta", defaults.RopeTheta));
         if (reader.Bool("use_sliding_window", false) && arch != Architecture.Mixtral)
             throw new ModelConfigException($"{source}: use_sliding_window=true is not supported for {archName}; supported: false");
         if (arch == Architecture.Olmoe && reader.Bool("attention_bias", false))
@@ -85,44 +81,73 @@ public sealed record ModelConfig
         var act = reader.String("hidden_act", "silu");
         if (act != "silu") throw new ModelConfigException($"{source}: hidden_act '{act}' is not supported; supported: silu");
 
-        int hidden = reader.Int("hidden_size");
-        int heads = reader.Int("num_attention_heads");
-        int intermediate = reader.Int("intermediate_size");
-        int experts = arch == Architecture.Mixtral ? reader.Int("num_local_experts") : reader.Int("num_experts");
+        // A key config.json leaves out takes the value transformers' configuration class gives it.
+        int hidden = reader.OptionalInt("hidden_size") ?? defaults.HiddenSize;
+        int heads = reader.OptionalInt("num_attention_heads") ?? defaults.NumHeads;
+        int intermediate = reader.OptionalInt("intermediate_size") ?? defaults.IntermediateSize;
+        int experts = (arch == Architecture.Mixtral ? reader.OptionalInt("num_local_experts") : reader.OptionalInt("num_experts")) ?? defaults.NumExperts;
         int headDim = reader.OptionalInt("head_dim") ?? hidden / heads;
-        int kvHeads = reader.OptionalInt("num_key_value_heads") ?? heads;
+        int kvHeads = reader.OptionalInt("num_key_value_heads") ?? defaults.NumKvHeads ?? heads;
         if (heads % kvHeads != 0) throw new ModelConfigException($"{source}: num_attention_heads ({heads}) must be a multiple of num_key_value_heads ({kvHeads})");
-        int topK = reader.Int("num_experts_per_tok");
+        int topK = reader.OptionalInt("num_experts_per_tok") ?? defaults.TopK;
         if (topK < 1 || topK > experts) throw new ModelConfigException($"{source}: num_experts_per_tok ({topK}) must be between 1 and the number of experts ({experts})");
 
         return new ModelConfig
         {
             Architecture = arch,
-            VocabSize = reader.Int("vocab_size"),
+            VocabSize = reader.OptionalInt("vocab_size") ?? defaults.VocabSize,
             HiddenSize = hidden,
-            NumLayers = reader.Int("num_hidden_layers"),
+            NumLayers = reader.OptionalInt("num_hidden_layers") ?? defaults.NumLayers,
             NumHeads = heads,
             NumKvHeads = kvHeads,
             HeadDim = headDim,
             IntermediateSize = intermediate,
-            ExpertIntermediateSize = arch is Architecture.Qwen2Moe or Architecture.Qwen3Moe ? reader.Int("moe_intermediate_size") : intermediate,
+            ExpertIntermediateSize = arch is Architecture.Qwen2Moe or Architecture.Qwen3Moe ? reader.OptionalInt("moe_intermediate_size") ?? defaults.MoeIntermediateSize : intermediate,
             NumExperts = experts,
             TopK = topK,
-            NormTopKProb = arch == Architecture.Mixtral || reader.Bool("norm_topk_prob", arch == Architecture.Qwen3Moe),
-            SharedExpertIntermediateSize = arch == Architecture.Qwen2Moe ? reader.OptionalInt("shared_expert_intermediate_size") ?? 0 : 0,
+            // Mixtral always renormalises; the others only when config.json says so (transformers' default is false).
+            NormTopKProb = arch == Architecture.Mixtral || reader.Bool("norm_topk_prob", defaults.NormTopKProb),
+            SharedExpertIntermediateSize = arch == Architecture.Qwen2Moe ? reader.OptionalInt("shared_expert_intermediate_size") ?? defaults.SharedExpertIntermediateSize : 0,
             DecoderSparseStep = arch is Architecture.Qwen2Moe or Architecture.Qwen3Moe ? reader.OptionalInt("decoder_sparse_step") ?? 1 : 1,
             MlpOnlyLayers = reader.IntList("mlp_only_layers"),
-            RmsNormEps = reader.Double("rms_norm_eps", 1e-6),
-            RopeTheta = reader.Double("rope_theta", 10000.0),
-            MaxPositionEmbeddings = reader.OptionalInt("max_position_embeddings") ?? 4096,
+            RmsNormEps = reader.Double("rms_norm_eps", defaults.RmsNormEps),
+            RopeTheta = ropeTheta,
+            RopeScaling = ropeScaling,
+            MaxPositionEmbeddings = reader.OptionalInt("max_position_embeddings") ?? defaults.MaxPositionEmbeddings,
             TieWordEmbeddings = reader.Bool("tie_word_embeddings", false),
-            AttentionBias = arch == Architecture.Qwen2Moe || reader.Bool("attention_bias", false),
+            // Qwen2-MoE: q, k and v carry a bias unless qkv_bias says otherwise.
+            AttentionBias = arch == Architecture.Qwen2Moe ? reader.Bool("qkv_bias", true) : reader.Bool("attention_bias", false),
             ClipQkv = arch == Architecture.Olmoe ? reader.OptionalDouble("clip_qkv") : null,
             SlidingWindow = arch == Architecture.Mixtral ? reader.OptionalInt("sliding_window") : null,
-            BosTokenId = reader.OptionalInt("bos_token_id"),
-            EosTokenIds = reader.IntList("eos_token_id"),
+            BosTokenId = json.ContainsKey("bos_token_id") ? reader.OptionalInt("bos_token_id") : defaults.BosTokenId,
+            EosTokenIds = json.ContainsKey("eos_token_id") ? reader.IntList("eos_token_id") : defaults.EosTokenId is int eos ? [eos] : [],
             TorchDtype = json["torch_dtype"]?.GetValue<string>() ?? json["dtype"]?.GetValue<string>(),
         };
+    }
+
+    /// <summary>rope_scaling (transformers 4) or rope_parameters (transformers 5, which also carries rope_theta).</summary>
+    static (RopeScaling?, double) ReadRope(JsonObject json, string source, double theta)
+    {
+        string key = json["rope_scaling"] is JsonObject ? "rope_scaling" : "rope_parameters";
+        if (json[key] is not JsonObject scaling) return (null, theta);
+        var reader = new ConfigReader(scaling, $"{source} {key}");
+        theta = reader.Double("rope_theta", theta);
+        var type = (scaling["rope_type"] ?? scaling["type"])?.GetValue<string>() ?? "?";
+        if (!RopeScaling.SupportedTypes.Contains(type))
+            throw new ModelConfigException($"{source}: {key} type '{type}' is not supported; supported: none (null) or {string.Join(", ", RopeScaling.SupportedTypes)}");
+        if (type == "default") return (null, theta);
+        return (new RopeScaling
+        {
+            Type = type,
+            Factor = reader.OptionalDouble("factor"),
+            AttentionFactor = reader.OptionalDouble("attention_factor"),
+            BetaFast = reader.OptionalDouble("beta_fast"),
+            BetaSlow = reader.OptionalDouble("beta_slow"),
+            Mscale = reader.OptionalDouble("mscale"),
+            MscaleAllDim = reader.OptionalDouble("mscale_all_dim"),
+            OriginalMaxPositionEmbeddings = reader.OptionalInt("original_max_position_embeddings"),
+            Truncate = reader.Bool("truncate", true),
+        }, theta);
     }
 
     /// <summary>Writes this config in Hugging Face form (used by tests and the trainer to produce real checkpoints).</summary>
@@ -140,7 +165,7 @@ public sealed record ModelConfig
             ["num_attention_heads"] = NumHeads, ["num_key_value_heads"] = NumKvHeads, ["head_dim"] = HeadDim,
             ["intermediate_size"] = IntermediateSize, ["num_experts_per_tok"] = TopK,
             ["rms_norm_eps"] = RmsNormEps, ["rope_theta"] = RopeTheta, ["max_position_embeddings"] = MaxPositionEmbeddings,
-            ["tie_word_embeddings"] = TieWordEmbeddings, ["hidden_act"] = "silu", ["rope_scaling"] = null,
+            ["tie_word_embeddings"] = TieWordEmbeddings, ["hidden_act"] = "silu", ["rope_scaling"] = RopeScalingJson(),
             ["torch_dtype"] = TorchDtype ?? "float32",
         };
         if (Architecture == Architecture.Mixtral) { o["num_local_experts"] = NumExperts; o["sliding_window"] = SlidingWindow; }
@@ -156,12 +181,27 @@ public sealed record ModelConfig
             o["mlp_only_layers"] = new JsonArray(MlpOnlyLayers.Select(l => (JsonNode)l).ToArray());
             o["use_sliding_window"] = false;
         }
-        if (Architecture == Architecture.Qwen2Moe) o["shared_expert_intermediate_size"] = SharedExpertIntermediateSize;
+        if (Architecture == Architecture.Qwen2Moe) { o["shared_expert_intermediate_size"] = SharedExpertIntermediateSize; o["qkv_bias"] = AttentionBias; }
         if (Architecture == Architecture.Qwen3Moe) o["attention_bias"] = AttentionBias;
         if (Architecture == Architecture.Olmoe) { o["clip_qkv"] = ClipQkv; o["attention_bias"] = false; }
         if (BosTokenId is int bos) o["bos_token_id"] = bos;
         if (EosTokenIds.Count == 1) o["eos_token_id"] = EosTokenIds[0];
         else if (EosTokenIds.Count > 1) o["eos_token_id"] = new JsonArray(EosTokenIds.Select(e => (JsonNode)e).ToArray());
+        return o;
+    }
+
+    JsonObject? RopeScalingJson()
+    {
+        if (RopeScaling is not { } r) return null;
+        var o = new JsonObject { ["rope_type"] = r.Type };
+        if (r.Factor is double f) o["factor"] = f;
+        if (r.AttentionFactor is double a) o["attention_factor"] = a;
+        if (r.BetaFast is double bf) o["beta_fast"] = bf;
+        if (r.BetaSlow is double bs) o["beta_slow"] = bs;
+        if (r.Mscale is double m) o["mscale"] = m;
+        if (r.MscaleAllDim is double md) o["mscale_all_dim"] = md;
+        if (r.OriginalMaxPositionEmbeddings is int op) o["original_max_position_embeddings"] = op;
+        if (!r.Truncate) o["truncate"] = false;
         return o;
     }
 

@@ -43,7 +43,7 @@ public sealed class MoeTransformer : nn.Module<Tensor, Tensor>
         var head = new OutputHead(c, o, embedding);
         model = new MoeBackbone(c, o, embedding, head.norm);
         lm_head = head.lm_head;
-        Rotary = new RotaryEmbedding(c.HeadDim, maxPositions > 0 ? maxPositions : Math.Min(c.MaxPositionEmbeddings, 1 << 15), c.RopeTheta, o);
+        Rotary = new RotaryEmbedding(c.HeadDim, maxPositions > 0 ? maxPositions : Math.Min(c.MaxPositionEmbeddings, 1 << 15), c.RopeTheta, o, c.RopeScaling, c.MaxPositionEmbeddings);
         RegisterComponents();
         Head = head;   // after registering: its modules are registered above under their checkpoint names
     }

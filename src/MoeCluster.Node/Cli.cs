@@ -11,6 +11,7 @@ public static class Cli
         {
             Commands.ServeCommand.Create(),
             Commands.GenerateCommand.Create(),
+            Commands.TokenizeCommand.Create(),
             Commands.PlacementCommand.Create(),
             Commands.DemoCommand.Create(),
             Commands.JobsCommand.Create(),

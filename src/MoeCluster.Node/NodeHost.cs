@@ -12,6 +12,7 @@ using MoeCluster.Model.Tokenization;
 using MoeCluster.Runtime;
 using MoeCluster.Runtime.Gateway;
 using MoeCluster.Runtime.Hosting;
+using MoeCluster.Node.Chat;
 using MoeCluster.Node.Http;
 using MoeCluster.Node.Jobs;
 
@@ -32,7 +33,16 @@ public static class NodeHost
         log($"model {o.Runtime.ModelDirectory}: {model.Config.Architecture.HuggingFaceName()}, {model.Config.NumLayers} layers, {model.Config.NumExperts} experts (top-{model.Config.TopK}), {o.Runtime.DType} on {o.Runtime.Device}");
         builder.Services.AddSingleton(model);
         builder.Services.AddSingleton(model.Config);
-        builder.Services.AddSingleton(_ => ModelTokenizer.Load(o.Runtime.ModelDirectory)!);
+        // One tokenizer for the whole process, loaded (and its chat template compiled) before serving starts, so a
+        // tokenizer or template we cannot run stops the node here with the reason instead of failing requests later.
+        var tokenizer = ModelTokenizer.Load(o.Runtime.ModelDirectory);
+        if (tokenizer is not null) builder.Services.AddSingleton(tokenizer);
+        if (o.ServesApi)
+        {
+            var chat = ChatPromptRenderer.ForCheckpoint(tokenizer, o.ChatTemplate);
+            if (!chat.HasTemplate) log($"chat: {o.Runtime.ModelDirectory} has no chat template; /v1/chat/completions answers 400 until one is given with --chat-template");
+            builder.Services.AddSingleton(chat);
+        }
 
         var serving = new ServingOptions
         {

@@ -15,5 +15,7 @@ public sealed record ServeOptions
     public string? DataDirectory { get; init; }
     public string? JournalConnectionString { get; init; }
     public IReadOnlyList<string> ApiKeys { get; init; } = [];
+    /// <summary>--chat-template: a Jinja file (or the template text) used instead of the checkpoint's chat template.</summary>
+    public string? ChatTemplate { get; init; }
     public bool ServesApi => Engine == "local" || Runtime.Roles.Contains(NodeRoles.Gateway);
 }

@@ -6,10 +6,12 @@ namespace MoeCluster.Model.Checkpoints;
 /// <summary>
 /// The two JSON spellings our files must match byte for byte: the safetensors header as Rust's serde_json writes it
 /// (compact, non-ASCII kept as UTF-8) and the index as Python's <c>json.dumps(indent=2, sort_keys=True)</c> writes it
-/// (non-ASCII escaped as <c>\uXXXX</c>).
+/// (non-ASCII escaped as <c>\uXXXX</c>). Chat templates' <c>tojson</c> writes strings the same way as json.dumps.
 /// </summary>
-internal static class JsonText
+public static class JsonText
 {
+    /// <summary>A JSON string as Python's json.dumps writes it: <paramref name="asciiOnly"/> is ensure_ascii (everything
+    /// outside ' '..'~' as \uXXXX, surrogate pairs above the BMP); otherwise only control characters are escaped.</summary>
     public static void AppendString(StringBuilder sb, string value, bool asciiOnly)
     {
         sb.Append('"');

@@ -3,8 +3,9 @@ using System.Text.Json;
 namespace MoeCluster.Model.Tokenization;
 
 /// <summary>
-/// The token facts a checkpoint spreads over tokenizer_config.json, generation_config.json and config.json.
-/// Every file is optional; a present file that is not valid JSON is an error naming it.
+/// The token facts a checkpoint spreads over tokenizer_config.json, special_tokens_map.json, chat_template.jinja,
+/// additional_chat_templates/, generation_config.json and config.json. Every file is optional; a present file that
+/// is not valid JSON is an error naming it.
 /// </summary>
 internal sealed class CheckpointTokenSettings
 {
@@ -14,7 +15,12 @@ internal sealed class CheckpointTokenSettings
     public string? EosToken { get; private set; }
     public string? PadToken { get; private set; }
     public string? UnkToken { get; private set; }
-    public string? ChatTemplate { get; private set; }
+    /// <summary>Named chat templates as transformers holds them: a single template is "default".</summary>
+    public Dictionary<string, string> ChatTemplates { get; private set; } = new(StringComparer.Ordinal);
+    /// <summary>transformers' special_tokens_map: bos_token, eos_token, unk_token, sep_token, pad_token, cls_token,
+    /// mask_token where set, as the text the chat template sees.</summary>
+    public Dictionary<string, string> SpecialTokenTexts { get; } = new(StringComparer.Ordinal);
+    public List<string> AdditionalSpecialTokens { get; private set; } = [];
     public List<AddedToken> AddedTokens { get; private set; } = [];
 
     public int? GenerationBosId { get; private set; }
@@ -29,6 +35,8 @@ internal sealed class CheckpointTokenSettings
     {
         var settings = new CheckpointTokenSettings();
         settings.ReadTokenizerConfig(Path.Combine(directory, "tokenizer_config.json"));
+        settings.ReadSpecialTokensMap(Path.Combine(directory, "special_tokens_map.json"));
+        settings.ReadTemplateFiles(directory);
         settings.ReadIdsFrom(Path.Combine(directory, "generation_config.json"), generation: true);
         settings.ReadIdsFrom(Path.Combine(directory, "config.json"), generation: false);
         return settings;
@@ -48,8 +56,62 @@ internal sealed class CheckpointTokenSettings
         EosToken = root.GetTokenContent("eos_token", path);
         PadToken = root.GetTokenContent("pad_token", path);
         UnkToken = root.GetTokenContent("unk_token", path);
-        ChatTemplate = ReadChatTemplate(root, path);
+        ChatTemplates = ReadChatTemplates(root, path);
         AddedTokens = ReadAddedTokensDecoder(root, path);
+        ReadSpecialTokenTexts(root, path);
+    }
+
+    private static readonly string[] SpecialTokenKeys = ["bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token"];
+
+    private void ReadSpecialTokenTexts(JsonElement root, string path)
+    {
+        foreach (string key in SpecialTokenKeys)
+        {
+            if (!SpecialTokenTexts.ContainsKey(key) && root.GetTokenContent(key, path) is { } text)
+            {
+                SpecialTokenTexts[key] = text;
+            }
+        }
+        if (AdditionalSpecialTokens.Count == 0 && root.Get("additional_special_tokens") is { ValueKind: JsonValueKind.Array } list)
+        {
+            AdditionalSpecialTokens = [.. list.EnumerateArray().Select((t, i) => t.ValueKind == JsonValueKind.String ? t.GetString()!
+                : t.GetString("content", path) ?? throw JsonFile.Invalid(path, $"additional_special_tokens[{i}]", "a string or an object with \"content\""))];
+        }
+    }
+
+    /// <summary>special_tokens_map.json fills what tokenizer_config.json leaves unset, as transformers' from_pretrained does.</summary>
+    private void ReadSpecialTokensMap(string path)
+    {
+        if (!File.Exists(path))
+        {
+            return;
+        }
+        using var doc = JsonFile.Parse(path);
+        var root = doc.RootElement;
+        ReadSpecialTokenTexts(root, path);
+        BosToken ??= root.GetTokenContent("bos_token", path);
+        EosToken ??= root.GetTokenContent("eos_token", path);
+        PadToken ??= root.GetTokenContent("pad_token", path);
+        UnkToken ??= root.GetTokenContent("unk_token", path);
+    }
+
+    /// <summary>chat_template.jinja replaces tokenizer_config.json's template (transformers: "clobbers any template in
+    /// the config"); additional_chat_templates/NAME.jinja add named ones.</summary>
+    private void ReadTemplateFiles(string directory)
+    {
+        string file = Path.Combine(directory, "chat_template.jinja");
+        if (File.Exists(file))
+        {
+            ChatTemplates = new(StringComparer.Ordinal) { ["default"] = File.ReadAllText(file) };
+        }
+        string extra = Path.Combine(directory, "additional_chat_templates");
+        if (Directory.Exists(extra))
+        {
+            foreach (string template in Directory.GetFiles(extra, "*.jinja").Order(StringComparer.Ordinal))
+            {
+                ChatTemplates[Path.GetFileNameWithoutExtension(template)] = File.ReadAllText(template);
+            }
+        }
     }
 
     private void ReadIdsFrom(string path, bool generation)
@@ -73,23 +135,30 @@ internal sealed class CheckpointTokenSettings
         }
     }
 
-    /// <summary>A single template string, or a list of {name, template} where "default" is the one used for chat.</summary>
-    private static string? ReadChatTemplate(JsonElement root, string path)
+    /// <summary>A single template string (named "default"), or a list of {name, template}.</summary>
+    private static Dictionary<string, string> ReadChatTemplates(JsonElement root, string path)
     {
+        var templates = new Dictionary<string, string>(StringComparer.Ordinal);
         switch (root.Get("chat_template"))
         {
             case null:
-                return null;
+                break;
             case { ValueKind: JsonValueKind.String } template:
-                return template.GetString();
+                templates["default"] = template.GetString()!;
+                break;
             case { ValueKind: JsonValueKind.Array } list:
-                var named = list.EnumerateArray()
-                    .Select(t => (Name: t.GetString("name", path), Template: t.GetString("template", path)))
-                    .ToList();
-                return named.FirstOrDefault(t => t.Name == "default").Template ?? named.FirstOrDefault().Template;
+                int i = 0;
+                foreach (var item in list.EnumerateArray())
+                {
+                    string name = item.GetString("name", path) ?? throw JsonFile.Invalid(path, $"chat_template[{i}].name", "present");
+                    templates[name] = item.GetString("template", path) ?? throw JsonFile.Invalid(path, $"chat_template[{i}].template", "present");
+                    i++;
+                }
+                break;
             default:
                 throw JsonFile.Invalid(path, "chat_template", "a string or a list of {name, template}");
         }
+        return templates;
     }
 
     private static List<AddedToken> ReadAddedTokensDecoder(JsonElement root, string path)
@@ -105,9 +174,7 @@ internal sealed class CheckpointTokenSettings
             {
                 throw JsonFile.Invalid(path, $"added_tokens_decoder[\"{entry.Name}\"]", "keyed by an integer id");
             }
-            string content = entry.Value.GetString("content", path)
-                ?? throw JsonFile.Invalid(path, $"added_tokens_decoder[\"{entry.Name}\"].content", "present");
-            tokens.Add(new AddedToken(content, id, entry.Value.GetBool("special", path) ?? false));
+            tokens.Add(JsonFile.ReadAddedToken(entry.Value, path, $"added_tokens_decoder[\"{entry.Name}\"]", id));
         }
         return tokens;
     }

@@ -81,6 +81,16 @@ internal static class JsonFile
         var v => throw Invalid(path, name, $"a string or an object with \"content\", found {v.Value.ValueKind}"),
     };
 
+    /// <summary>An added token as tokenizer.json's added_tokens and tokenizer_config.json's added_tokens_decoder write it;
+    /// <c>normalized</c> defaults to the opposite of <c>special</c>, as in HF's AddedToken.</summary>
+    public static AddedToken ReadAddedToken(JsonElement item, string path, string field, int id)
+    {
+        string content = item.GetString("content", path) ?? throw Invalid(path, $"{field}.content", "present");
+        bool special = item.GetBool("special", path) ?? false;
+        return new AddedToken(content, id, special, item.GetBool("normalized", path) ?? !special,
+            item.GetBool("lstrip", path) ?? false, item.GetBool("rstrip", path) ?? false, item.GetBool("single_word", path) ?? false);
+    }
+
     public static InvalidDataException Invalid(string path, string field, string expected) =>
         new($"{path}: field \"{field}\" must be {expected}.");
 }

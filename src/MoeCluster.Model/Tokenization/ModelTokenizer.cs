@@ -4,10 +4,12 @@ using System.Text;
 namespace MoeCluster.Model.Tokenization;
 
 /// <summary>
-/// A checkpoint's tokenizer, read from its directory the way HF transformers reads it: <c>tokenizer.json</c> for
-/// byte-level BPE (GPT-2, Qwen, OLMoE, Llama 3), <c>tokenizer.model</c> for SentencePiece BPE with byte fallback
-/// (Llama, Mixtral), and BOS/EOS/PAD and the chat template from tokenizer_config.json, generation_config.json and
-/// config.json. Thread-safe for Encode and Decode.
+/// A checkpoint's tokenizer, read from its directory the way HF transformers reads it (AutoTokenizer, fast
+/// tokenizer first): <c>tokenizer.json</c> when present — byte-level BPE (GPT-2, Qwen, OLMoE, Llama 3, DeepSeek-V3,
+/// gpt-oss) or SentencePiece-style BPE with byte fallback (Llama 2, Mistral, Mixtral, Gemma) — else
+/// <c>tokenizer.model</c>, run as the SentencePiece library runs it. BOS/EOS/PAD, the special-token texts and the
+/// chat templates come from tokenizer_config.json, special_tokens_map.json, chat_template.jinja,
+/// generation_config.json and config.json. Thread-safe for Encode and Decode.
 /// </summary>
 public sealed class ModelTokenizer
 {
@@ -15,7 +17,7 @@ public sealed class ModelTokenizer
     public const string SentencePieceBpeKind = "sentencepiece-bpe";
 
     private const string Supported =
-        "Supported: byte-level BPE in tokenizer.json (GPT-2, Qwen, OLMoE, Llama 3) and SentencePiece BPE in tokenizer.model (Llama, Mixtral).";
+        "Supported: BPE in tokenizer.json (byte-level, or SentencePiece-style with byte fallback) and SentencePiece BPE in tokenizer.model.";
 
     private readonly ITextEncoder _encoder;
     private readonly TokenTable _table;
@@ -23,26 +25,31 @@ public sealed class ModelTokenizer
     private readonly int[] _prefixIds;
     private readonly int[] _suffixIds;
 
-    private ModelTokenizer(string kind, ITextEncoder encoder, TokenTable table, IReadOnlyDictionary<string, int> tokenIds,
-        int[] prefixIds, int[] suffixIds, int? bos, IReadOnlyList<int> eos, int? pad, string? chatTemplate,
-        IReadOnlyDictionary<string, int> specialTokens)
+    private ModelTokenizer(string kind, string file, ITextEncoder encoder, TokenTable table, IReadOnlyDictionary<string, int> tokenIds,
+        int[] prefixIds, int[] suffixIds, ResolvedIds ids, CheckpointTokenSettings settings, IReadOnlyDictionary<string, int> specialTokens)
     {
         Kind = kind;
+        TokenizerFile = file;
         _encoder = encoder;
         _table = table;
         _tokenIds = tokenIds;
         _prefixIds = prefixIds;
         _suffixIds = suffixIds;
-        BosTokenId = bos;
-        EosTokenIds = eos;
-        PadTokenId = pad;
-        ChatTemplate = chatTemplate;
+        BosTokenId = ids.Bos;
+        EosTokenIds = ids.Eos;
+        PadTokenId = ids.Pad;
+        ChatTemplates = settings.ChatTemplates;
+        SpecialTokenTexts = settings.SpecialTokenTexts;
+        AdditionalSpecialTokens = settings.AdditionalSpecialTokens;
         SpecialTokens = specialTokens;
         VocabSize = table.Size;
     }
 
     /// <summary><see cref="ByteLevelBpeKind"/> or <see cref="SentencePieceBpeKind"/>.</summary>
     public string Kind { get; }
+
+    /// <summary>The file the ids come from: tokenizer.json or tokenizer.model.</summary>
+    public string TokenizerFile { get; }
 
     public int? BosTokenId { get; }
 
@@ -54,8 +61,17 @@ public sealed class ModelTokenizer
     /// <summary>Highest token id plus one, added tokens included.</summary>
     public int VocabSize { get; }
 
-    /// <summary>The raw Jinja chat template from tokenizer_config.json, when the checkpoint has one.</summary>
-    public string? ChatTemplate { get; }
+    /// <summary>The checkpoint's chat templates by name (a single template is "default"), raw Jinja source.</summary>
+    public IReadOnlyDictionary<string, string> ChatTemplates { get; }
+
+    /// <summary>The "default" chat template, when the checkpoint has one.</summary>
+    public string? ChatTemplate => ChatTemplates.TryGetValue("default", out var t) ? t : null;
+
+    /// <summary>transformers' special_tokens_map (bos_token, eos_token, ... where set) as the chat template sees it:
+    /// the text tokenizer_config.json names, not an id picked from generation_config.json.</summary>
+    public IReadOnlyDictionary<string, string> SpecialTokenTexts { get; }
+
+    public IReadOnlyList<string> AdditionalSpecialTokens { get; }
 
     /// <summary>Special tokens (skipped by Decode with skipSpecialTokens) by their text.</summary>
     public IReadOnlyDictionary<string, int> SpecialTokens { get; }
@@ -63,7 +79,7 @@ public sealed class ModelTokenizer
     /// <summary>
     /// Loads the tokenizer in <paramref name="modelDirectory"/>; null when it holds neither tokenizer.json nor
     /// tokenizer.model. Throws <see cref="InvalidDataException"/> for a damaged file and
-    /// <see cref="NotSupportedException"/> for a tokenizer type we do not run, naming the file either way.
+    /// <see cref="NotSupportedException"/> for a tokenizer type or step we do not run, naming the file either way.
     /// </summary>
     public static ModelTokenizer? Load(string modelDirectory)
     {
@@ -73,27 +89,24 @@ public sealed class ModelTokenizer
         }
         string jsonPath = Path.Combine(modelDirectory, "tokenizer.json");
         string sentencePiecePath = Path.Combine(modelDirectory, "tokenizer.model");
-        bool hasJson = File.Exists(jsonPath);
-        bool hasSentencePiece = File.Exists(sentencePiecePath);
-        if (!hasJson && !hasSentencePiece)
+        if (File.Exists(jsonPath))
         {
-            return null;
+            TokenizerJsonFile json;
+            try
+            {
+                json = TokenizerJsonFile.Read(jsonPath);
+            }
+            catch (NotSupportedException ex) when (!ex.Message.Contains("Supported:", StringComparison.Ordinal))
+            {
+                throw new NotSupportedException($"{ex.Message} {Supported}", ex);
+            }
+            return FromTokenizerJson(json, CheckpointTokenSettings.Read(modelDirectory));
         }
-
-        var json = hasJson ? TokenizerJsonFile.Read(jsonPath) : null;
-        var settings = CheckpointTokenSettings.Read(modelDirectory);
-        if (json is { IsByteLevel: true })
+        if (File.Exists(sentencePiecePath))
         {
-            return FromByteLevel(json, settings);
+            return FromSentencePiece(sentencePiecePath, CheckpointTokenSettings.Read(modelDirectory));
         }
-        if (hasSentencePiece)
-        {
-            return FromSentencePiece(sentencePiecePath, json, settings);
-        }
-        string detail = json!.ModelType == "BPE"
-            ? "BPE without a ByteLevel pre-tokenizer or decoder (SentencePiece-style BPE needs its tokenizer.model beside it)"
-            : $"\"{json.ModelType}\"";
-        throw new NotSupportedException($"{jsonPath}: tokenizer model type {detail} is not supported. {Supported}");
+        return null;
     }
 
     /// <summary>
@@ -132,7 +145,7 @@ public sealed class ModelTokenizer
     /// <summary>The id of a vocabulary entry or added token given in its file form (e.g. "&lt;|im_end|&gt;"), or null.</summary>
     public int? TokenToId(string token) => _tokenIds.TryGetValue(token, out int id) ? id : null;
 
-    private static ModelTokenizer FromByteLevel(TokenizerJsonFile json, CheckpointTokenSettings settings)
+    private static ModelTokenizer FromTokenizerJson(TokenizerJsonFile json, CheckpointTokenSettings settings)
     {
         var added = MergeAddedTokens(json.AddedTokens, settings.AddedTokens);
         var tokenIds = new Dictionary<string, int>(json.Vocab, StringComparer.Ordinal);
@@ -141,36 +154,45 @@ public sealed class ModelTokenizer
             tokenIds[token.Content] = token.Id;
         }
         int size = Math.Max(json.Vocab.Count == 0 ? 0 : json.Vocab.Values.Max(), added.Count == 0 ? 0 : added.Max(t => t.Id)) + 1;
-        var table = new TokenTable(size, stripLeadingSpace: false);
+        var table = new TokenTable(size, json.Decoder.StripLeadingSpace, ByteFallbackPolicy.WholeRun);
         foreach (var (token, id) in json.Vocab)
         {
-            if (id < 0)
+            if (json.Decoder.ByteFallback && ByteFallbackValue(token) is byte value)
             {
-                throw new InvalidDataException($"{json.Path}: model.vocab[\"{token}\"] has negative id {id}.");
+                table.SetFallbackByte(id, value);
             }
-            table.Set(id, ByteLevelAlphabet.Decode(token), special: false);
+            else
+            {
+                table.Set(id, json.TokenBytes(token), special: false);
+            }
         }
         foreach (var token in added)
         {
-            // Added tokens are stored as written, not in the byte alphabet.
-            table.Set(token.Id, Encoding.UTF8.GetBytes(token.Content), token.Special);
+            // HF runs added tokens through the decoder too (a ByteLevel decoder keeps "<|im_start|>" as written).
+            table.Set(token.Id, json.TokenBytes(token.Content), token.Special);
         }
 
         var ids = ResolveIds(json.Path, settings, tokenIds, fallbackBos: json.TemplatePrefixIds.FirstOrDefault(-1), fallbackEos: -1, fallbackPad: -1);
         int[] prefix = settings.AddBosToken is bool addBos ? (addBos ? [Require(ids.Bos, "add_bos_token", "a BOS token")] : []) : [.. json.TemplatePrefixIds];
         int[] suffix = settings.AddEosToken is bool addEos ? (addEos ? [Require(ids.TokenizerEos, "add_eos_token", "an EOS token")] : []) : [.. json.TemplateSuffixIds];
-        var encoder = new ByteLevelBpeEncoder(json, added);
-        return Build(ByteLevelBpeKind, encoder, table, tokenIds, prefix, suffix, ids, added, settings);
+        var encoder = new TokenizerJsonEncoder(json, added);
+        string kind = json.Decoder.ByteLevel ? ByteLevelBpeKind : SentencePieceBpeKind;
+        return Build(kind, json.Path, encoder, table, tokenIds, prefix, suffix, ids, added, settings);
     }
 
-    private static ModelTokenizer FromSentencePiece(string path, TokenizerJsonFile? json, CheckpointTokenSettings settings)
+    /// <summary>The byte of a "&lt;0xNN&gt;" byte-fallback token.</summary>
+    private static byte? ByteFallbackValue(string token) =>
+        token.Length == 6 && token.StartsWith("<0x", StringComparison.Ordinal) && token[5] == '>'
+        && byte.TryParse(token.AsSpan(3, 2), NumberStyles.HexNumber, CultureInfo.InvariantCulture, out byte value) ? value : null;
+
+    private static ModelTokenizer FromSentencePiece(string path, CheckpointTokenSettings settings)
     {
         var model = SentencePieceModelFile.Read(path);
         if (model.ModelType != SentencePieceModelFile.BpeModelType)
         {
             throw new NotSupportedException($"{path}: SentencePiece model type {model.ModelTypeName} is not supported. {Supported}");
         }
-        var added = MergeAddedTokens(json?.AddedTokens ?? [], settings.AddedTokens);
+        var added = MergeAddedTokens([], settings.AddedTokens);
         var tokenIds = new Dictionary<string, int>(StringComparer.Ordinal);
         for (int id = 0; id < model.Pieces.Count; id++)
         {
@@ -181,49 +203,42 @@ public sealed class ModelTokenizer
             tokenIds[token.Content] = token.Id;
         }
         int size = Math.Max(model.Pieces.Count, added.Count == 0 ? 0 : added.Max(t => t.Id) + 1);
-        var table = new TokenTable(size, stripLeadingSpace: model.AddDummyPrefix);
-        // Control and unknown pieces (<s>, </s>, <unk>) are matched whole in text, like HF's added tokens.
-        var matchedWhole = new Dictionary<int, string>();
+        var table = new TokenTable(size, stripLeadingSpace: model.AddDummyPrefix, ByteFallbackPolicy.PerByte);
+        // Control and unknown pieces (<s>, </s>, <unk>) are matched whole in text, as transformers' slow tokenizer
+        // matches its special tokens before SentencePiece sees the text.
+        var matchedWhole = new List<AddedToken>();
         for (int id = 0; id < model.Pieces.Count; id++)
         {
             var piece = model.Pieces[id];
             bool control = piece.Type is SentencePieceType.Control or SentencePieceType.Unknown;
-            table.Set(id, PieceBytes(piece, model.EscapeWhitespaces, path, id), special: control);
+            if (piece.Type == SentencePieceType.Byte)
+            {
+                table.SetFallbackByte(id, ByteFallbackValue(piece.Piece) ?? throw new InvalidDataException($"{path}: byte piece {id} is \"{piece.Piece}\", expected <0xNN>."));
+                continue;
+            }
+            table.Set(id, PieceBytes(piece, model.EscapeWhitespaces), special: control);
             if (control && piece.Piece.Length > 0)
             {
-                matchedWhole[id] = piece.Piece;
+                matchedWhole.Add(new AddedToken(piece.Piece, id, Special: true));
             }
         }
         foreach (var token in added)
         {
             table.Set(token.Id, Encoding.UTF8.GetBytes(token.Content), token.Special);
-            matchedWhole[token.Id] = token.Content;
+            matchedWhole.Add(token with { Normalized = false });
         }
-        var specialForEncoder = matchedWhole.GroupBy(kv => kv.Value, StringComparer.Ordinal)
-            .ToDictionary(g => g.Key, g => g.First().Key, StringComparer.Ordinal);
 
         int ValidPiece(int id) => id >= 0 && id < model.Pieces.Count ? id : -1;
         var ids = ResolveIds(path, settings, tokenIds, ValidPiece(model.BosId), ValidPiece(model.EosId), ValidPiece(model.PadId));
         // Llama and Mixtral checkpoints start every sequence with <s> unless tokenizer_config.json says otherwise.
         int[] prefix = (settings.AddBosToken ?? true) ? [Require(ids.Bos, "add_bos_token", "a BOS token")] : [];
         int[] suffix = (settings.AddEosToken ?? false) ? [Require(ids.TokenizerEos, "add_eos_token", "an EOS token")] : [];
-        var encoder = new SentencePieceBpeEncoder(path, specialForEncoder);
-        return Build(SentencePieceBpeKind, encoder, table, tokenIds, prefix, suffix, ids, added, settings);
+        var encoder = new AddedTokenEncoder(new AddedTokenSplitter(matchedWhole), new SentencePieceBpeEncoder(model, path));
+        return Build(SentencePieceBpeKind, path, encoder, table, tokenIds, prefix, suffix, ids, added, settings);
     }
 
-    private static byte[] PieceBytes(SentencePiece piece, bool escapedWhitespace, string path, int id)
+    private static byte[] PieceBytes(SentencePiece piece, bool escapedWhitespace)
     {
-        if (piece.Type == SentencePieceType.Byte)
-        {
-            // Byte pieces are spelled <0xNN>.
-            string text = piece.Piece;
-            if (text.Length == 6 && text.StartsWith("<0x", StringComparison.Ordinal) && text[5] == '>'
-                && byte.TryParse(text.AsSpan(3, 2), NumberStyles.HexNumber, CultureInfo.InvariantCulture, out byte value))
-            {
-                return [value];
-            }
-            throw new InvalidDataException($"{path}: byte piece {id} is \"{text}\", expected <0xNN>.");
-        }
         string surface = escapedWhitespace && piece.Type is not (SentencePieceType.Control or SentencePieceType.Unknown)
             ? piece.Piece.Replace('▁', ' ')
             : piece.Piece;
@@ -277,7 +292,7 @@ public sealed class ModelTokenizer
     private static int Require(int? id, string flag, string what) =>
         id ?? throw new InvalidDataException($"tokenizer_config.json sets {flag} but the checkpoint defines no {what}.");
 
-    private static ModelTokenizer Build(string kind, ITextEncoder encoder, TokenTable table, Dictionary<string, int> tokenIds,
+    private static ModelTokenizer Build(string kind, string file, ITextEncoder encoder, TokenTable table, Dictionary<string, int> tokenIds,
         int[] prefix, int[] suffix, ResolvedIds ids, List<AddedToken> added, CheckpointTokenSettings settings)
     {
         var special = new Dictionary<string, int>(StringComparer.Ordinal);
@@ -300,7 +315,6 @@ public sealed class ModelTokenizer
                 special.TryAdd(token, id);
             }
         }
-        return new ModelTokenizer(kind, encoder, table, tokenIds, prefix, suffix, ids.Bos, ids.Eos, ids.Pad,
-            settings.ChatTemplate, special);
+        return new ModelTokenizer(kind, file, encoder, table, tokenIds, prefix, suffix, ids, settings, special);
     }
 }

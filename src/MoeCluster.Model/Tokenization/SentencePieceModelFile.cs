@@ -17,9 +17,8 @@ public enum SentencePieceType
 public readonly record struct SentencePiece(string Piece, float Score, SentencePieceType Type);
 
 /// <summary>
-/// The parts of a SentencePiece <c>tokenizer.model</c> (protobuf <c>ModelProto</c>) that decide how ids turn back into
-/// text and whether we can run the model. Encoding itself is Microsoft.ML.Tokenizers' LlamaTokenizer, which reads the
-/// same bytes; this reader gives us piece types for decoding and a clear error for model types we do not run.
+/// The parts of a SentencePiece <c>tokenizer.model</c> (protobuf <c>ModelProto</c>) that decide how text turns into
+/// ids and back (<see cref="SentencePieceBpeEncoder"/> runs them) and whether we can run the model at all.
 /// Field numbers and proto2 defaults follow google/sentencepiece src/sentencepiece_model.proto.
 /// </summary>
 public sealed class SentencePieceModelFile
@@ -40,6 +39,11 @@ public sealed class SentencePieceModelFile
     public bool AddDummyPrefix { get; init; } = true;
     public bool RemoveExtraWhitespaces { get; init; } = true;
     public bool EscapeWhitespaces { get; init; } = true;
+    /// <summary>normalizer_spec.name: "identity" for Llama, Mistral and Gemma; "nmt_nfkc" is the trainer's default.</summary>
+    public string NormalizerName { get; init; } = "";
+    /// <summary>Bytes of normalizer_spec.precompiled_charsmap: the compiled rule set of a non-identity normaliser.</summary>
+    public int PrecompiledCharsmapLength { get; init; }
+    public bool TreatWhitespaceAsSuffix { get; init; }
 
     public string ModelTypeName => ModelTypeNames.TryGetValue(ModelType, out var name) ? name : $"unknown ({ModelType})";
 
@@ -60,7 +64,9 @@ public sealed class SentencePieceModelFile
     {
         var pieces = new List<SentencePiece>();
         int modelType = 1, unkId = 0, bosId = 1, eosId = 2, padId = -1;
-        bool byteFallback = false, addDummyPrefix = true, removeExtraWhitespaces = true, escapeWhitespaces = true;
+        bool byteFallback = false, addDummyPrefix = true, removeExtraWhitespaces = true, escapeWhitespaces = true, suffix = false;
+        string normalizerName = "";
+        int charsmap = 0;
         bool sawTrainerSpec = false;
 
         var reader = new ProtoReader(data);
@@ -79,6 +85,7 @@ public sealed class SentencePieceModelFile
                         switch (f)
                         {
                             case 3 when w == ProtoReader.Varint: modelType = (int)trainer.UInt64(); break;
+                            case 24 when w == ProtoReader.Varint: suffix = trainer.UInt64() != 0; break;
                             case 35 when w == ProtoReader.Varint: byteFallback = trainer.UInt64() != 0; break;
                             case 40 when w == ProtoReader.Varint: unkId = (int)trainer.UInt64(); break;
                             case 41 when w == ProtoReader.Varint: bosId = (int)trainer.UInt64(); break;
@@ -94,6 +101,8 @@ public sealed class SentencePieceModelFile
                     {
                         switch (f)
                         {
+                            case 1 when w == ProtoReader.LengthDelimited: normalizerName = Utf8Strict.GetString(normalizer.Bytes()); break;
+                            case 2 when w == ProtoReader.LengthDelimited: charsmap = normalizer.Bytes().Length; break;
                             case 3 when w == ProtoReader.Varint: addDummyPrefix = normalizer.UInt64() != 0; break;
                             case 4 when w == ProtoReader.Varint: removeExtraWhitespaces = normalizer.UInt64() != 0; break;
                             case 5 when w == ProtoReader.Varint: escapeWhitespaces = normalizer.UInt64() != 0; break;
@@ -127,6 +136,9 @@ public sealed class SentencePieceModelFile
             AddDummyPrefix = addDummyPrefix,
             RemoveExtraWhitespaces = removeExtraWhitespaces,
             EscapeWhitespaces = escapeWhitespaces,
+            NormalizerName = normalizerName,
+            PrecompiledCharsmapLength = charsmap,
+            TreatWhitespaceAsSuffix = suffix,
         };
     }
 

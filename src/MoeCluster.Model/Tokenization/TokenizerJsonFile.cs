@@ -4,35 +4,40 @@ using System.Text.RegularExpressions;
 
 namespace MoeCluster.Model.Tokenization;
 
-/// <summary>One pre-tokenizer split: HF's Split with behavior "Isolated" (matches and gaps both kept) or "Removed".</summary>
-internal sealed record SplitStep(Regex Pattern, bool RemoveMatches);
+/// <summary>How ids turn back into text, read from tokenizer.json's <c>decoder</c>.</summary>
+/// <param name="ByteLevel">Tokens are spelled in the GPT-2 byte alphabet (ByteLevel decoder).</param>
+/// <param name="SpaceReplacement">The character that stands for a space ('▁' in SentencePiece-style vocabularies).</param>
+/// <param name="ByteFallback">&lt;0xNN&gt; tokens are raw bytes (ByteFallback decoder).</param>
+/// <param name="StripLeadingSpace">One leading space comes off the text (Strip or Metaspace decoder).</param>
+internal sealed record DecoderSpec(bool ByteLevel, char? SpaceReplacement, bool ByteFallback, bool StripLeadingSpace);
 
 /// <summary>
-/// What MoeCluster needs from a HF <c>tokenizer.json</c>. Microsoft.ML.Tokenizers has no loader for this file
-/// (dotnet/machinelearning #7197, #7451), so vocab, merges, added tokens, pre-tokenizer, normalizer and
-/// post-processor are read here.
+/// A HF <c>tokenizer.json</c>: the BPE model, added tokens, normaliser, pre-tokeniser, post-processor and decoder,
+/// each step read into the classes that run it. A step this reader does not know is refused with an error naming it
+/// and the supported ones, never skipped: skipping would silently give the model different ids.
 /// </summary>
 internal sealed class TokenizerJsonFile
 {
     /// <summary>GPT-2's split, used by HF's ByteLevel pre-tokenizer when use_regex is true.</summary>
     public const string Gpt2SplitPattern = @"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
 
-    private const string SupportedPreTokenizers = "Sequence, ByteLevel, Split (Isolated/Removed), Digits";
+    public const string SupportedNormalizers = "Sequence, NFC, NFD, NFKC, NFKD, Lowercase, Strip, Replace, Prepend";
+    public const string SupportedPreTokenizers = "Sequence, ByteLevel, Split, Metaspace, Digits, WhitespaceSplit, Punctuation, CharDelimiterSplit";
+    public const string SupportedDecoders = "ByteLevel, Metaspace, Sequence of Replace(\"▁\" -> \" \"), ByteFallback, Fuse and Strip(\" \", 1, 0)";
+
+    private JsonElement _model;
 
     public required string Path { get; init; }
     public required string ModelType { get; init; }
-    public required bool IsByteLevel { get; init; }
     public required IReadOnlyList<AddedToken> AddedTokens { get; init; }
-    public Dictionary<string, int> Vocab { get; init; } = [];
-    public List<(string Left, string Right)> Merges { get; init; } = [];
-    public List<SplitStep> Splits { get; init; } = [];
-    public bool AddPrefixSpace { get; init; }
-    public List<NormalizationForm> Normalizations { get; init; } = [];
-    public bool IgnoreMerges { get; init; }
+    public NormalizerStep? Normalizer { get; private init; }
+    public PreTokenizerStep? PreTokenizer { get; private init; }
+    public required DecoderSpec Decoder { get; init; }
+    public Dictionary<string, int> Vocab { get; private init; } = [];
 
     /// <summary>Ids the post-processor puts before / after a single sequence (e.g. Llama 3's begin_of_text).</summary>
-    public List<int> TemplatePrefixIds { get; init; } = [];
-    public List<int> TemplateSuffixIds { get; init; } = [];
+    public List<int> TemplatePrefixIds { get; private init; } = [];
+    public List<int> TemplateSuffixIds { get; private init; } = [];
 
     public static TokenizerJsonFile Read(string path)
     {
@@ -45,57 +50,37 @@ internal sealed class TokenizerJsonFile
         var model = root.Get("model") ?? throw new InvalidDataException($"{path}: no \"model\" section.");
         string modelType = model.GetString("type", path)
             ?? (model.Get("merges") is not null ? "BPE" : throw new InvalidDataException($"{path}: \"model\" has no \"type\"."));
-        var added = ReadAddedTokens(root, path);
-        bool byteLevel = modelType == "BPE" && (MentionsByteLevel(root.Get("pre_tokenizer")) || MentionsByteLevel(root.Get("decoder")));
-
-        if (!byteLevel)
+        if (modelType != "BPE")
         {
-            return new TokenizerJsonFile { Path = path, ModelType = modelType, IsByteLevel = false, AddedTokens = added };
+            throw new NotSupportedException($"{path}: tokenizer model type \"{modelType}\" is not supported; supported: BPE (byte-level or SentencePiece-style).");
         }
-
-        var splits = new List<SplitStep>();
-        bool addPrefixSpace = false;
-        ReadPreTokenizer(root.Get("pre_tokenizer"), path, splits, ref addPrefixSpace);
-        var normalizations = new List<NormalizationForm>();
-        ReadNormalizer(root.Get("normalizer"), path, normalizations);
+        if (model.Get("dropout") is { ValueKind: JsonValueKind.Number } dropout && dropout.GetDouble() > 0)
+        {
+            throw new NotSupportedException($"{path}: BPE dropout ({dropout.GetDouble()}) is a training setting; inference needs model.dropout null.");
+        }
+        var preTokenizer = ReadPreTokenizer(root.Get("pre_tokenizer"), path, "pre_tokenizer");
         var (prefix, suffix) = ReadPostProcessor(root.Get("post_processor"), path);
-
         return new TokenizerJsonFile
         {
             Path = path,
             ModelType = modelType,
-            IsByteLevel = true,
-            AddedTokens = added,
+            AddedTokens = ReadAddedTokens(root, path),
+            Normalizer = ReadNormalizer(root.Get("normalizer"), path, "normalizer"),
+            PreTokenizer = preTokenizer,
+            Decoder = ReadDecoder(root.Get("decoder"), path, preTokenizer),
             Vocab = ReadVocab(model, path),
-            Merges = ReadMerges(model, path),
-            Splits = splits,
-            AddPrefixSpace = addPrefixSpace,
-            Normalizations = normalizations,
-            IgnoreMerges = model.GetBool("ignore_merges", path) ?? false,
             TemplatePrefixIds = prefix,
             TemplateSuffixIds = suffix,
+            // Detached: the BPE model is built from it after the document is disposed.
+            _model = model.Clone(),
         };
     }
 
-    private static bool MentionsByteLevel(JsonElement? element)
-    {
-        if (element is not { ValueKind: JsonValueKind.Object } obj)
-        {
-            return false;
-        }
-        if (obj.TryGetProperty("type", out var type) && type.ValueKind == JsonValueKind.String && type.GetString() == "ByteLevel")
-        {
-            return true;
-        }
-        foreach (var listName in new[] { "pretokenizers", "decoders" })
-        {
-            if (obj.Get(listName) is { ValueKind: JsonValueKind.Array } list && list.EnumerateArray().Any(e => MentionsByteLevel(e)))
-            {
-                return true;
-            }
-        }
-        return false;
-    }
+    /// <summary>The BPE model; built once per tokenizer (merges are only needed here).</summary>
+    public BpeModel CreateModel() => new(Vocab, ReadMerges(_model, Path), _model.GetString("unk_token", Path),
+        _model.GetBool("byte_fallback", Path) ?? false, _model.GetBool("fuse_unk", Path) ?? false,
+        _model.GetBool("ignore_merges", Path) ?? false, _model.GetString("continuing_subword_prefix", Path),
+        _model.GetString("end_of_word_suffix", Path), Path);
 
     private static List<AddedToken> ReadAddedTokens(JsonElement root, string path)
     {
@@ -110,9 +95,8 @@ internal sealed class TokenizerJsonFile
         }
         foreach (var item in list.EnumerateArray())
         {
-            int id = item.GetInt("id", path) ?? throw JsonFile.Invalid(path, "added_tokens[].id", "present");
-            string content = item.GetString("content", path) ?? throw JsonFile.Invalid(path, "added_tokens[].content", "present");
-            tokens.Add(new AddedToken(content, id, item.GetBool("special", path) ?? false));
+            tokens.Add(JsonFile.ReadAddedToken(item, path, "added_tokens[]",
+                item.GetInt("id", path) ?? throw JsonFile.Invalid(path, "added_tokens[].id", "present")));
         }
         return tokens;
     }
@@ -126,9 +110,14 @@ internal sealed class TokenizerJsonFile
         var result = new Dictionary<string, int>(StringComparer.Ordinal);
         foreach (var entry in vocab.EnumerateObject())
         {
-            result[entry.Name] = entry.Value.ValueKind == JsonValueKind.Number && entry.Value.TryGetInt32(out int id)
-                ? id
+            int id = entry.Value.ValueKind == JsonValueKind.Number && entry.Value.TryGetInt32(out int i)
+                ? i
                 : throw JsonFile.Invalid(path, $"model.vocab[\"{entry.Name}\"]", "an integer id");
+            if (id < 0)
+            {
+                throw new InvalidDataException($"{path}: model.vocab[\"{entry.Name}\"] has negative id {id}.");
+            }
+            result[entry.Name] = id;
         }
         return result;
     }
@@ -172,106 +161,147 @@ internal sealed class TokenizerJsonFile
         return merges;
     }
 
-    private static void ReadPreTokenizer(JsonElement? element, string path, List<SplitStep> splits, ref bool addPrefixSpace)
+    private static NormalizerStep? ReadNormalizer(JsonElement? element, string path, string field)
     {
-        if (element is not { } pre)
+        if (element is not { } n)
         {
-            return;
+            return null;
         }
-        string type = pre.GetString("type", path) ?? throw JsonFile.Invalid(path, "pre_tokenizer.type", "present");
-        switch (type)
+        string type = n.GetString("type", path) ?? throw JsonFile.Invalid(path, $"{field}.type", "present");
+        return type switch
         {
-            case "Sequence":
-                if (pre.Get("pretokenizers") is not { ValueKind: JsonValueKind.Array } list)
-                {
-                    throw JsonFile.Invalid(path, "pre_tokenizer.pretokenizers", "a list");
-                }
-                foreach (var item in list.EnumerateArray())
-                {
-                    ReadPreTokenizer(item, path, splits, ref addPrefixSpace);
-                }
-                break;
-            case "ByteLevel":
-                addPrefixSpace |= pre.GetBool("add_prefix_space", path) ?? false;
-                if (pre.GetBool("use_regex", path) ?? true)
-                {
-                    splits.Add(new SplitStep(Compile(Gpt2SplitPattern, path), RemoveMatches: false));
-                }
-                break;
-            case "Split":
-                splits.Add(ReadSplit(pre, path));
-                break;
-            case "Digits":
-                string digits = pre.GetBool("individual_digits", path) == true ? @"\p{N}" : @"\p{N}+";
-                splits.Add(new SplitStep(Compile(digits, path), RemoveMatches: false));
-                break;
-            default:
-                throw new NotSupportedException(
-                    $"{path}: pre-tokenizer type \"{type}\" is not supported. Supported pre-tokenizers: {SupportedPreTokenizers}.");
-        }
-    }
-
-    private static SplitStep ReadSplit(JsonElement split, string path)
-    {
-        var pattern = split.Get("pattern") ?? throw JsonFile.Invalid(path, "pre_tokenizer.pattern", "present");
-        string regex = pattern.GetString("Regex", path)
-            ?? (pattern.GetString("String", path) is { } literal ? Regex.Escape(literal)
-                : throw JsonFile.Invalid(path, "pre_tokenizer.pattern", "{\"Regex\": ...} or {\"String\": ...}"));
-        if (split.GetBool("invert", path) == true)
-        {
-            throw new NotSupportedException($"{path}: Split pre-tokenizer with invert=true is not supported.");
-        }
-        return (split.GetString("behavior", path) ?? "Isolated") switch
-        {
-            "Isolated" => new SplitStep(Compile(regex, path), RemoveMatches: false),
-            "Removed" => new SplitStep(Compile(regex, path), RemoveMatches: true),
-            var other => throw new NotSupportedException(
-                $"{path}: Split pre-tokenizer behavior \"{other}\" is not supported. Supported behaviors: Isolated, Removed."),
+            "Sequence" => new SequenceStep(List(n, "normalizers", path, field)
+                .Select((item, i) => ReadNormalizer(item, path, $"{field}.normalizers[{i}]")!).ToList()),
+            "NFC" => new UnicodeFormStep(NormalizationForm.FormC),
+            "NFD" => new UnicodeFormStep(NormalizationForm.FormD),
+            "NFKC" => new UnicodeFormStep(NormalizationForm.FormKC),
+            "NFKD" => new UnicodeFormStep(NormalizationForm.FormKD),
+            "Lowercase" => new LowercaseStep(),
+            "Strip" => new StripStep(n.GetBool("strip_left", path) ?? true, n.GetBool("strip_right", path) ?? true),
+            "Prepend" => new PrependStep(n.GetString("prepend", path) ?? throw JsonFile.Invalid(path, $"{field}.prepend", "present")),
+            "Replace" => ReadReplace(n, path, field),
+            _ => throw new NotSupportedException(
+                $"{path}: {field} type \"{type}\" is not supported; supported normalizers: {SupportedNormalizers}."),
         };
     }
 
-    private static Regex Compile(string pattern, string path)
+    private static ReplaceStep ReadReplace(JsonElement n, string path, string field)
     {
-        try
+        string content = n.GetString("content", path) ?? throw JsonFile.Invalid(path, $"{field}.content", "present");
+        var pattern = n.Get("pattern") ?? throw JsonFile.Invalid(path, $"{field}.pattern", "present");
+        if (pattern.GetString("String", path) is { } literal)
         {
-            return new Regex(pattern, RegexOptions.Compiled | RegexOptions.CultureInvariant);
+            return new ReplaceStep(literal, null, content);
         }
-        catch (ArgumentException ex)
-        {
-            throw new NotSupportedException($"{path}: pre-tokenizer regex /{pattern}/ is not valid .NET regex syntax: {ex.Message}", ex);
-        }
+        string regex = pattern.GetString("Regex", path) ?? throw JsonFile.Invalid(path, $"{field}.pattern", "{\"String\": ...} or {\"Regex\": ...}");
+        return new ReplaceStep(null, new TokenizerRegex(regex, path), content);
     }
 
-    private static void ReadNormalizer(JsonElement? element, string path, List<NormalizationForm> forms)
+    private static PreTokenizerStep? ReadPreTokenizer(JsonElement? element, string path, string field)
     {
-        if (element is not { } normalizer)
+        if (element is not { } p)
         {
-            return;
+            return null;
         }
-        string type = normalizer.GetString("type", path) ?? throw JsonFile.Invalid(path, "normalizer.type", "present");
-        switch (type)
+        string type = p.GetString("type", path) ?? throw JsonFile.Invalid(path, $"{field}.type", "present");
+        return type switch
         {
-            case "Sequence":
-                if (normalizer.Get("normalizers") is not { ValueKind: JsonValueKind.Array } list)
-                {
-                    throw JsonFile.Invalid(path, "normalizer.normalizers", "a list");
-                }
-                foreach (var item in list.EnumerateArray())
-                {
-                    ReadNormalizer(item, path, forms);
-                }
-                break;
-            case "NFC": forms.Add(NormalizationForm.FormC); break;
-            case "NFD": forms.Add(NormalizationForm.FormD); break;
-            case "NFKC": forms.Add(NormalizationForm.FormKC); break;
-            case "NFKD": forms.Add(NormalizationForm.FormKD); break;
-            default:
-                throw new NotSupportedException(
-                    $"{path}: normalizer type \"{type}\" is not supported for byte-level BPE. Supported normalizers: Sequence, NFC, NFD, NFKC, NFKD.");
-        }
+            "Sequence" => new SequencePreTokenizer(List(p, "pretokenizers", path, field)
+                .Select((item, i) => ReadPreTokenizer(item, path, $"{field}.pretokenizers[{i}]")!).ToList()),
+            "ByteLevel" => new ByteLevelPreTokenizer(p.GetBool("add_prefix_space", path) ?? true,
+                (p.GetBool("use_regex", path) ?? true) ? new TokenizerRegex(Gpt2SplitPattern, path) : null),
+            "Split" => ReadSplit(p, path, field),
+            "Metaspace" => new MetaspacePreTokenizer(Replacement(p, path, field), PrependScheme(p, path), p.GetBool("split", path) ?? true),
+            "Digits" => new DigitsPreTokenizer(p.GetBool("individual_digits", path) ?? false),
+            "WhitespaceSplit" => new WhitespaceSplitPreTokenizer(),
+            "Punctuation" => new PunctuationPreTokenizer(Behavior(p, path, field, "Isolated")),
+            "CharDelimiterSplit" => new CharDelimiterPreTokenizer(
+                p.GetString("delimiter", path) is [char d] ? d : throw JsonFile.Invalid(path, $"{field}.delimiter", "one character")),
+            _ => throw new NotSupportedException(
+                $"{path}: {field} type \"{type}\" is not supported; supported pre-tokenizers: {SupportedPreTokenizers}."),
+        };
     }
 
-    /// <summary>Special tokens the post-processor wraps around a single sequence; unknown processors add nothing.</summary>
+    private static SplitPreTokenizer ReadSplit(JsonElement split, string path, string field)
+    {
+        var pattern = split.Get("pattern") ?? throw JsonFile.Invalid(path, $"{field}.pattern", "present");
+        string regex = pattern.GetString("Regex", path)
+            ?? (pattern.GetString("String", path) is { } literal ? Regex.Escape(literal)
+                : throw JsonFile.Invalid(path, $"{field}.pattern", "{\"Regex\": ...} or {\"String\": ...}"));
+        return new SplitPreTokenizer(new TokenizerRegex(regex, path), Behavior(split, path, field, null), split.GetBool("invert", path) ?? false);
+    }
+
+    private static SplitBehavior Behavior(JsonElement step, string path, string field, string? fallback)
+    {
+        string name = step.GetString("behavior", path) ?? fallback ?? throw JsonFile.Invalid(path, $"{field}.behavior", "present");
+        return Enum.TryParse<SplitBehavior>(name, ignoreCase: false, out var behavior) && Enum.IsDefined(behavior)
+            ? behavior
+            : throw new NotSupportedException($"{path}: {field}.behavior \"{name}\" is not supported; supported: {string.Join(", ", Enum.GetNames<SplitBehavior>())}.");
+    }
+
+    private static char Replacement(JsonElement step, string path, string field) =>
+        step.GetString("replacement", path) is [char c] ? c : throw JsonFile.Invalid(path, $"{field}.replacement", "one character");
+
+    /// <summary>Metaspace's prepend_scheme, or the older add_prefix_space flag.</summary>
+    private static string PrependScheme(JsonElement step, string path) =>
+        step.GetString("prepend_scheme", path) ?? ((step.GetBool("add_prefix_space", path) ?? true) ? "always" : "never");
+
+    private static DecoderSpec ReadDecoder(JsonElement? element, string path, PreTokenizerStep? preTokenizer)
+    {
+        if (element is not { } decoder)
+        {
+            // No decoder: only byte-level files are known to leave it out, and their tokens are byte-alphabet spellings.
+            return Mentions(preTokenizer, typeof(ByteLevelPreTokenizer))
+                ? new DecoderSpec(true, null, false, false)
+                : throw new NotSupportedException($"{path}: no decoder; supported decoders: {SupportedDecoders}.");
+        }
+        var steps = new List<JsonElement>();
+        if (decoder.GetString("type", path) == "Sequence")
+        {
+            steps.AddRange(List(decoder, "decoders", path, "decoder"));
+        }
+        else
+        {
+            steps.Add(decoder);
+        }
+        bool byteLevel = false, byteFallback = false, strip = false;
+        char? space = null;
+        foreach (var step in steps)
+        {
+            string type = step.GetString("type", path) ?? throw JsonFile.Invalid(path, "decoder.type", "present");
+            switch (type)
+            {
+                case "ByteLevel": byteLevel = true; break;
+                case "ByteFallback": byteFallback = true; break;
+                case "Fuse": break; // the token table always joins tokens without separators
+                case "Replace" when step.Get("pattern")?.GetString("String", path) is [char c] && step.GetString("content", path) == " ":
+                    space = c;
+                    break;
+                case "Strip" when step.GetString("content", path) == " " && step.GetInt("start", path) == 1 && (step.GetInt("stop", path) ?? 0) == 0:
+                    strip = true;
+                    break;
+                case "Metaspace":
+                    space = Replacement(step, path, "decoder");
+                    strip |= PrependScheme(step, path) != "never";
+                    break;
+                default:
+                    throw new NotSupportedException($"{path}: decoder step {step.GetRawText()} is not supported; supported decoders: {SupportedDecoders}.");
+            }
+        }
+        return new DecoderSpec(byteLevel, space, byteFallback, strip);
+    }
+
+    private static bool Mentions(PreTokenizerStep? step, Type type) => step switch
+    {
+        null => false,
+        SequencePreTokenizer s => s.Steps.Any(x => Mentions(x, type)),
+        _ => step.GetType() == type,
+    };
+
+    private static IEnumerable<JsonElement> List(JsonElement obj, string name, string path, string field) =>
+        obj.Get(name) is { ValueKind: JsonValueKind.Array } list ? list.EnumerateArray().ToList() : throw JsonFile.Invalid(path, $"{field}.{name}", "a list");
+
+    /// <summary>Special tokens the post-processor wraps around a single sequence; other processors add nothing.</summary>
     private static (List<int> Prefix, List<int> Suffix) ReadPostProcessor(JsonElement? element, string path)
     {
         var prefix = new List<int>();
@@ -320,4 +350,9 @@ internal sealed class TokenizerJsonFile
         processor.Get(name) is { ValueKind: JsonValueKind.Array } pair && pair.GetArrayLength() == 2 && pair[1].TryGetInt32(out int id)
             ? [id]
             : throw JsonFile.Invalid(path, $"post_processor.{name}", "[token, id]");
+
+    /// <summary>The bytes a token stands for when decoded, given the decoder.</summary>
+    public byte[] TokenBytes(string token) => Decoder.ByteLevel
+        ? ByteLevelAlphabet.Decode(token)
+        : Encoding.UTF8.GetBytes(Decoder.SpaceReplacement is char c ? token.Replace(c, ' ') : token);
 }

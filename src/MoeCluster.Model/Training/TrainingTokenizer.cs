@@ -11,6 +11,11 @@ public static class TrainingTokenizer
 {
     public const string EndOfText = "<|endoftext|>";
 
+    /// <summary>The chat template trained checkpoints carry: ChatML turns written as text (the vocabulary has no chat
+    /// tokens), so /v1/chat/completions works on them without a --chat-template.</summary>
+    public const string ChatTemplate =
+        "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+
     /// <summary>Trains on <paramref name="documents"/> and writes tokenizer.json and tokenizer_config.json into
     /// <paramref name="directory"/>. Returns the end-of-text id (= <paramref name="vocabSize"/> − 1, or smaller when
     /// the text runs out of pairs to merge).</summary>
@@ -30,6 +35,7 @@ public static class TrainingTokenizer
             ["add_eos_token"] = false,
             ["model_max_length"] = modelMaxLength,
             ["clean_up_tokenization_spaces"] = false,
+            ["chat_template"] = ChatTemplate,
         };
         WriteJson(Path.Combine(directory, "tokenizer_config.json"), config);
         return endOfText;

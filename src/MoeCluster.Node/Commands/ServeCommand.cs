@@ -36,6 +36,7 @@ public static class ServeCommand
     public static readonly Option<double?> RequestTimeout = new("--request-timeout") { Description = "seconds a request may take, queued and running, before it is cancelled with an error (default 600)" };
     public static readonly Option<bool?> Replication = new("--replication") { Description = "replicate hot experts on other expert nodes (coordinator on the gateway role; default off)" };
     public static readonly Option<double?> ReplicationInterval = new("--replication-interval") { Description = "seconds between replication decisions (default 5)" };
+    public static readonly Option<string?> ChatTemplate = new("--chat-template") { Description = "Jinja chat template file (or the template text) to use instead of the checkpoint's (see docs/TOKENIZERS.md)" };
     public static readonly Option<double?> DowningStableAfter = new("--downing-stable-after") { Description = "seconds the split-brain resolver waits before downing unreachable nodes (default 20)" };
 
     public static Command Create()
@@ -45,7 +46,7 @@ public static class ServeCommand
             Config, Model, Roles, Hostname, PublicHostname, Port, HttpHost, HttpPort, SeedNodes, Device, DType, ExpertSlots,
             MaxBatch, Context, MaxQueue, Threads, Engine, DataDir, Journal, ApiKeysFile, TlsCertificate, DowningStableAfter, MinExpertNodes,
             ExpertTimeout, StepTimeout, RequestTimeout,
-            Replication, ReplicationInterval,
+            Replication, ReplicationInterval, ChatTemplate,
         };
         command.SetAction(parse =>
         {
@@ -87,6 +88,7 @@ public static class ServeCommand
             DataDirectory = s.Get(DataDir, (string?)null) ?? Path.Combine(Environment.CurrentDirectory, "data"),
             JournalConnectionString = s.Get(Journal, (string?)null),
             ApiKeys = keys,
+            ChatTemplate = s.Get(ChatTemplate, (string?)null),
             Cluster = new ClusterNodeOptions
             {
                 Hostname = s.Get(Hostname, (string?)null) ?? "127.0.0.1",

@@ -101,8 +101,10 @@ public sealed class CompletionRunner(IGenerationService generation, ModelTokeniz
                 : (tokenizer ?? throw NoTokenizer(r)).Encode(p.Text!) is var encoded ? (encoded, p.Text!) : default).ToArray();
         if (tokenizer is null) throw NoTokenizer(r);
         string text;
-        try { text = chat.Render(r.Messages!, tools: r.ToolChoice.Mode == ToolChoiceMode.None ? [] : r.Tools); }
+        try { text = chat.Render(ChatTemplateInput.For(r.Messages!, r.ToolChoice.Mode == ToolChoiceMode.None ? [] : r.Tools, chat.RendersTools)); }
         catch (TemplateRaisedException e) { throw ApiException.BadRequest("messages", $"the model's chat template rejected the conversation: {e.Message}"); }
+        catch (JinjaException e) { throw ApiException.BadRequest("messages", $"the model's chat template failed on this conversation: {e.Message}"); }
+        catch (ChatTemplateException e) { throw ApiException.BadRequest("messages", e.Message, "no_chat_template"); }
         // The template writes BOS and other special tokens itself, as apply_chat_template does.
         return [(tokenizer.Encode(text, addSpecialTokens: false), text)];
     }

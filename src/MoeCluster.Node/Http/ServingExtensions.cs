@@ -1,6 +1,7 @@
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Logging;
 using MoeCluster.Model.Tokenization;
 using MoeCluster.Node.Chat;
@@ -18,7 +19,8 @@ public static class ServingExtensions
     public static IServiceCollection AddMoeClusterServing(this IServiceCollection services, ServingOptions options)
     {
         services.AddSingleton(options);
-        services.AddSingleton(sp => new ChatPromptRenderer(sp.GetService<ModelTokenizer>(), sp.GetRequiredService<ILogger<ChatPromptRenderer>>()));
+        // The host registers the renderer it built at start-up (see NodeHost); hosts that do not get the checkpoint's.
+        services.TryAddSingleton(sp => ChatPromptRenderer.ForCheckpoint(sp.GetService<ModelTokenizer>()));
         services.AddSingleton(sp => new CompletionRunner(sp.GetRequiredService<IGenerationService>(), sp.GetService<ModelTokenizer>(),
             sp.GetRequiredService<ChatPromptRenderer>(), options));
         services.AddSingleton(sp => new LogprobShapes(sp.GetService<ModelTokenizer>()));

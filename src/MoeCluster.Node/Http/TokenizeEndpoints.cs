@@ -44,13 +44,12 @@ public static class TokenizeEndpoints
         {
             if (JsonFields.Get(root, "prompt") is not null) throw ApiException.BadRequest("messages", "give either 'prompt' or 'messages', not both");
             var chat = CompletionRequest.Parse(ChatBody(root), CompletionKind.Chat);
+            var renderer = context.RequestServices.GetRequiredService<ChatPromptRenderer>();
             string text;
-            try
-            {
-                text = context.RequestServices.GetRequiredService<ChatPromptRenderer>()
-                    .Render(chat.Messages!, JsonFields.Bool(root, "add_generation_prompt") ?? true, chat.Tools);
-            }
+            try { text = renderer.Render(ChatTemplateInput.For(chat.Messages!, chat.Tools, renderer.RendersTools, JsonFields.Bool(root, "add_generation_prompt") ?? true)); }
             catch (TemplateRaisedException e) { throw ApiException.BadRequest("messages", $"the model's chat template rejected the conversation: {e.Message}"); }
+            catch (JinjaException e) { throw ApiException.BadRequest("messages", $"the model's chat template failed on this conversation: {e.Message}"); }
+            catch (ChatTemplateException e) { throw ApiException.BadRequest("messages", e.Message, "no_chat_template"); }
             tokens = tokenizer.Encode(text, addSpecialTokens: JsonFields.Bool(root, "add_special_tokens") ?? false);
         }
         else

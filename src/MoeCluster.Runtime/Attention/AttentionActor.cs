@@ -57,7 +57,7 @@ public sealed class AttentionActor : ReceiveActor
             rotary?.Dispose();
             var c = model.Config;
             cache = new KvCache(m.Slots, c.NumKvHeads, m.Context, c.HeadDim, model.Options);
-            rotary = new RotaryEmbedding(c.HeadDim, m.Context, c.RopeTheta, model.Options);
+            rotary = new RotaryEmbedding(c.HeadDim, m.Context, c.RopeTheta, model.Options, c.RopeScaling, c.MaxPositionEmbeddings);
             cachedLength = new int[m.Slots];
         }
         Sender.Tell(new AttentionStarted(entityId, Cluster.Get(Context.System).SelfAddress.ToString(), cache.Bytes));

@@ -108,7 +108,7 @@ public class CheckpointLoadingSpec
 
     [Theory]
     [InlineData("{\"architectures\":[\"LlamaForCausalLM\"]}", "LlamaForCausalLM")]
-    [InlineData("{\"architectures\":[\"MixtralForCausalLM\"],\"rope_scaling\":{\"rope_type\":\"yarn\",\"factor\":4}}", "yarn")]
+    [InlineData("{\"architectures\":[\"MixtralForCausalLM\"],\"rope_scaling\":{\"rope_type\":\"longrope\",\"factor\":4}}", "longrope")]
     [InlineData("{\"architectures\":[\"MixtralForCausalLM\"],\"hidden_size\":\"big\"}", "hidden_size")]
     public void Unsupported_or_malformed_configs_name_the_problem_and_what_is_supported(string json, string named)
     {

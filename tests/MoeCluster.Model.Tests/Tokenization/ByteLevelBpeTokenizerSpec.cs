@@ -151,26 +151,37 @@ public sealed class ByteLevelBpeTokenizerSpec : IDisposable
     }
 
     [Fact]
-    public void Nfc_normalizer_in_the_file_is_accepted_and_an_unknown_normalizer_is_refused()
+    public void Nfc_normalizer_composes_decomposed_text_whatever_the_globalization_mode()
     {
-        // Qwen2 ships {"type":"NFC"}. (Composition itself is string.Normalize, which needs ICU: see ByteLevelBpeEncoder.)
+        // Qwen2 and Qwen3 ship {"type":"NFC"}; the tests run with InvariantGlobalization, where string.Normalize is a no-op.
         _dir.EditTokenizerJson(root => root["normalizer"] = JsonNode.Parse("""{"type":"Sequence","normalizers":[{"type":"NFC"}]}"""));
         var qwen = _dir.Load();
-        Assert.Equal("café 数据", qwen.Decode(qwen.Encode("café 数据")));
-
-        _dir.EditTokenizerJson(root => root["normalizer"] = JsonNode.Parse("""{"type":"Lowercase"}"""));
-        var ex = Assert.Throws<NotSupportedException>(() => _dir.Load());
-        Assert.Contains(_dir.File("tokenizer.json"), ex.Message);
-        Assert.Contains("Lowercase", ex.Message);
+        Assert.Equal(qwen.Encode("café Å Å"), qwen.Encode("cafe\u0301 A\u030A \u212B"));
+        Assert.Equal("café 数据", qwen.Decode(qwen.Encode("cafe\u0301 数据")));
     }
 
-    [Fact]
-    public void Unsupported_pre_tokenizer_is_refused_naming_the_file_and_type()
+    [Theory]
+    [InlineData("""{"type":"Precompiled","precompiled_charsmap":"AAAA"}""", "Precompiled")]
+    [InlineData("""{"type":"Sequence","normalizers":[{"type":"NFC"},{"type":"BertNormalizer"}]}""", "BertNormalizer")]
+    public void A_normalizer_step_the_loader_does_not_know_is_refused_naming_it(string normalizer, string name)
     {
-        _dir.EditTokenizerJson(root => root["pre_tokenizer"] = JsonNode.Parse("""{"type":"Metaspace","replacement":"▁"}"""));
+        _dir.EditTokenizerJson(root => root["normalizer"] = JsonNode.Parse(normalizer));
         var ex = Assert.Throws<NotSupportedException>(() => _dir.Load());
         Assert.Contains(_dir.File("tokenizer.json"), ex.Message);
-        Assert.Contains("Metaspace", ex.Message);
+        Assert.Contains($"\"{name}\"", ex.Message);
+        Assert.Contains("NFKC", ex.Message); // the supported list
+    }
+
+    [Theory]
+    [InlineData("""{"type":"BertPreTokenizer"}""", "BertPreTokenizer")]
+    [InlineData("""{"type":"Sequence","pretokenizers":[{"type":"UnicodeScripts"},{"type":"ByteLevel"}]}""", "UnicodeScripts")]
+    public void A_pre_tokenizer_step_the_loader_does_not_know_is_refused_naming_it(string preTokenizer, string name)
+    {
+        _dir.EditTokenizerJson(root => root["pre_tokenizer"] = JsonNode.Parse(preTokenizer));
+        var ex = Assert.Throws<NotSupportedException>(() => _dir.Load());
+        Assert.Contains(_dir.File("tokenizer.json"), ex.Message);
+        Assert.Contains($"\"{name}\"", ex.Message);
+        Assert.Contains("Metaspace", ex.Message); // the supported list
     }
 
     [Fact]

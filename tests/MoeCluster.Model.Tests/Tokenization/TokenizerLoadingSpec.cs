@@ -66,8 +66,8 @@ public sealed class TokenizerLoadingSpec : IDisposable
         var ex = Assert.Throws<NotSupportedException>(() => ModelTokenizer.Load(_dir.Path));
         Assert.Contains(_dir.File("tokenizer.json"), ex.Message);
         Assert.Contains("Unigram", ex.Message);
-        Assert.Contains("byte-level BPE", ex.Message);
-        Assert.Contains("SentencePiece BPE", ex.Message);
+        Assert.Contains("byte-level", ex.Message);
+        Assert.Contains("SentencePiece BPE in tokenizer.model", ex.Message);
     }
 
     [Fact]
@@ -127,5 +127,31 @@ public sealed class TokenizerLoadingSpec : IDisposable
         _dir.WriteJson("tokenizer_config.json", new { eos_token = "<|not_a_token|>" });
         var ex = Assert.Throws<InvalidDataException>(() => ModelTokenizer.Load(_dir.Path));
         Assert.Contains("<|not_a_token|>", ex.Message);
+    }
+
+    [Fact]
+    public void The_templates_eos_token_is_tokenizer_configs_even_when_generation_config_lists_another_end_first()
+    {
+        // Llama 3.1 Instruct: generation_config.json lists <|end_of_text|> first, tokenizer_config.json names <|eot_id|>.
+        var (_, _, endOfText, _, imEnd) = _dir.WriteTrainedByteLevel();
+        _dir.WriteJson("generation_config.json", new { eos_token_id = new[] { endOfText, imEnd } });
+        _dir.WriteJson("tokenizer_config.json", new { eos_token = TokenizerDirectory.ImEnd, bos_token = TokenizerDirectory.EndOfText });
+        var tokenizer = _dir.Load();
+        Assert.Equal(endOfText, tokenizer.EosTokenIds[0]);
+        Assert.Equal(TokenizerDirectory.ImEnd, tokenizer.SpecialTokenTexts["eos_token"]);
+        Assert.Equal(TokenizerDirectory.EndOfText, tokenizer.SpecialTokenTexts["bos_token"]);
+    }
+
+    [Fact]
+    public void Chat_template_jinja_replaces_the_config_template_and_additional_templates_are_named()
+    {
+        _dir.WriteTrainedByteLevel();
+        _dir.WriteJson("tokenizer_config.json", new { chat_template = "from config" });
+        File.WriteAllText(_dir.File("chat_template.jinja"), "from file");
+        Directory.CreateDirectory(_dir.File("additional_chat_templates"));
+        File.WriteAllText(Path.Combine(_dir.File("additional_chat_templates"), "tool_use.jinja"), "tools");
+        var tokenizer = _dir.Load();
+        Assert.Equal("from file", tokenizer.ChatTemplate);
+        Assert.Equal("tools", tokenizer.ChatTemplates["tool_use"]);
     }
 }

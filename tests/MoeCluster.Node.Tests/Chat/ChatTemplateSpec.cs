@@ -1,4 +1,3 @@
-using Microsoft.Extensions.Logging.Abstractions;
 using MoeCluster.Node.Chat;
 using MoeCluster.Node.Chat.Jinja;
 
@@ -93,20 +92,47 @@ public sealed class ChatTemplateSpec
         Assert.Equal("3|True|user|2.5|-2", Render("{{ 1 + 2 }}|{{ (7 // 2) is integer }}|{{ messages[0 + 1]['role'] }}|{{ 5 / 2 }}|{{ [1, 2][::-1][1] - 3 }}", Conversation));
     }
 
-    [Fact]
-    public void Unsupported_jinja_is_reported_at_compile_time()
+    [Theory]
+    [InlineData("{% include 'x.jinja' %}", "include")]
+    [InlineData("{{ x | frobnicate }}", "frobnicate")]
+    [InlineData("{% if x is shiny %}{% endif %}", "shiny")]
+    [InlineData("{% if x %}unclosed", "endif")]
+    public void A_template_that_cannot_be_rendered_is_refused_at_load_naming_the_construct(string template, string construct)
     {
-        Assert.Throws<JinjaException>(() => JinjaTemplate.Compile("{% macro greet(x) %}hi{% endmacro %}"));
-        Assert.Throws<JinjaException>(() => JinjaTemplate.Compile("{% if x %}unclosed"));
-        Assert.Throws<JinjaException>(() => JinjaTemplate.Compile("{{ 'unterminated }}"));
+        var e = Assert.Throws<ChatTemplateException>(() => new ChatPromptRenderer(new Dictionary<string, string> { ["default"] = template }, new Dictionary<string, string>()));
+        Assert.Contains(construct, e.Message);
+        Assert.Contains("--chat-template", e.Message);
     }
 
     [Fact]
-    public void A_template_this_subset_cannot_run_falls_back_to_chatml()
+    public void A_checkpoint_without_a_template_refuses_chat_instead_of_guessing_a_format()
     {
-        var renderer = new ChatPromptRenderer(null, NullLogger<ChatPromptRenderer>.Instance);
-        Assert.Equal("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n", renderer.Render([new("user", "Hi")]));
-        Assert.Contains("no chat_template", renderer.FallbackReason);
-        Assert.Equal(ChatPromptRenderer.RenderChatMl([new("user", "Hi")]), renderer.Render([new("user", "Hi")]));
+        var renderer = ChatPromptRenderer.ForCheckpoint(null);
+        Assert.False(renderer.HasTemplate);
+        var e = Assert.Throws<ChatTemplateException>(() => renderer.Render([new("user", "Hi")]));
+        Assert.Contains("--chat-template", e.Message);
+    }
+
+    [Fact]
+    public void A_chat_template_override_is_used_instead_of_the_checkpoints_and_may_be_a_file()
+    {
+        string file = Path.Combine(Path.GetTempPath(), $"moecluster-template-{Guid.NewGuid():N}.jinja");
+        File.WriteAllText(file, "{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}");
+        try
+        {
+            var renderer = ChatPromptRenderer.ForCheckpoint(null, file);
+            Assert.Equal("[user] Hi\n", renderer.Render([new("user", "Hi")]));
+            Assert.Contains(file, renderer.Source);
+            Assert.Equal("Hi!", ChatPromptRenderer.ForCheckpoint(null, "{{ messages[0].content }}!").Render([new("user", "Hi")]));
+        }
+        finally { File.Delete(file); }
+    }
+
+    [Fact]
+    public void Named_templates_pick_tool_use_when_tools_are_given_and_default_otherwise()
+    {
+        var renderer = new ChatPromptRenderer(new Dictionary<string, string> { ["default"] = "plain", ["tool_use"] = "tools:{{ tools | length }}" }, new Dictionary<string, string>());
+        Assert.Equal("plain", renderer.Render([new("user", "Hi")]));
+        Assert.Equal("tools:1", renderer.Render(new ChatTemplateRequest(new System.Text.Json.Nodes.JsonArray()) { Tools = new System.Text.Json.Nodes.JsonArray(new System.Text.Json.Nodes.JsonObject { ["type"] = "function" }) }));
     }
 }

@@ -36,12 +36,12 @@ public sealed class TinyServingModel : IDisposable
     public ModelTokenizer Tokenizer { get; }
     public string Name => Path.GetFileName(Directory);
 
-    public TinyServingModel(string? chatTemplate = QwenChatTemplate)
+    public TinyServingModel(string? chatTemplate = QwenChatTemplate, IEnumerable<string>? corpus = null)
     {
         Directory = Path.Combine(Path.GetTempPath(), "moecluster-serving-tests", "tiny-moe-" + Guid.NewGuid().ToString("N")[..8]);
         System.IO.Directory.CreateDirectory(Directory);
 
-        var (vocab, merges) = ByteLevelBpeTokenizerJson.Train(Corpus, 300);
+        var (vocab, merges) = ByteLevelBpeTokenizerJson.Train(corpus ?? Corpus, 300);
         int next = vocab.Values.Max() + 1;
         ByteLevelBpeTokenizerJson.Write(Path.Combine(Directory, "tokenizer.json"), vocab, merges,
             [("<|endoftext|>", next), (ImStart, next + 1), (ImEnd, next + 2)]);

@@ -16,9 +16,13 @@ sealed record Variable(string Name) : Expr
     public override object? Eval(JinjaScope scope) => scope.Lookup(Name);
 }
 
-sealed record ListExpr(IReadOnlyList<Expr> Items) : Expr
+sealed record ListExpr(IReadOnlyList<Expr> Items, bool Tuple = false) : Expr
 {
-    public override object? Eval(JinjaScope scope) => Items.Select(i => i.Eval(scope)).ToList();
+    public override object? Eval(JinjaScope scope)
+    {
+        var items = Items.Select(i => i.Eval(scope)).ToList();
+        return Tuple ? new JinjaTuple(items) : items;
+    }
 }
 
 sealed record DictExpr(IReadOnlyList<(Expr Key, Expr Value)> Items) : Expr
@@ -55,7 +59,8 @@ sealed record Unary(string Op, Expr Operand) : Expr
         return Op switch
         {
             "not" => !JinjaValues.Truthy(v),
-            "-" => v switch { long l => (object)(-l), double d => -d, _ => throw new JinjaException($"cannot negate {JinjaValues.TypeName(v)}") },
+            "-" => v switch { long l => (object)(-l), double d => -d, bool b => b ? -1L : 0L, _ => throw new JinjaException($"bad operand type for unary -: '{JinjaValues.TypeName(v)}'") },
+            "+" => v switch { bool b => b ? 1L : 0L, long or double => v, _ => throw new JinjaException($"bad operand type for unary +: '{JinjaValues.TypeName(v)}'") },
             _ => v,
         };
     }
@@ -77,14 +82,49 @@ sealed record Conditional(Expr Condition, Expr Then, Expr? Else) : Expr
         JinjaValues.Truthy(Condition.Eval(scope)) ? Then.Eval(scope) : Else?.Eval(scope) ?? Undefined.Instance;
 }
 
+/// <summary><c>*items</c> in a call: the items become positional arguments.</summary>
+sealed record Splat(Expr Items) : Expr
+{
+    public override object? Eval(JinjaScope scope) => Items.Eval(scope);
+}
+
 sealed record Call(Expr Callee, IReadOnlyList<Expr> Args, IReadOnlyList<(string Name, Expr Value)> Kwargs) : Expr
 {
+    public static List<object?> Arguments(IReadOnlyList<Expr> args, JinjaScope scope)
+    {
+        var values = new List<object?>();
+        foreach (var a in args)
+        {
+            if (a is Splat splat) values.AddRange(JinjaValues.Iterate(splat.Eval(scope)));
+            else values.Add(a.Eval(scope));
+        }
+        return values;
+    }
+
+    public static Dictionary<string, object?> KeywordArguments(IReadOnlyList<(string Name, Expr Value)> kwargs, JinjaScope scope)
+    {
+        var values = new Dictionary<string, object?>();
+        foreach (var (name, value) in kwargs)
+        {
+            if (name != "**") { values[name] = value.Eval(scope); continue; }
+            if (value.Eval(scope) is IDictionary<string, object?> more) foreach (var (k, v) in more) values[k] = v;
+            else throw new JinjaException("argument after ** must be a mapping");
+        }
+        return values;
+    }
+
     public override object? Eval(JinjaScope scope)
     {
-        var args = Args.Select(a => a.Eval(scope)).ToList();
-        var kwargs = Kwargs.ToDictionary(k => k.Name, k => k.Value.Eval(scope));
+        var args = Arguments(Args, scope);
+        var kwargs = KeywordArguments(Kwargs, scope);
         if (Callee is Attribute a) return JinjaValues.CallMethod(a.Target.Eval(scope), a.Name, args, kwargs);
-        return Callee.Eval(scope) is JinjaFunction f ? f(args, kwargs) : throw new JinjaException($"'{Describe(Callee)}' is not callable");
+        return Callee.Eval(scope) switch
+        {
+            JinjaFunction f => f(args, kwargs),
+            Macro m => m.Call(args, kwargs),
+            Undefined => throw new JinjaException($"'{Describe(Callee)}' is undefined"),
+            var other => throw new JinjaException($"'{JinjaValues.TypeName(other)}' object ('{Describe(Callee)}') is not callable"),
+        };
     }
 
     static string Describe(Expr e) => e is Variable v ? v.Name : e.GetType().Name;
@@ -93,8 +133,7 @@ sealed record Call(Expr Callee, IReadOnlyList<Expr> Args, IReadOnlyList<(string 
 sealed record Filter(Expr Target, string Name, IReadOnlyList<Expr> Args, IReadOnlyList<(string Name, Expr Value)> Kwargs) : Expr
 {
     public override object? Eval(JinjaScope scope) =>
-        JinjaValues.ApplyFilter(Name, Target.Eval(scope), Args.Select(a => a.Eval(scope)).ToList(),
-            Kwargs.ToDictionary(k => k.Name, k => k.Value.Eval(scope)));
+        JinjaValues.ApplyFilter(Name, Target.Eval(scope), Call.Arguments(Args, scope), Call.KeywordArguments(Kwargs, scope));
 }
 
 sealed record Test(Expr Target, string Name, bool Negated, IReadOnlyList<Expr> Args) : Expr
@@ -146,6 +185,16 @@ public sealed class ExpressionParser(IReadOnlyList<Token> tokens)
         return left;
     }
 
+    /// <summary>An expression, or a bare tuple of them (<c>a, b</c>) where Jinja allows one (set, for, output).</summary>
+    public Expr ParseTupleOrExpression()
+    {
+        var first = Parse();
+        if (!Peek.Is(",")) return first;
+        var items = new List<Expr> { first };
+        while (Accept(",") && !AtEnd && !Peek.Is(")")) items.Add(Parse());
+        return new ListExpr(items, Tuple: true);
+    }
+
     public Expr Parse()
     {
         var value = ParseOr();
@@ -174,15 +223,6 @@ public sealed class ExpressionParser(IReadOnlyList<Token> tokens)
                 left = new Binary(Next().Text, left, ParseConcat());
             else if (Accept("in")) left = new Binary("in", left, ParseConcat());
             else if (Peek.Is("not") && tokens[pos + 1].Is("in")) { pos += 2; left = new Unary("not", new Binary("in", left, ParseConcat())); }
-            else if (Accept("is"))
-            {
-                bool negated = Accept("not");
-                string name = ExpectName();
-                var args = new List<Expr>();
-                if (Accept("(")) args = ParseArgs(out _);
-                else if (Peek.Kind is TokenKind.String or TokenKind.Integer or TokenKind.Float) args.Add(ParsePrimary());
-                left = new Test(left, name, negated, args);
-            }
             else return left;
         }
     }
@@ -203,33 +243,75 @@ public sealed class ExpressionParser(IReadOnlyList<Token> tokens)
 
     Expr ParseMultiplicative()
     {
-        var left = ParseUnary();
-        while (Peek.Kind == TokenKind.Operator && Peek.Text is "*" or "/" or "//" or "%") left = new Binary(Next().Text, left, ParseUnary());
+        var left = ParsePow();
+        while (Peek.Kind == TokenKind.Operator && Peek.Text is "*" or "/" or "//" or "%") left = new Binary(Next().Text, left, ParsePow());
         return left;
     }
 
-    Expr ParseUnary()
+    Expr ParsePow()
     {
-        if (Accept("-")) return new Unary("-", ParseUnary());
-        if (Accept("+")) return ParseUnary();
-        return ParsePostfix(ParsePrimary());
+        var left = ParseUnary();
+        while (Accept("**")) left = new Binary("**", left, ParseUnary());
+        return left;
+    }
+
+    /// <summary>Jinja's parse_unary: a sign binds tighter than the filters after it (<c>-1 | abs</c> is 1), and
+    /// filters and tests bind tighter than arithmetic.</summary>
+    Expr ParseUnary(bool withFilter = true)
+    {
+        Expr node;
+        if (Accept("-")) node = new Unary("-", ParseUnary(false));
+        else if (Accept("+")) node = new Unary("+", ParseUnary(false));
+        else node = ParsePostfix(ParsePrimary());
+        return withFilter ? ParseFilterExpression(node) : node;
     }
 
     Expr ParsePostfix(Expr e)
     {
         while (true)
         {
-            if (Accept(".")) e = new Attribute(e, ExpectName());
+            if (Accept("."))
+            {
+                var t = Next();
+                e = t.Kind switch
+                {
+                    TokenKind.Name => new Attribute(e, t.Text),
+                    TokenKind.Integer => new Index(e, new Literal(t.Value)), // foo.0 is foo[0]
+                    _ => throw new JinjaException($"expected a name after '.' but found '{t}'"),
+                };
+            }
             else if (Accept("[")) e = ParseSubscript(e);
             else if (Accept("(")) { var args = ParseArgs(out var kwargs); e = new Call(e, args, kwargs); }
-            else if (Accept("|"))
+            else return e;
+        }
+    }
+
+    Expr ParseFilterExpression(Expr e)
+    {
+        while (true)
+        {
+            if (Accept("|"))
             {
                 string name = ExpectName();
+                if (!JinjaValues.FilterNames.Contains(name)) throw new JinjaException($"no filter named '{name}'");
                 var args = new List<Expr>();
                 var kwargs = new List<(string, Expr)>();
                 if (Accept("(")) args = ParseArgs(out kwargs);
                 e = new Filter(e, name, args, kwargs);
             }
+            else if (Accept("is"))
+            {
+                bool negated = Accept("not");
+                string name = ExpectName();
+                if (!JinjaValues.TestNames.Contains(name)) throw new JinjaException($"no test named '{name}'");
+                var args = new List<Expr>();
+                if (Accept("(")) args = ParseArgs(out _);
+                else if ((Peek.Kind is TokenKind.String or TokenKind.Integer or TokenKind.Float || Peek.Is("(") || Peek.Is("[") || Peek.Is("{")
+                          || Peek.Kind == TokenKind.Name) && !Peek.Is("else") && !Peek.Is("or") && !Peek.Is("and"))
+                    args.Add(ParsePostfix(ParsePrimary()));
+                e = new Test(e, name, negated, args);
+            }
+            else if (Accept("(")) { var args = ParseArgs(out var kwargs); e = new Call(e, args, kwargs); }
             else return e;
         }
     }
@@ -245,13 +327,18 @@ public sealed class ExpressionParser(IReadOnlyList<Token> tokens)
         return new Slice(target, start, stop, step);
     }
 
+    /// <summary>Positional arguments after an opening parenthesis, up to the closing one.</summary>
+    public List<Expr> ParseCallArguments() => ParseArgs(out _);
+
     List<Expr> ParseArgs(out List<(string, Expr)> kwargs)
     {
         var args = new List<Expr>();
         kwargs = [];
         while (!Accept(")"))
         {
-            if (Peek.Kind == TokenKind.Name && tokens[pos + 1].Is("="))
+            if (Accept("**")) kwargs.Add(("**", Parse()));
+            else if (Accept("*")) args.Add(new Splat(Parse()));
+            else if (Peek.Kind == TokenKind.Name && tokens[pos + 1].Is("="))
             {
                 string name = Next().Text;
                 Next();
@@ -287,10 +374,13 @@ public sealed class ExpressionParser(IReadOnlyList<Token> tokens)
         }
         if (t.Is("("))
         {
+            if (Accept(")")) return new ListExpr([], Tuple: true);
             var inner = Parse();
-            if (Accept(",")) throw new JinjaException("tuples are not supported");
+            if (!Peek.Is(",")) { Expect(")"); return inner; }
+            var items = new List<Expr> { inner };
+            while (Accept(",") && !Peek.Is(")")) items.Add(Parse());
             Expect(")");
-            return inner;
+            return new ListExpr(items, Tuple: true);
         }
         if (t.Is("["))
         {

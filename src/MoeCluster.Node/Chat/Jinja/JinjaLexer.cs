@@ -21,10 +21,13 @@ public sealed record Segment(SegmentKind Kind, string Text, IReadOnlyList<Token>
 /// whitespace-control markers.</summary>
 public static class JinjaLexer
 {
-    static readonly string[] Operators = ["//", "==", "!=", "<=", ">=", "+", "-", "*", "/", "%", "~", "<", ">", "(", ")", "[", "]", "{", "}", ",", ".", ":", "|", "="];
+    static readonly string[] Operators = ["//", "**", "==", "!=", "<=", ">=", "+", "-", "*", "/", "%", "~", "<", ">", "(", ")", "[", "]", "{", "}", ",", ".", ":", "|", "=", ";"];
 
     public static List<Segment> Segment(string source)
     {
+        // keep_trailing_newline is off in transformers' environment: one newline at the very end is dropped.
+        if (source.EndsWith("\r\n", StringComparison.Ordinal)) source = source[..^2];
+        else if (source.EndsWith('\n')) source = source[..^1];
         var segments = new List<Segment>();
         int pos = 0;
         var text = new StringBuilder();
@@ -43,7 +46,7 @@ public static class JinjaLexer
             if (text.Length > 0) { segments.Add(new Segment(SegmentKind.Text, text.ToString(), [])); text.Clear(); }
 
             int end;
-            bool trimRight;
+            bool trimRight, keepNewline = false;
             if (kind == '#')
             {
                 int close = source.IndexOf("#}", inner, StringComparison.Ordinal);
@@ -54,12 +57,26 @@ public static class JinjaLexer
             else
             {
                 string closer = kind == '{' ? "}}" : "%}";
-                var tokens = Tokenize(source, inner, closer, out end, out trimRight);
+                var tokens = Tokenize(source, inner, closer, out end, out trimRight, out keepNewline);
                 segments.Add(new Segment(kind == '{' ? SegmentKind.Output : SegmentKind.Statement, source[open..end], tokens));
+                if (kind == '%' && tokens.Count >= 2 && tokens[0].Is("raw"))
+                {
+                    // {% raw %}...{% endraw %}: the text between is literal.
+                    segments.RemoveAt(segments.Count - 1);
+                    var endRaw = System.Text.RegularExpressions.Regex.Match(source[end..], @"\{%(-?)\s*endraw\s*(-?)%\}");
+                    if (!endRaw.Success) throw new JinjaException("'{% raw %}' is not closed by '{% endraw %}'");
+                    string raw = source.Substring(end, endRaw.Index);
+                    if (trimRight) raw = raw.TrimStart();
+                    if (endRaw.Groups[1].Value == "-") raw = raw.TrimEnd();
+                    if (raw.Length > 0) segments.Add(new Segment(SegmentKind.Text, raw, []));
+                    end += endRaw.Index + endRaw.Length;
+                    trimRight = endRaw.Groups[2].Value == "-";
+                    keepNewline = false;
+                }
             }
             pos = end;
             if (trimRight) while (pos < source.Length && char.IsWhiteSpace(source[pos])) pos++;
-            else if (kind != '{')
+            else if (kind != '{' && !keepNewline)
             {
                 // trim_blocks: the first newline after a block or comment tag is removed.
                 if (pos < source.Length && source[pos] == '\n') pos++;
@@ -94,18 +111,22 @@ public static class JinjaLexer
         text.Length -= strip;
     }
 
-    static List<Token> Tokenize(string s, int pos, string closer, out int end, out bool trimRight)
+    static List<Token> Tokenize(string s, int pos, string closer, out int end, out bool trimRight, out bool keepNewline)
     {
         var tokens = new List<Token>();
+        keepNewline = false;
+        int depth = 0; // open brackets: a closer inside {...} is a brace, as Jinja's balancing lexer reads it
         while (true)
         {
             while (pos < s.Length && char.IsWhiteSpace(s[pos])) pos++;
             if (pos >= s.Length) throw new JinjaException($"unclosed tag: expected '{closer}'");
-            if (string.CompareOrdinal(s, pos, closer, 0, 2) == 0) { end = pos + 2; trimRight = false; break; }
+            if (depth == 0 && string.CompareOrdinal(s, pos, closer, 0, 2) == 0) { end = pos + 2; trimRight = false; break; }
             if (s[pos] == '-' && string.CompareOrdinal(s, pos + 1, closer, 0, 2) == 0) { end = pos + 3; trimRight = true; break; }
+            if (s[pos] == '+' && closer == "%}" && string.CompareOrdinal(s, pos + 1, closer, 0, 2) == 0) { end = pos + 3; trimRight = false; keepNewline = true; break; }
             char c = s[pos];
             if (c is '\'' or '"') { tokens.Add(ReadString(s, ref pos)); continue; }
-            if (char.IsDigit(c)) { tokens.Add(ReadNumber(s, ref pos)); continue; }
+            // After a '.', digits are an index (foo.0.1), never a float: Jinja's float pattern has (?<!\.).
+            if (char.IsDigit(c)) { tokens.Add(tokens.Count > 0 && tokens[^1].Is(".") ? ReadInteger(s, ref pos) : ReadNumber(s, ref pos)); continue; }
             if (char.IsLetter(c) || c == '_')
             {
                 int start = pos;
@@ -116,6 +137,8 @@ public static class JinjaLexer
             var op = Operators.FirstOrDefault(o => string.CompareOrdinal(s, pos, o, 0, o.Length) == 0)
                 ?? throw new JinjaException($"unexpected character '{c}' in tag");
             tokens.Add(new Token(TokenKind.Operator, op));
+            if (op is "(" or "[" or "{") depth++;
+            else if (op is ")" or "]" or "}") depth = Math.Max(0, depth - 1);
             pos += op.Length;
         }
         tokens.Add(new Token(TokenKind.End, ""));
@@ -133,10 +156,37 @@ public static class JinjaLexer
             if (c == quote) break;
             if (c != '\\' || pos >= s.Length) { sb.Append(c); continue; }
             char e = s[pos++];
-            sb.Append(e switch { 'n' => '\n', 't' => '\t', 'r' => '\r', '0' => '\0', _ => e });
+            switch (e)
+            {
+                case 'n': sb.Append('\n'); break;
+                case 't': sb.Append('\t'); break;
+                case 'r': sb.Append('\r'); break;
+                case '0': sb.Append('\0'); break;
+                case 'b': sb.Append('\b'); break;
+                case 'f': sb.Append('\f'); break;
+                case 'v': sb.Append('\v'); break;
+                case 'a': sb.Append('\a'); break;
+                case '\\' or '\'' or '"': sb.Append(e); break;
+                case '\n': break; // a backslash-newline continues the string
+                case 'x' or 'u' or 'U':
+                    int digits = e == 'x' ? 2 : e == 'u' ? 4 : 8;
+                    if (pos + digits > s.Length || !int.TryParse(s.AsSpan(pos, digits), NumberStyles.HexNumber, CultureInfo.InvariantCulture, out int cp))
+                        throw new JinjaException($"bad \\{e} escape in a string literal");
+                    sb.Append(char.ConvertFromUtf32(cp));
+                    pos += digits;
+                    break;
+                default: sb.Append('\\').Append(e); break; // Python keeps unknown escapes as written
+            }
         }
         var text = sb.ToString();
         return new Token(TokenKind.String, text, text);
+    }
+
+    static Token ReadInteger(string s, ref int pos)
+    {
+        int start = pos;
+        while (pos < s.Length && char.IsDigit(s[pos])) pos++;
+        return new Token(TokenKind.Integer, s[start..pos], long.Parse(s[start..pos], CultureInfo.InvariantCulture));
     }
 
     static Token ReadNumber(string s, ref int pos)
@@ -145,6 +195,12 @@ public static class JinjaLexer
         while (pos < s.Length && (char.IsDigit(s[pos]) || s[pos] == '_')) pos++;
         bool isFloat = pos + 1 < s.Length && s[pos] == '.' && char.IsDigit(s[pos + 1]);
         if (isFloat) { pos++; while (pos < s.Length && char.IsDigit(s[pos])) pos++; }
+        if (pos < s.Length && s[pos] is 'e' or 'E' && pos + 1 < s.Length && (char.IsDigit(s[pos + 1]) || (s[pos + 1] is '+' or '-' && pos + 2 < s.Length && char.IsDigit(s[pos + 2]))))
+        {
+            isFloat = true;
+            pos += 2;
+            while (pos < s.Length && char.IsDigit(s[pos])) pos++;
+        }
         var text = s[start..pos].Replace("_", "");
         return isFloat
             ? new Token(TokenKind.Float, text, double.Parse(text, CultureInfo.InvariantCulture))

@@ -1,12 +1,11 @@
 using System.Collections;
 using System.Globalization;
 using System.Text;
-using System.Text.Encodings.Web;
-using System.Text.Json;
 
 namespace MoeCluster.Node.Chat.Jinja;
 
-/// <summary>Jinja's undefined value: renders as "", is falsy, and is what a missing variable or key evaluates to.</summary>
+/// <summary>Jinja's undefined value: renders as "", is falsy, iterates as empty, and is what a missing variable or
+/// key evaluates to; reading an attribute of it is an error, as with Jinja's default Undefined.</summary>
 public sealed class Undefined
 {
     public static readonly Undefined Instance = new();
@@ -17,16 +16,36 @@ public sealed class Undefined
 /// <summary>The object <c>namespace(...)</c> returns: attributes assignable from inside loops.</summary>
 public sealed class Namespace : Dictionary<string, object?>;
 
-/// <summary>Variables of one scope; lookups fall back to the enclosing scope. A <c>for</c> body gets its own scope,
-/// so <c>set</c> inside a loop does not leak out of it (Jinja's rule, the reason templates use namespace()).</summary>
+/// <summary>A Python tuple: a list that templates cannot change (the sandbox refuses to change lists anyway).</summary>
+public sealed class JinjaTuple(IEnumerable<object?> items) : List<object?>(items);
+
+/// <summary>What map, select, reject, selectattr and rejectattr return in Jinja: a generator, iterable once, with no
+/// length and no indexing (so <c>x | map(...) | length</c> is an error there too, and needs <c>| list</c>).</summary>
+public sealed class JinjaGenerator(IEnumerable<object?> items)
+{
+    IEnumerable<object?>? items = items;
+
+    public IEnumerable<object?> Consume()
+    {
+        var rest = items ?? [];
+        items = null;
+        return rest;
+    }
+}
+
+/// <summary>Variables of one scope; lookups fall back to the enclosing scope. A <c>for</c> body and a macro get their
+/// own scope, so <c>set</c> inside them does not leak out (Jinja's rule, the reason templates use namespace()).</summary>
 public sealed class JinjaScope(JinjaScope? parent = null)
 {
     readonly Dictionary<string, object?> vars = new();
-    readonly JinjaScope? parent = parent;
+
+    public JinjaScope? Parent { get; } = parent;
+
+    public JinjaScope Root => Parent?.Root ?? this;
 
     public object? Lookup(string name)
     {
-        for (var s = this; s is not null; s = s.parent)
+        for (var s = this; s is not null; s = s.Parent)
             if (s.vars.TryGetValue(name, out var v)) return v;
         return Undefined.Instance;
     }
@@ -34,9 +53,9 @@ public sealed class JinjaScope(JinjaScope? parent = null)
     public void Set(string name, object? value) => vars[name] = value;
 }
 
-/// <summary>Values, operators, filters, tests and methods of the Jinja subset, with Python semantics where
-/// templates depend on them (truthiness, slicing, string methods).</summary>
-public static class JinjaValues
+/// <summary>Values and operators of the Jinja that chat templates use, with Python's semantics (truthiness, text of
+/// numbers and containers, slicing, comparison), since transformers renders templates with Python's Jinja2.</summary>
+public static partial class JinjaValues
 {
     public static bool Truthy(object? v) => v switch
     {
@@ -51,44 +70,140 @@ public static class JinjaValues
 
     public static string TypeName(object? v) => v switch
     {
-        null => "none",
-        Undefined => "undefined",
-        bool => "boolean",
-        long => "integer",
+        null => "NoneType",
+        Undefined => "Undefined",
+        bool => "bool",
+        long => "int",
         double => "float",
-        string => "string",
-        IDictionary => "mapping",
+        string => "str",
+        JinjaTuple => "tuple",
+        Namespace => "Namespace",
+        IDictionary => "dict",
         IList => "list",
+        JinjaFunction or Macro => "function",
+        JinjaGenerator => "generator",
         _ => v.GetType().Name,
     };
 
+    /// <summary>Python's str() of a value, as <c>{{ x }}</c> prints it.</summary>
     public static string ToText(object? v) => v switch
     {
-        null => "None",
         Undefined => "",
         string s => s,
-        bool b => b ? "True" : "False",
-        long l => l.ToString(CultureInfo.InvariantCulture),
-        double d => d.ToString("R", CultureInfo.InvariantCulture),
-        _ => ToJson(v),
+        _ => Repr(v),
     };
 
+    /// <summary>Python's repr(): what a value looks like inside a printed list or dict.</summary>
+    public static string Repr(object? v)
+    {
+        switch (v)
+        {
+            case null: return "None";
+            case Undefined: return "Undefined";
+            case bool b: return b ? "True" : "False";
+            case long l: return l.ToString(CultureInfo.InvariantCulture);
+            case double d: return FloatRepr(d);
+            case string s: return StringRepr(s);
+            case Namespace ns: return "<Namespace " + DictRepr(ns) + ">";
+            case IDictionary<string, object?> d: return DictRepr(d);
+            case JinjaTuple t: return "(" + string.Join(", ", t.Select(Repr)) + (t.Count == 1 ? ",)" : ")");
+            case IList<object?> l: return "[" + string.Join(", ", l.Select(Repr)) + "]";
+            case LoopInfo: return "<LoopContext>";
+            case JinjaGenerator: return "<generator object>";
+            default: return v.ToString() ?? "";
+        }
+    }
+
+    static string DictRepr(IDictionary<string, object?> d) => "{" + string.Join(", ", d.Select(p => StringRepr(p.Key) + ": " + Repr(p.Value))) + "}";
+
+    /// <summary>Python's float repr: the shortest round-trip digits, ".0" on integral values, exponent from 1e16 and
+    /// below 1e-4.</summary>
+    public static string FloatRepr(double d)
+    {
+        if (double.IsNaN(d)) return "nan";
+        if (double.IsPositiveInfinity(d)) return "inf";
+        if (double.IsNegativeInfinity(d)) return "-inf";
+        if (d == 0) return double.IsNegative(d) ? "-0.0" : "0.0";
+        string r = d.ToString("R", CultureInfo.InvariantCulture);
+        // .NET gives "1E+16" / "1E-05"; split mantissa digits and exponent, then lay them out as Python does.
+        int e = r.IndexOfAny(['E', 'e']);
+        string mantissa = e >= 0 ? r[..e] : r;
+        int exp10 = e >= 0 ? int.Parse(r[(e + 1)..], CultureInfo.InvariantCulture) : 0;
+        bool negative = mantissa.StartsWith('-');
+        if (negative) mantissa = mantissa[1..];
+        int dot = mantissa.IndexOf('.');
+        string digits = dot >= 0 ? mantissa.Remove(dot, 1) : mantissa;
+        int pointPos = (dot >= 0 ? dot : mantissa.Length) + exp10; // decimal point after this many digits
+        int lead = 0;
+        while (lead < digits.Length - 1 && digits[lead] == '0') { lead++; pointPos--; }
+        digits = digits[lead..].TrimEnd('0');
+        if (digits.Length == 0) digits = "0";
+        int decimalExponent = pointPos - 1;
+        string text;
+        if (decimalExponent >= 16 || decimalExponent < -4)
+        {
+            string frac = digits.Length > 1 ? "." + digits[1..] : "";
+            text = $"{digits[0]}{frac}e{(decimalExponent < 0 ? "-" : "+")}{Math.Abs(decimalExponent):00}";
+        }
+        else if (pointPos <= 0) text = "0." + new string('0', -pointPos) + digits;
+        else if (pointPos >= digits.Length) text = digits + new string('0', pointPos - digits.Length) + ".0";
+        else text = digits[..pointPos] + "." + digits[pointPos..];
+        return negative ? "-" + text : text;
+    }
+
+    /// <summary>Python's repr of a str: single quotes unless the text has ' and no ".</summary>
+    public static string StringRepr(string s)
+    {
+        char quote = s.Contains('\'') && !s.Contains('"') ? '"' : '\'';
+        var sb = new StringBuilder(s.Length + 2).Append(quote);
+        foreach (var rune in s.EnumerateRunes())
+        {
+            int c = rune.Value;
+            if (c == quote || c == '\\') sb.Append('\\').Append((char)c);
+            else if (c == '\n') sb.Append("\\n");
+            else if (c == '\r') sb.Append("\\r");
+            else if (c == '\t') sb.Append("\\t");
+            else if (c < 0x20 || c == 0x7F) sb.Append($"\\x{c:x2}");
+            else if (!IsPrintable(rune)) sb.Append(c < 0x100 ? $"\\x{c:x2}" : c < 0x10000 ? $"\\u{c:x4}" : $"\\U{c:x8}");
+            else sb.Append(rune.ToString());
+        }
+        return sb.Append(quote).ToString();
+    }
+
+    /// <summary>str.isprintable for one character: not Cc, Cf, Cs, Co, Cn, Zl, Zp, nor a space other than ' '.</summary>
+    static bool IsPrintable(Rune r)
+    {
+        var cat = Rune.GetUnicodeCategory(r);
+        return cat switch
+        {
+            UnicodeCategory.Control or UnicodeCategory.Format or UnicodeCategory.Surrogate or UnicodeCategory.PrivateUse
+                or UnicodeCategory.OtherNotAssigned or UnicodeCategory.LineSeparator or UnicodeCategory.ParagraphSeparator => false,
+            UnicodeCategory.SpaceSeparator => r.Value == ' ',
+            _ => true,
+        };
+    }
+
+    /// <summary>Jinja's getattr/getitem: <c>x.name</c> and <c>x['name']</c> both look in mappings.</summary>
     public static object? GetItem(object? target, object? key)
     {
         switch (target)
         {
             case IDictionary<string, object?> d:
                 return key is string k && d.TryGetValue(k, out var v) ? v : Undefined.Instance;
-            case IList<object?> list when key is long i:
+            case IList<object?> list when key is long or bool:
+                long i = key is bool b ? (b ? 1 : 0) : (long)key;
                 long at = i < 0 ? list.Count + i : i;
                 return at >= 0 && at < list.Count ? list[(int)at] : Undefined.Instance;
-            case string s when key is long i:
-                long c = i < 0 ? s.Length + i : i;
-                return c >= 0 && c < s.Length ? s[(int)c].ToString() : Undefined.Instance;
+            case string s when key is long ci:
+                var runes = s.EnumerateRunes().ToList();
+                long c = ci < 0 ? runes.Count + ci : ci;
+                return c >= 0 && c < runes.Count ? runes[(int)c].ToString() : Undefined.Instance;
             case LoopInfo loop when key is string name:
                 return loop.Get(name);
             case Undefined:
-                throw new JinjaException($"cannot read '{ToText(key)}' of an undefined value");
+                throw new JinjaException($"'{ToText(key)}' of an undefined value: the variable is not defined");
+            case JinjaGenerator when key is long:
+                throw new JinjaException("'generator' object is not subscriptable");
             default:
                 return Undefined.Instance;
         }
@@ -101,7 +216,8 @@ public static class JinjaValues
         IList<object?> items = target switch
         {
             IList<object?> l => l,
-            string str => str.Select(ch => (object?)ch.ToString()).ToList(),
+            string str => str.EnumerateRunes().Select(r => (object?)r.ToString()).ToList(),
+            Undefined => [],
             _ => throw new JinjaException($"cannot slice {TypeName(target)}"),
         };
         int n = items.Count;
@@ -109,7 +225,7 @@ public static class JinjaValues
         long from = Norm(start, st > 0 ? 0 : n - 1), to = Norm(stop, st > 0 ? n : -1);
         var result = new List<object?>();
         for (long i = from; st > 0 ? i < to : i > to; i += st) result.Add(items[(int)i]);
-        return target is string ? string.Concat(result.Select(ToText)) : result;
+        return target is string ? string.Concat(result.Select(ToText)) : target is JinjaTuple ? new JinjaTuple(result) : result;
     }
 
     public static object? Binary(string op, object? a, object? b)
@@ -126,9 +242,17 @@ public static class JinjaValues
             int c = Compare(a, b);
             return op switch { "<" => c < 0, ">" => c > 0, "<=" => c <= 0, _ => c >= 0 };
         }
-        if (op == "+" && a is string sa && b is string sb) return sa + sb;
-        if (op == "+" && a is IList<object?> la && b is IList<object?> lb) return la.Concat(lb).ToList();
-        if (op == "*" && a is string rep && b is long times) return string.Concat(Enumerable.Repeat(rep, (int)Math.Max(0, times)));
+        if (a is bool ba) a = ba ? 1L : 0L;
+        if (b is bool bb) b = bb ? 1L : 0L;
+        switch (op, a, b)
+        {
+            case ("+", string sa, string sb): return sa + sb;
+            case ("+", IList<object?> la, IList<object?> lb): return la is JinjaTuple ? new JinjaTuple(la.Concat(lb)) : la.Concat(lb).ToList();
+            case ("*", string rep, long times): return string.Concat(Enumerable.Repeat(rep, (int)Math.Max(0, times)));
+            case ("*", long times, string rep): return string.Concat(Enumerable.Repeat(rep, (int)Math.Max(0, times)));
+            case ("*", IList<object?> list, long times): return Enumerable.Range(0, (int)Math.Max(0, times)).SelectMany(_ => list).ToList();
+            case ("%", string format, _): return PercentFormat(format, b);
+        }
         if (a is long x && b is long y)
         {
             return op switch
@@ -138,222 +262,113 @@ public static class JinjaValues
                 "-" => x - y,
                 "*" => x * y,
                 "/" => y == 0 ? throw new JinjaException("division by zero") : (double)x / y,
-                "//" => y == 0 ? throw new JinjaException("division by zero") : (long)Math.Floor((double)x / y),
-                "%" => y == 0 ? throw new JinjaException("modulo by zero") : ((x % y) + y) % y,
+                "//" => y == 0 ? throw new JinjaException("integer division by zero") : FloorDiv(x, y),
+                "%" => y == 0 ? throw new JinjaException("integer modulo by zero") : x - y * FloorDiv(x, y),
+                "**" => y >= 0 ? (object)(long)Math.Pow(x, y) : Math.Pow(x, y),
                 _ => throw new JinjaException($"unknown operator {op}"),
             };
         }
         if (IsNumber(a) && IsNumber(b))
         {
-            double p = Convert.ToDouble(a, CultureInfo.InvariantCulture), q = Convert.ToDouble(b, CultureInfo.InvariantCulture);
+            double p = ToDouble(a), q = ToDouble(b);
+            if (q == 0 && op is "/" or "//" or "%") throw new JinjaException("float division by zero");
             return op switch
             {
-                "+" => p + q, "-" => p - q, "*" => p * q, "/" => p / q, "//" => Math.Floor(p / q), "%" => p % q,
+                "+" => p + q, "-" => p - q, "*" => p * q, "/" => p / q, "//" => Math.Floor(p / q),
+                "%" => p - q * Math.Floor(p / q), "**" => Math.Pow(p, q),
                 _ => throw new JinjaException($"unknown operator {op}"),
             };
         }
-        throw new JinjaException($"unsupported operand types for {op}: {TypeName(a)} and {TypeName(b)}");
+        throw new JinjaException($"unsupported operand type(s) for {op}: '{TypeName(a)}' and '{TypeName(b)}'");
     }
 
-    static bool IsNumber(object? v) => v is long or double;
+    static long FloorDiv(long x, long y) => (long)Math.Floor((double)x / y);
 
-    static bool JinjaEquals(object? a, object? b)
+    /// <summary>Python's "%s" formatting, for the %s, %d, %r and %% that templates use.</summary>
+    static string PercentFormat(string format, object? args)
+    {
+        var values = args is JinjaTuple t ? t : (IList<object?>)[args];
+        var sb = new StringBuilder();
+        int next = 0;
+        for (int i = 0; i < format.Length; i++)
+        {
+            if (format[i] != '%' || i + 1 >= format.Length) { sb.Append(format[i]); continue; }
+            char spec = format[++i];
+            if (spec == '%') { sb.Append('%'); continue; }
+            if (next >= values.Count) throw new JinjaException("not enough arguments for format string");
+            var v = values[next++];
+            sb.Append(spec switch
+            {
+                's' => ToText(v),
+                'r' => Repr(v),
+                'd' or 'i' => ToText(v is double d ? (long)Math.Truncate(d) : v),
+                _ => throw new JinjaException($"format %{spec} is not supported"),
+            });
+        }
+        return sb.ToString();
+    }
+
+    public static bool IsNumber(object? v) => v is long or double;
+
+    public static double ToDouble(object? v) => v switch { long l => l, double d => d, bool b => b ? 1 : 0, _ => throw new JinjaException($"{TypeName(v)} is not a number") };
+
+    public static bool JinjaEquals(object? a, object? b)
     {
         if (a is Undefined || b is Undefined) return ReferenceEquals(a, b);
-        if (IsNumber(a) && IsNumber(b)) return Convert.ToDouble(a, CultureInfo.InvariantCulture) == Convert.ToDouble(b, CultureInfo.InvariantCulture);
-        if (a is IList<object?> la && b is IList<object?> lb) return la.Count == lb.Count && la.Zip(lb).All(p => JinjaEquals(p.Item1, p.Item2));
+        if (a is bool x && b is bool y) return x == y;
+        if ((IsNumber(a) || a is bool) && (IsNumber(b) || b is bool)) return ToDouble(a) == ToDouble(b);
+        if (a is IList<object?> la && b is IList<object?> lb) return (a is JinjaTuple) == (b is JinjaTuple) && la.Count == lb.Count && la.Zip(lb).All(p => JinjaEquals(p.Item1, p.Item2));
+        if (a is IDictionary<string, object?> da && b is IDictionary<string, object?> db)
+            return da.Count == db.Count && da.All(p => db.TryGetValue(p.Key, out var o) && JinjaEquals(p.Value, o));
         return Equals(a, b);
     }
 
-    static int Compare(object? a, object? b)
+    public static int Compare(object? a, object? b)
     {
-        if (IsNumber(a) && IsNumber(b)) return Convert.ToDouble(a, CultureInfo.InvariantCulture).CompareTo(Convert.ToDouble(b, CultureInfo.InvariantCulture));
-        if (a is string sa && b is string sb) return string.CompareOrdinal(sa, sb);
-        throw new JinjaException($"cannot compare {TypeName(a)} with {TypeName(b)}");
+        if ((IsNumber(a) || a is bool) && (IsNumber(b) || b is bool)) return ToDouble(a).CompareTo(ToDouble(b));
+        if (a is string sa && b is string sb) return MoeCluster.Model.Checkpoints.JsonText.CodePointOrder.Compare(sa, sb); // Python compares code points
+        if (a is IList<object?> la && b is IList<object?> lb)
+        {
+            for (int i = 0; i < Math.Min(la.Count, lb.Count); i++)
+            {
+                if (!JinjaEquals(la[i], lb[i])) return Compare(la[i], lb[i]);
+            }
+            return la.Count.CompareTo(lb.Count);
+        }
+        throw new JinjaException($"'<' not supported between instances of '{TypeName(a)}' and '{TypeName(b)}'");
     }
 
-    static bool Contains(object? container, object? item) => container switch
+    public static bool Contains(object? container, object? item) => container switch
     {
-        string s => item is string sub ? s.Contains(sub, StringComparison.Ordinal) : throw new JinjaException("'in <string>' needs a string"),
+        string s => item is string sub ? s.Contains(sub, StringComparison.Ordinal) : throw new JinjaException($"'in <string>' requires string as left operand, not {TypeName(item)}"),
         IDictionary<string, object?> d => item is string k && d.ContainsKey(k),
         IList<object?> l => l.Any(x => JinjaEquals(x, item)),
-        Undefined or null => false,
-        _ => throw new JinjaException($"'in' is not supported on {TypeName(container)}"),
+        JinjaGenerator g => g.Consume().Any(x => JinjaEquals(x, item)),
+        Undefined => false,
+        _ => throw new JinjaException($"argument of type '{TypeName(container)}' is not iterable"),
     };
 
     public static IEnumerable<object?> Iterate(object? v) => v switch
     {
         IDictionary<string, object?> d => d.Keys,
         IList<object?> l => l,
-        string s => s.Select(c => (object?)c.ToString()),
-        null or Undefined => [],
-        _ => throw new JinjaException($"cannot iterate over {TypeName(v)}"),
+        string s => s.EnumerateRunes().Select(r => (object?)r.ToString()),
+        JinjaGenerator g => g.Consume(),
+        Undefined => [],
+        _ => throw new JinjaException($"'{TypeName(v)}' object is not iterable"),
     };
 
-    public static object? ApplyFilter(string name, object? v, IReadOnlyList<object?> args, IReadOnlyDictionary<string, object?> kwargs)
+    public static long Length(object? v) => v switch
     {
-        switch (name)
-        {
-            case "trim": return ToText(v).Trim();
-            case "upper": return ToText(v).ToUpperInvariant();
-            case "lower": return ToText(v).ToLowerInvariant();
-            case "capitalize": { var s = ToText(v); return s.Length == 0 ? s : char.ToUpperInvariant(s[0]) + s[1..].ToLowerInvariant(); }
-            case "length" or "count": return (long)(v switch { string s => s.Length, ICollection c => c.Count, _ => Iterate(v).Count() });
-            case "first": return Iterate(v).FirstOrDefault(Undefined.Instance);
-            case "last": return v is IList<object?> l && l.Count > 0 ? l[^1] : Iterate(v).LastOrDefault(Undefined.Instance);
-            case "reverse": return v is string rs ? new string(rs.Reverse().ToArray()) : Iterate(v).Reverse().ToList();
-            case "list": return Iterate(v).ToList();
-            case "join": return string.Join(args.Count > 0 ? ToText(args[0]) : "", Iterate(v).Select(ToText));
-            case "default" or "d":
-                {
-                    bool boolean = args.Count > 1 && Truthy(args[1]);
-                    bool useDefault = v is Undefined || (boolean && !Truthy(v));
-                    return useDefault ? (args.Count > 0 ? args[0] : "") : v;
-                }
-            case "string": return ToText(v);
-            case "int": return v switch { long i => i, double d => (long)d, string s when long.TryParse(s.Trim(), CultureInfo.InvariantCulture, out var p) => p, _ => 0L };
-            case "float": return v switch { long i => (double)i, double d => d, string s when double.TryParse(s.Trim(), CultureInfo.InvariantCulture, out var p) => p, _ => 0.0 };
-            case "abs": return v switch { long i => (object)Math.Abs(i), double d => Math.Abs(d), _ => throw new JinjaException("abs needs a number") };
-            case "replace": return ToText(v).Replace(ToText(args[0]), ToText(args[1]), StringComparison.Ordinal);
-            case "items": return v is IDictionary<string, object?> dict ? dict.Select(p => (object?)new List<object?> { p.Key, p.Value }).ToList() : throw new JinjaException("items needs a mapping");
-            case "tojson": return ToJson(v, kwargs.TryGetValue("indent", out var ind) && ind is long n ? (int)n : null);
-            case "safe" or "e" or "escape": return v;
-            case "selectattr" or "rejectattr":
-                {
-                    string attr = ToText(args[0]);
-                    bool keep = name == "selectattr";
-                    return Iterate(v).Where(item =>
-                    {
-                        var a = GetItem(item, attr);
-                        bool pass = args.Count > 1 ? ApplyTest(ToText(args[1]), a, args.Skip(2).ToList()) : Truthy(a);
-                        return pass == keep;
-                    }).ToList();
-                }
-            case "map":
-                if (kwargs.TryGetValue("attribute", out var at)) return Iterate(v).Select(item => GetItem(item, ToText(at))).ToList();
-                if (args.Count > 0) return Iterate(v).Select(item => ApplyFilter(ToText(args[0]), item, args.Skip(1).ToList(), new Dictionary<string, object?>())).ToList();
-                throw new JinjaException("map needs a filter name or attribute=");
-            default: throw new JinjaException($"filter '{name}' is not supported");
-        }
-    }
-
-    public static bool ApplyTest(string name, object? v, IReadOnlyList<object?> args) => name switch
-    {
-        "defined" => v is not Undefined,
-        "undefined" => v is Undefined,
-        "none" => v is null,
-        "string" => v is string,
-        "number" => v is long or double,
-        "integer" => v is long,
-        "float" => v is double,
-        "boolean" => v is bool,
-        "true" => v is true,
-        "false" => v is false,
-        "mapping" => v is IDictionary<string, object?>,
-        "sequence" or "iterable" => v is IList<object?> or string or IDictionary<string, object?>,
-        "odd" => v is long l && l % 2 != 0,
-        "even" => v is long e && e % 2 == 0,
-        "divisibleby" => v is long x && args.Count > 0 && args[0] is long y && y != 0 && x % y == 0,
-        "equalto" or "eq" or "==" => args.Count > 0 && JinjaEquals(v, args[0]),
-        "ne" or "!=" => args.Count > 0 && !JinjaEquals(v, args[0]),
-        "in" => args.Count > 0 && Contains(args[0], v),
-        _ => throw new JinjaException($"test '{name}' is not supported"),
+        string s => s.EnumerateRunes().Count(),
+        ICollection c => c.Count,
+        Undefined => 0,
+        _ => throw new JinjaException($"object of type '{TypeName(v)}' has no len()"),
     };
-
-    public static object? CallMethod(object? target, string name, IReadOnlyList<object?> args, IReadOnlyDictionary<string, object?> kwargs)
-    {
-        if (target is string s)
-        {
-            string? chars = args.Count > 0 && args[0] is string c ? c : null;
-            return name switch
-            {
-                "strip" => chars is null ? s.Trim() : s.Trim(chars.ToCharArray()),
-                "lstrip" => chars is null ? s.TrimStart() : s.TrimStart(chars.ToCharArray()),
-                "rstrip" => chars is null ? s.TrimEnd() : s.TrimEnd(chars.ToCharArray()),
-                "upper" => s.ToUpperInvariant(),
-                "lower" => s.ToLowerInvariant(),
-                "title" => CultureInfo.InvariantCulture.TextInfo.ToTitleCase(s.ToLowerInvariant()),
-                "capitalize" => s.Length == 0 ? s : char.ToUpperInvariant(s[0]) + s[1..].ToLowerInvariant(),
-                "startswith" => s.StartsWith(ToText(args[0]), StringComparison.Ordinal),
-                "endswith" => s.EndsWith(ToText(args[0]), StringComparison.Ordinal),
-                "replace" => s.Replace(ToText(args[0]), ToText(args[1]), StringComparison.Ordinal),
-                "split" => (chars is null ? s.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries) : s.Split(chars)).Select(p => (object?)p).ToList(),
-                "find" => (long)s.IndexOf(ToText(args[0]), StringComparison.Ordinal),
-                "count" => (long)CountOccurrences(s, ToText(args[0])),
-                _ => throw new JinjaException($"string method '{name}' is not supported"),
-            };
-        }
-        if (target is IDictionary<string, object?> d)
-        {
-            return name switch
-            {
-                "get" => d.TryGetValue(ToText(args[0]), out var v) ? v : args.Count > 1 ? args[1] : null,
-                "items" => d.Select(p => (object?)new List<object?> { p.Key, p.Value }).ToList(),
-                "keys" => d.Keys.Select(k => (object?)k).ToList(),
-                "values" => d.Values.ToList(),
-                _ => throw new JinjaException($"mapping method '{name}' is not supported"),
-            };
-        }
-        throw new JinjaException($"method '{name}' is not supported on {TypeName(target)}");
-    }
-
-    static int CountOccurrences(string s, string sub)
-    {
-        if (sub.Length == 0) return s.Length + 1;
-        int n = 0;
-        for (int i = s.IndexOf(sub, StringComparison.Ordinal); i >= 0; i = s.IndexOf(sub, i + sub.Length, StringComparison.Ordinal)) n++;
-        return n;
-    }
-
-    static readonly JsonSerializerOptions Compact = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
-
-    /// <summary>Like Python's json.dumps (", " and ": " separators, as HF's tojson uses).</summary>
-    public static string ToJson(object? v, int? indent = null)
-    {
-        var sb = new StringBuilder();
-        WriteJson(sb, v, indent, 0);
-        return sb.ToString();
-    }
-
-    static void WriteJson(StringBuilder sb, object? v, int? indent, int depth)
-    {
-        string Newline(int d) => indent is int n ? "\n" + new string(' ', n * d) : "";
-        switch (v)
-        {
-            case null or Undefined: sb.Append("null"); break;
-            case bool b: sb.Append(b ? "true" : "false"); break;
-            case long or double: sb.Append(ToText(v)); break;
-            case string s: sb.Append(JsonSerializer.Serialize(s, Compact)); break;
-            case IDictionary<string, object?> d:
-                sb.Append('{');
-                int i = 0;
-                foreach (var (k, item) in d)
-                {
-                    if (i++ > 0) sb.Append(indent is null ? ", " : ",");
-                    sb.Append(Newline(depth + 1)).Append(JsonSerializer.Serialize(k, Compact)).Append(": ");
-                    WriteJson(sb, item, indent, depth + 1);
-                }
-                if (d.Count > 0) sb.Append(Newline(depth));
-                sb.Append('}');
-                break;
-            case IList<object?> l:
-                sb.Append('[');
-                for (int j = 0; j < l.Count; j++)
-                {
-                    if (j > 0) sb.Append(indent is null ? ", " : ",");
-                    sb.Append(Newline(depth + 1));
-                    WriteJson(sb, l[j], indent, depth + 1);
-                }
-                if (l.Count > 0) sb.Append(Newline(depth));
-                sb.Append(']');
-                break;
-            default: throw new JinjaException($"cannot serialise {TypeName(v)} to JSON");
-        }
-    }
 }
 
 /// <summary>The <c>loop</c> variable inside a for block.</summary>
-public sealed class LoopInfo(int index, int length, object? previous, object? next)
+public sealed class LoopInfo(int index, int length, object? previous, object? next, int depth)
 {
     public object? Get(string name) => name switch
     {
@@ -364,8 +379,11 @@ public sealed class LoopInfo(int index, int length, object? previous, object? ne
         "first" => index == 0,
         "last" => index == length - 1,
         "length" => (long)length,
+        "depth" => (long)depth,
+        "depth0" => (long)depth - 1,
         "previtem" => index > 0 ? previous : Undefined.Instance,
         "nextitem" => index < length - 1 ? next : Undefined.Instance,
+        "cycle" => (JinjaFunction)((args, _) => args.Count == 0 ? throw new JinjaException("no items for cycling given") : args[index % args.Count]),
         _ => Undefined.Instance,
     };
 }
