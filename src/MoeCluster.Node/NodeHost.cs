@@ -55,6 +55,7 @@ public static class NodeHost
             Retention = o.JobRetention,
             JobBatchShare = o.JobBatchShare,
             MaxConcurrentUploads = o.MaxConcurrentUploads,
+            DType = o.Runtime.DType,
         };
         builder.Services.AddMoeClusterNode(serving);
         if (o.ServesApi) builder.Services.AddMoeClusterServing(serving);

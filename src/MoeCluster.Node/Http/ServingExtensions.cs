@@ -27,7 +27,9 @@ public static class ServingExtensions
         services.AddSingleton(new JobSlots(options.JobBatchShare, options.MaxBatchSize));
         services.AddSingleton(new UploadSlots(options.MaxConcurrentUploads));
         services.AddSingleton(_ => JobsHosting.Files(options));
-        services.AddSingleton<IJobLineRunner>(sp => new JobLineRunner(() => sp.GetRequiredService<CompletionRunner>(), sp.GetRequiredService<JobSlots>()));
+        services.AddSingleton(sp => new LogprobShapes(sp.GetService<ModelTokenizer>()));
+        services.AddSingleton<IJobLineRunner>(sp => new JobLineRunner(() => sp.GetRequiredService<CompletionRunner>(), () => sp.GetRequiredService<LogprobShapes>(),
+            sp.GetRequiredService<JobSlots>(), options));
         return services;
     }
 
@@ -62,6 +64,7 @@ public static class ServingExtensions
         app.MapMoeClusterNode();
         OpenAiEndpoints.Map(app);
         GenerateEndpoint.Map(app);
+        TokenizeEndpoints.Map(app);
         JobsEndpoints.Map(app);
         Files.FilesEndpoints.Map(app);
         Jobs.BatchesEndpoints.Map(app);

@@ -47,6 +47,13 @@ public sealed record ServingOptions
     /// it to the scheduler's context length so defaults never exceed what the gateway accepts.</summary>
     public int? ContextLength { get; init; }
 
+    /// <summary>The dtype the model runs in (what /v1/models lists).</summary>
+    public string DType { get; init; } = "float32";
+
+    /// <summary>Priority of batch-job lines (vLLM's meaning: lower runs first; interactive requests default to 0), so a
+    /// running job yields KV-cache slots to interactive requests. A line's own <c>priority</c> is added to it.</summary>
+    public int JobLinePriority { get; init; } = 100;
+
     /// <summary>max_tokens for chat requests that give none (capped by the room left in the context).</summary>
     public int DefaultChatMaxTokens { get; init; } = 256;
 

@@ -39,15 +39,20 @@ public sealed record JobResultLine(
 public sealed class JobLineRunner : IJobLineRunner
 {
     readonly Lazy<CompletionRunner> completions;
+    readonly Lazy<LogprobShapes> shapes;
     readonly JobSlots slots;
+    readonly int linePriority;
 
     /// <summary>Resolves the runner (and so the gateway) on the first line, not when the job actors start: a node
     /// resumes jobs at start-up, possibly before its gateway is registered. Every line holds one of the node's
-    /// <paramref name="slots"/> while it runs, so jobs never fill more than their share of the batch.</summary>
-    public JobLineRunner(Func<CompletionRunner> runner, JobSlots slots)
+    /// <paramref name="slots"/> while it runs, so jobs never fill more than their share of the batch, and runs at
+    /// <see cref="ServingOptions.JobLinePriority"/> plus its own priority, below interactive requests.</summary>
+    public JobLineRunner(Func<CompletionRunner> runner, Func<LogprobShapes> shapes, JobSlots slots, ServingOptions options)
     {
         completions = new(runner);
+        this.shapes = new(shapes);
         this.slots = slots;
+        linePriority = options.JobLinePriority;
     }
 
     public static string? CustomId(string line)
@@ -87,12 +92,13 @@ public sealed class JobLineRunner : IJobLineRunner
                 body = inner;
                 extra = NoFields;
             }
-            var request = CompletionRequest.Parse(body, kind, extra) with { Stream = false };
+            var parsed = CompletionRequest.Parse(body, kind, extra);
+            var request = parsed with { Stream = false, Priority = linePriority + Math.Max(0, parsed.Priority) };
             var runner = completions.Value;
             var prepared = runner.Prepare(request);
-            var outcome = await runner.RunAsync(prepared, null, null, cancellation);
-            if (outcome is null) return new LineAbandoned(line);
-            var response = CompletionResponses.Build(prepared, outcome);
+            var outcomes = await runner.RunAsync(prepared, null, null, cancellation);
+            if (outcomes is null) return new LineAbandoned(line);
+            var response = CompletionResponses.Build(prepared, outcomes, shapes.Value);
             return new LineFinished(line, JsonSerializer.Serialize(new JobResultLine(line, customId, response, null), OpenAiJson.Options), false);
         }
         catch (ApiException e) when (e.Status is 429 or 503) { return new LineDeferred(line, TimeSpan.FromSeconds(1)); }

@@ -32,6 +32,18 @@ public static class FuzzTargets
                 ],
             },
             new("generate", HttpMethod.Post, "v1/generate") { ValidJson = generate, Fields = [.. RequestFields.Generate, .. Unknown, "prompt_token_ids[0]"] },
+            new("tokenize", HttpMethod.Post, "tokenize")
+            {
+                ValidJson = $$"""{"model":"{{model}}","prompt":"Hello world","add_special_tokens":true,"return_token_strs":true}""",
+                // 'prompt' and 'messages' exclude each other (BadInputSpec covers both at once): each target fuzzes its own.
+                Fields = [.. TokenizeEndpoints.TokenizeFields.Where(f => f != "messages"), .. Unknown],
+            },
+            new("tokenize chat", HttpMethod.Post, "v1/tokenize")
+            {
+                ValidJson = $$"""{"model":"{{model}}","messages":[{"role":"user","content":"Hi"}],"add_generation_prompt":true}""",
+                Fields = [.. TokenizeEndpoints.TokenizeFields.Where(f => f != "prompt"), .. Unknown, "messages[0].content"],
+            },
+            new("detokenize", HttpMethod.Post, "detokenize") { ValidJson = """{"tokens":[5,6,7]}""", Fields = [.. TokenizeEndpoints.DetokenizeFields, .. Unknown, "tokens[0]"] },
             new("jobs", HttpMethod.Post, "v1/jobs")
             {
                 // A JSONL body whose lines are damaged or type-mutated requests: the upload succeeds or gets a 4xx.
