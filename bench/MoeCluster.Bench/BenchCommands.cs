@@ -15,12 +15,15 @@ public static class BenchCommands
         usage: moecluster-bench model-core [--quick] [--no-write] [--doc PATH]
                moecluster-bench profile [--quick] [--dtype float32|bfloat16] [--batch N]
                moecluster-bench ceilings [--quick]
+               moecluster-bench priority [--no-write] [--doc PATH]
           model-core  hardware ceilings, prefill and decode throughput of bench-small (float32 and bfloat16),
                       continuous batching and the decode profile; prints Markdown and writes it into
                       docs/BENCHMARKS.md between <!-- model-core:begin --> and <!-- model-core:end -->
                       (not in --quick runs, whose few iterations are a smoke check only)
           profile     time per part (attention, router, experts, LM head, …) of a decode step (default 32 sequences)
           ceilings    matmul GFLOP/s and memory bandwidth only
+          priority    time to first token of interactive requests with and without a running batch job, with and
+                      without priorities; writes docs/BENCHMARKS.md between <!-- priority:begin --> and <!-- priority:end -->
         """;
 
     static readonly ScalarType[] DTypes = [ScalarType.Float32, ScalarType.BFloat16];
@@ -40,6 +43,7 @@ public static class BenchCommands
                 "model-core" => ModelCore(settings, writeDoc: !noWrite && !settings.Quick, doc),
                 "profile" => Profile(settings, dtype, batch),
                 "ceilings" => Ceilings(settings.Quick),
+                "priority" => PriorityRun(!noWrite, doc),
                 _ => Fail($"unknown command '{args[0]}'"),
             };
         }
@@ -99,6 +103,18 @@ public static class BenchCommands
             Console.WriteLine($"wrote the model-core section of {path}");
         }
         else Console.WriteLine("docs/BENCHMARKS.md not written (quick run or --no-write)");
+        return 0;
+    }
+
+    static int PriorityRun(bool writeDoc, string? docPath)
+    {
+        var started = DateTime.UtcNow;
+        int threads = UseAllCores();
+        var machine = MachineInfo.Read();
+        Console.WriteLine($"{machine.CpuModel}, {machine.Cores} cores, load {machine.LoadAverage}; torch threads: {threads}");
+        var markdown = Priority.PriorityBenchmark.Markdown(Priority.PriorityBenchmark.Run(), machine, started);
+        Console.WriteLine(markdown);
+        if (writeDoc) BenchmarksDoc.ReplaceSection(docPath ?? Path.Combine(BenchmarksDoc.FindRepositoryRoot(), "docs", "BENCHMARKS.md"), "priority", markdown);
         return 0;
     }
 

@@ -61,9 +61,10 @@ public sealed class MoeTransformer : nn.Module<Tensor, Tensor>
 
     public Tensor Embed(Tensor tokens) => model.embed_tokens.forward(tokens);
 
-    /// <summary>One step: tokens [T] laid out by <paramref name="layout"/> → next-token logits [S, V] at the last token
-    /// of each segment. <paramref name="tokensPerExpert"/> ([layer][expert]) accumulates routing counts when given.</summary>
-    public Tensor Forward(Tensor tokens, StepLayout layout, IReadOnlyList<KvCache> caches, long[][]? tokensPerExpert = null)
+    /// <summary>One step: tokens [T] laid out by <paramref name="layout"/> → next-token logits [R, V] at the token indices
+    /// <paramref name="logitRows"/> (default: the last token of each segment, R = S). <paramref name="tokensPerExpert"/>
+    /// ([layer][expert]) accumulates routing counts when given.</summary>
+    public Tensor Forward(Tensor tokens, StepLayout layout, IReadOnlyList<KvCache> caches, long[][]? tokensPerExpert = null, long[]? logitRows = null)
     {
         if (tokens.shape.Length != 1 || tokens.shape[0] != layout.TokenCount)
             throw new ArgumentException($"tokens must be [{layout.TokenCount}] for this layout, got [{string.Join(", ", tokens.shape)}]");
@@ -73,15 +74,15 @@ public sealed class MoeTransformer : nn.Module<Tensor, Tensor>
         var x = Embed(tokens);
         for (int l = 0; l < Config.NumLayers; l++)
             x = model.layers[l].Forward(x, step, caches[l], tokensPerExpert?[l]);
-        return Head.Logits(x, layout).MoveToOuterDisposeScope();
+        return (logitRows is null ? Head.Logits(x, layout) : Head.forward(x.index_select(0, tensor(logitRows, ScalarType.Int64, x.device)))).MoveToOuterDisposeScope();
     }
 
-    /// <summary><see cref="Forward(Tensor, StepLayout, IReadOnlyList{KvCache}, long[][])"/> on a scheduler's token ids.</summary>
-    public Tensor ForwardTokens(IReadOnlyList<int> tokens, StepLayout layout, IReadOnlyList<KvCache> caches, long[][]? tokensPerExpert = null)
+    /// <summary><see cref="Forward"/> on a scheduler's token ids.</summary>
+    public Tensor ForwardTokens(IReadOnlyList<int> tokens, StepLayout layout, IReadOnlyList<KvCache> caches, long[][]? tokensPerExpert = null, long[]? logitRows = null)
     {
         using var scope = NewDisposeScope();
         var ids = tensor(tokens.Select(t => (long)t).ToArray(), ScalarType.Int64, Options.Device);
-        return Forward(ids, layout, caches, tokensPerExpert).MoveToOuterDisposeScope();
+        return Forward(ids, layout, caches, tokensPerExpert, logitRows).MoveToOuterDisposeScope();
     }
 
     /// <summary>Every checkpoint name this model reads (for the unexpected-tensor check).</summary>

@@ -52,7 +52,13 @@ public static class NodeHost
             DataDirectory = o.DataDirectory ?? Path.Combine(Environment.CurrentDirectory, "data"),
             JournalConnectionString = o.JournalConnectionString,
             ContextLength = o.Runtime.Batching.ContextLength,
+            MaxBatchSize = o.Runtime.Batching.MaxBatchSize,
+            Retention = o.JobRetention,
+            JobBatchShare = o.JobBatchShare,
+            MaxConcurrentUploads = o.MaxConcurrentUploads,
+            DType = o.Runtime.DType,
         };
+        builder.Services.AddMoeClusterNode(serving);
         if (o.ServesApi) builder.Services.AddMoeClusterServing(serving);
 
         if (o.Engine == "local")
@@ -69,17 +75,43 @@ public static class NodeHost
             builder.Services.AddAkka(ClusterNodeOptions.ActorSystemName, b =>
             {
                 b.AddMoeClusterRuntime(o.Cluster, o.Runtime, model);
-                if (o.ServesApi) b.AddMoeClusterJobs(serving);
+                if (o.ServesApi) b.AddMoeClusterJobs(serving, cluster: true);
             });
-            if (o.Runtime.Roles.Contains(NodeRoles.Gateway))
+            bool gateway = o.Runtime.Roles.Contains(NodeRoles.Gateway);
+            if (gateway)
                 builder.Services.AddSingleton<IGenerationService>(sp =>
                     new ClusterGenerationService(sp.GetRequiredService<ActorSystem>(), sp.GetRequiredService<ActorRegistry>().Get<GatewayKey>(), model.Config, o.Runtime.RequestTimeout));
+            builder.Services.AddSingleton<INodeReadiness>(sp => new ClusterNodeReadiness(sp.GetRequiredService<ActorSystem>(), o.Runtime.Roles,
+                () => gateway ? sp.GetRequiredService<IGenerationService>() : null));
         }
 
+        // Room for the drain below plus Kestrel's own wait for in-flight requests.
+        builder.Services.Configure<HostOptions>(h => h.ShutdownTimeout = o.DrainGrace + TimeSpan.FromSeconds(15));
         var app = builder.Build();
         if (o.ServesApi) app.MapMoeClusterApi();
+        else app.MapMoeClusterNode();
         app.MapClusterEndpoints();
+        app.Lifetime.ApplicationStopping.Register(() => Drain(app, o, log));
         app.Lifetime.ApplicationStopped.Register(model.Dispose);
         return app;
+    }
+
+    /// <summary>SIGTERM: before Kestrel stops and before the actor system's coordinated shutdown (which hands this
+    /// node's experts and jobs off and leaves the cluster), the node turns not-ready, refuses new /v1 requests with 503,
+    /// and a gateway drains: queued requests are answered with an error, running ones get the grace to finish. Blocks
+    /// the stopping callback on purpose — it orders the shutdown so that job lines finishing now are still persisted
+    /// by their job entities, before the shards move.</summary>
+    static void Drain(WebApplication app, ServeOptions o, Action<string> log)
+    {
+        app.Services.GetRequiredService<NodeLifecycle>().StartDraining();
+        if (o.Engine != "cluster" || !o.Runtime.Roles.Contains(NodeRoles.Gateway)) return;
+        var registry = app.Services.GetRequiredService<ActorRegistry>();
+        if (!registry.TryGet<GatewayKey>(out var gateway)) return;
+        try
+        {
+            var drained = gateway.Ask<GatewayDrained>(new DrainGateway(o.DrainGrace), o.DrainGrace + TimeSpan.FromSeconds(10)).GetAwaiter().GetResult();
+            log($"gateway drained: {drained.Finished} sequences finished, {drained.Failed} requests answered with an error");
+        }
+        catch (AskTimeoutException) { log("the gateway did not report drained in time; shutting down anyway"); }
     }
 }

@@ -15,6 +15,11 @@ public sealed record ServeOptions
     public string? DataDirectory { get; init; }
     public string? JournalConnectionString { get; init; }
     public IReadOnlyList<string> ApiKeys { get; init; } = [];
+    public TimeSpan JobRetention { get; init; } = TimeSpan.FromDays(30);
+    public double JobBatchShare { get; init; } = 0.5;
+    public int MaxConcurrentUploads { get; init; } = 4;
+    /// <summary>On SIGTERM, how long a gateway lets its running sequences finish before failing them.</summary>
+    public TimeSpan DrainGrace { get; init; } = TimeSpan.FromSeconds(30);
     /// <summary>--chat-template: a Jinja file (or the template text) used instead of the checkpoint's chat template.</summary>
     public string? ChatTemplate { get; init; }
     public bool ServesApi => Engine == "local" || Runtime.Roles.Contains(NodeRoles.Gateway);

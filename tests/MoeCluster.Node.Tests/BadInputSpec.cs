@@ -34,12 +34,19 @@ public sealed class BadInputSpec(ServingFixture f)
         { "v1/completions", """{"model":"MODEL","prompt":[]}""", 400, "prompt" },
         { "v1/completions", """{"model":"MODEL","prompt":[1,2,99999]}""", 400, "prompt" },
         { "v1/completions", """{"model":"MODEL","prompt":[1,-2]}""", 400, "prompt[1]" },
-        { "v1/completions", """{"model":"MODEL","prompt":["a","b"]}""", 400, "prompt" },
+        { "v1/completions", """{"model":"MODEL","prompt":["a",5]}""", 400, "prompt[1]" },
+        { "v1/completions", """{"model":"MODEL","prompt":["a",[1,99999]]}""", 400, "prompt[1]" },
         { "v1/completions", """{"model":"MODEL"}""", 400, "prompt" },
         { "v1/completions", """{"prompt":"hi"}""", 400, "model" },
         { "v1/completions", """{"model":42,"prompt":"hi"}""", 400, "model" },
         { "v1/completions", """{"model":"gpt-4o","prompt":"hi"}""", 404, "model" },
-        { "v1/completions", """{"model":"MODEL","prompt":"hi","logprobs":3}""", 400, "logprobs" },
+        { "v1/completions", """{"model":"MODEL","prompt":"hi","logprobs":21}""", 400, "logprobs" },
+        { "v1/completions", """{"model":"MODEL","prompt":"hi","logprobs":true}""", 400, "logprobs" },
+        { "v1/chat/completions", """{"model":"MODEL","messages":[{"role":"user","content":"hi"}],"top_logprobs":3}""", 400, "top_logprobs" },
+        { "v1/chat/completions", """{"model":"MODEL","messages":[{"role":"user","content":"hi"}],"logprobs":true,"top_logprobs":21}""", 400, "top_logprobs" },
+        { "v1/completions", """{"model":"MODEL","prompt":"hi","priority":"high"}""", 400, "priority" },
+        { "v1/completions", """{"model":"MODEL","prompt":"hi","min_tokens":5,"max_tokens":2}""", 400, "min_tokens" },
+        { "v1/completions", """{"model":"MODEL","prompt":"hi","best_of":2}""", 400, "best_of" },
         { "v1/chat/completions", """{"model":"MODEL"}""", 400, "messages" },
         { "v1/chat/completions", """{"model":"MODEL","messages":[]}""", 400, "messages" },
         { "v1/chat/completions", """{"model":"MODEL","messages":"hi"}""", 400, "messages" },
@@ -50,7 +57,11 @@ public sealed class BadInputSpec(ServingFixture f)
         { "v1/chat/completions", """{"model":"MODEL","messages":[{"role":"user","content":"hi"}],"max_completion_tokens":0}""", 400, "max_completion_tokens" },
         { "v1/chat/completions", """{"model":"MODEL","messages":[{"role":"user","content":"hi"}],"n":3}""", 400, "n" },
         { "v1/chat/completions", """{"model":"nope","messages":[{"role":"user","content":"hi"}]}""", 404, "model" },
-        { "v1/chat/completions", """{"model":"MODEL","messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function"}]}""", 400, "tools" },
+        { "v1/chat/completions", """{"model":"MODEL","messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function"}]}""", 400, "tools[0].function" },
+        { "v1/chat/completions", """{"model":"MODEL","messages":[{"role":"user","content":"hi"}],"tools":5}""", 400, "tools" },
+        { "v1/chat/completions", """{"model":"MODEL","messages":[{"role":"user","content":"hi"}],"tool_choice":"required"}""", 400, "tool_choice" },
+        { "v1/chat/completions", """{"model":"MODEL","messages":[{"role":"tool","content":"42"}]}""", 400, "messages[0].tool_call_id" },
+        { "v1/chat/completions", """{"model":"MODEL","messages":[{"role":"user","content":"hi"}],"response_format":{"type":"xml"}}""", 400, "response_format.type" },
         { "v1/generate", """{"max_tokens":3}""", 400, "prompt_token_ids" },
         { "v1/generate", """{"prompt_token_ids":[1,2],"max_tokens":0}""", 400, "max_tokens" },
         { "v1/generate", """{"prompt_token_ids":[1,2],"return_prompt_logits":"yes"}""", 400, "return_prompt_logits" },
@@ -81,6 +92,8 @@ public sealed class BadInputSpec(ServingFixture f)
         { "v1/completions", """{"model":"MODEL","prompt":"hi","logit_bias":{"999999":1}}""", 400, "logit_bias" },
         { "v1/completions", """{"model":"MODEL","prompt":"hi","stop_token_ids":[999999]}""", 400, "stop_token_ids[0]" },
         { "v1/completions", """{"model":"MODEL","prompt":"hi","temperature":1e400}""", 400, "temperature" },
+        { "tokenize", """{"prompt":"hi","messages":[{"role":"user","content":"hi"}]}""", 400, "messages" },
+        { "detokenize", """{"tokens":[1,999999]}""", 400, "tokens[1]" },
         { "v1/completions", """{"model":"MODEL","prompt":"hi"} trailing""", 400, null },
         { "v1/completions", "{\"model\":\"MODEL\",\"prompt\":\"hi", 400, null },
         { "v1/completions", """[1,2,3]""", 400, null },
@@ -100,7 +113,7 @@ public sealed class BadInputSpec(ServingFixture f)
     [Fact]
     public async Task A_prompt_longer_than_the_context_names_the_prompt()
     {
-        var prompt = string.Join(' ', Enumerable.Repeat("quick brown fox", 200));
+        var prompt = string.Join(' ', Enumerable.Repeat("quick brown fox", 1500));
         var (status, json) = await f.Host.Http.PostJsonAsync("v1/completions", new { model = Model, prompt, max_tokens = 1 });
         Assert.Equal(400, status);
         AssertError(json, "prompt");

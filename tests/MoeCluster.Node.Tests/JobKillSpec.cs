@@ -67,7 +67,7 @@ public sealed class JobKillSpec(ServingFixture f)
                 UseShellExecute = false,
             };
             foreach (var a in new[] { dll, "serve", "--engine", "local", "--model", modelDirectory, "--http-host", "127.0.0.1",
-                         "--http-port", port.ToString(), "--data-dir", dataDirectory, "--context-length", "128", "--max-batch-size", "8" })
+                         "--http-port", port.ToString(), "--data-dir", dataDirectory, "--context-length", "128", "--max-batch-size", "8", "--job-batch-share", "1" })
                 info.ArgumentList.Add(a);
             var node = new NodeUnderTest(Process.Start(info)!, port);
             node.process.OutputDataReceived += (_, e) => { lock (node.output) node.output.AppendLine(e.Data); };

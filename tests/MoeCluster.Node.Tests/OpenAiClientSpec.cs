@@ -11,8 +11,7 @@ namespace MoeCluster.Node.Tests;
 [Collection(ServingCollection.Name)]
 public sealed class OpenAiClientSpec(ServingFixture f)
 {
-    ChatClient Chat(string key = "unused") =>
-        new(f.Model.Name, new ApiKeyCredential(key), new OpenAIClientOptions { Endpoint = new Uri(f.Host.BaseAddress, "v1") });
+    ChatClient Chat(string key = "unused") => f.Chat(key);
 
     static readonly ChatMessage[] Conversation = [new SystemChatMessage("You are a helpful assistant."), new UserChatMessage("Hello there, world.")];
 

@@ -76,4 +76,55 @@ public class ClusterEquivalenceSpec
         }
         finally { foreach (var n in nodes.Reverse()) await n.DisposeAsync(); }
     }
+
+    [Fact]
+    public async Task Sampling_controls_logprobs_prompt_scoring_and_priority_act_the_same_through_the_cluster_gateway()
+    {
+        using var model = TinyModels.Random(Architecture.Mixtral);
+        var checkpoint = TinyCheckpoint.Write(model);
+        GenerationRequest[] requests =
+        [
+            new("penalised", [4, 8, 4, 8], 10) { Sampling = new SamplingOptions { Temperature = 0.9, Seed = 7, FrequencyPenalty = 1, PresencePenalty = 0.5, RepetitionPenalty = 1.2, MinP = 0.05 }, Logprobs = 3 },
+            new("biased", Enumerable.Range(10, 21).ToArray(), 7) { Sampling = SamplingOptions.GreedyDecoding with { LogitBias = new Dictionary<int, float> { [3] = 5 }, MinTokens = 3 }, StopTokenIds = [3], PromptLogprobs = 2, Logprobs = 0 },
+            new("low", [50, 51, 52], 12) { Sampling = new SamplingOptions { Temperature = 1.1, TopK = 8, TopP = 0.9, Seed = 3 }, Priority = 5 },
+        ];
+        var expected = new Dictionary<string, List<GenerationEvent>>();
+        using (var reference = MoeTransformer.Load(checkpoint, Model.Layers.ModuleOptions.Cpu32))
+            foreach (var r in requests)
+            {
+                using var engine = new LocalEngine(reference, Batching);
+                var events = new List<GenerationEvent>();
+                engine.Run([r], events.Add);
+                expected[r.Id] = events;
+            }
+        var nodes = await InProcessNode.StartClusterAsync(checkpoint, new RuntimeOptions { ModelDirectory = checkpoint, Batching = Batching }, 1);
+        try
+        {
+            var service = await nodes[0].WaitUntilReadyAsync();
+            var actual = await Task.WhenAll(requests.Select(async r =>
+            {
+                var events = new List<GenerationEvent>();
+                await foreach (var e in service.GenerateAsync(r)) events.Add(e);
+                return (r.Id, events);
+            }));
+            foreach (var (id, events) in actual)
+            {
+                Assert.Equal(expected[id].OfType<SequenceFinished>().Single().Generated, events.OfType<SequenceFinished>().Single().Generated);
+                var want = expected[id].OfType<TokenGenerated>().Select(t => t.Logprob).ToList();
+                var got = events.OfType<TokenGenerated>().Select(t => t.Logprob).ToList();
+                Assert.Equal(want.Count, got.Count);
+                for (int i = 0; i < want.Count; i++)
+                {
+                    Assert.Equal(want[i] is null, got[i] is null);
+                    if (want[i] is null) continue;
+                    Assert.Equal(want[i]!.Logprob, got[i]!.Logprob, 3);
+                    Assert.Equal(want[i]!.Top.Select(a => a.Token), got[i]!.Top.Select(a => a.Token));
+                }
+                Assert.Equal(expected[id].OfType<PromptTokensScored>().SelectMany(s => s.Logprobs).Select(l => l.Token),
+                    events.OfType<PromptTokensScored>().SelectMany(s => s.Logprobs).Select(l => l.Token));
+            }
+            Assert.Equal(20, actual.Single(a => a.Id == "biased").events.OfType<PromptTokensScored>().Sum(s => s.Logprobs.Count));
+        }
+        finally { foreach (var n in nodes.Reverse()) await n.DisposeAsync(); }
+    }
 }

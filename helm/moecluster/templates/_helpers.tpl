@@ -96,9 +96,14 @@ app.kubernetes.io/component: {{ .name }}
 
 {{/* True (non-empty) when the chart must create its Secret. */}}
 {{- define "moecluster.needsSecret" -}}
-{{- if and .Values.auth.apiKeys (not .Values.auth.existingSecret) -}}yes{{- end -}}
+{{- if and .Values.auth.enabled (not .Values.auth.existingSecret) -}}yes{{- end -}}
 {{- if and .Values.cluster.tls.enabled (not .Values.cluster.tls.existingSecret) -}}yes{{- end -}}
 {{- if and .Values.journal.postgres.connectionString (not .Values.journal.postgres.existingSecret) -}}yes{{- end -}}
+{{- end -}}
+
+{{/* True (non-empty) when nodes read a PKCS#12 keystore; else a PEM certificate and key (tls.crt, tls.key). */}}
+{{- define "moecluster.tlsPkcs12" -}}
+{{- if or (eq .Values.cluster.tls.format "pkcs12") (and (not .Values.cluster.tls.existingSecret) .Values.cluster.tls.certificatePfxBase64) -}}yes{{- end -}}
 {{- end -}}
 
 {{- define "moecluster.apiKeysSecretName" -}}

@@ -1,4 +1,5 @@
 using MoeCluster.Model.Layers;
+using static TorchSharp.torch;
 
 namespace MoeCluster.Model.Generation;
 
@@ -12,34 +13,64 @@ public sealed record BatchingOptions
     public int MaxQueuedRequests { get; init; } = 256;
 }
 
-/// <summary>One planned step: the flat token batch, its layout, and the sequence behind each segment.</summary>
-public sealed record StepPlan(int[] Tokens, StepLayout Layout, IReadOnlyList<string> SegmentRequests, IReadOnlyList<bool> SamplesAfterStep);
+/// <summary>One planned step: the flat token batch, its layout, the sequence behind each segment, whether each segment
+/// samples, and which token positions need logits. Segment i owns <see cref="RowsPerSegment"/>[i] consecutive rows of
+/// the step's logits: its last token's (the next-token row), preceded by the rest of its tokens when the prompt is
+/// being scored (echo with logprobs).</summary>
+public sealed record StepPlan(int[] Tokens, StepLayout Layout, IReadOnlyList<string> SegmentRequests, IReadOnlyList<bool> SamplesAfterStep,
+    IReadOnlyList<int> RowsPerSegment)
+{
+    /// <summary>Index in the flat token batch of every logits row, in row order (what the LM head runs on).</summary>
+    public long[] LogitRows()
+    {
+        var rows = new List<long>();
+        long offset = 0;
+        for (int i = 0; i < Layout.Segments.Count; i++)
+        {
+            long end = offset + Layout.Segments[i].Length;
+            for (long t = end - RowsPerSegment[i]; t < end; t++) rows.Add(t);
+            offset = end;
+        }
+        return rows.ToArray();
+    }
+}
 
-/// <summary>Continuous batching without any tensor or actor: requests wait in a bounded queue, join the running batch
-/// at a step boundary when a KV-cache slot is free, and leave when done, freeing the slot. The same scheduler drives
-/// the single-process engine and the cluster gateway, so both produce the same tokens. Not thread-safe: one owner
-/// (a loop or an actor) calls it.</summary>
+/// <summary>Continuous batching: requests wait in a bounded queue ordered by priority (vLLM's meaning: lower first,
+/// then arrival), join the running batch at a step boundary when a KV-cache slot is free, and leave when done,
+/// freeing the slot. A waiting request that outranks a running one preempts it when no slot is free: the preempted
+/// sequence keeps its tokens, goes back to the queue and is re-prefilled when it returns (vLLM's recompute
+/// preemption), so a batch job cannot hold the slots interactive requests need. Sampling of every sequence due in a
+/// step is one <see cref="BatchSampler"/> call. The same scheduler drives the single-process engine and the cluster
+/// gateway, so both produce the same tokens. Not thread-safe: one owner (a loop or an actor) calls it.</summary>
 public sealed class BatchScheduler(BatchingOptions options, int vocabSize)
 {
-    sealed class Sequence(GenerationRequest request, int slot)
+    sealed class Sequence(GenerationRequest request, long arrival)
     {
         public GenerationRequest Request { get; } = request;
-        public int Slot { get; } = slot;
+        public long Arrival { get; } = arrival;
+        public int Slot = -1;
         /// <summary>Tokens of this sequence already in the KV cache.</summary>
         public int Prefilled;
+        /// <summary>Prompt tokens scored so far (echo with logprobs): positions [1, PromptScored] have their logprob.</summary>
+        public int PromptScored;
         public readonly List<int> Generated = new();
-        public readonly Sampler Sampler = new(request.Sampling);
+        public readonly Random Random = request.Sampling.Seed is long s ? new Random(unchecked((int)(s ^ (s >> 32)))) : new Random();
+        public readonly ITokenConstraint? Constraint = request.Constraint?.Invoke();
         /// <summary>Tokens that must be in the cache before the next decode step: the prompt, plus every generated
         /// token but the last (after a cache loss the sequence is re-prefilled up to here, then decodes on).</summary>
         public int CacheTarget => Request.PromptTokens.Count + Math.Max(0, Generated.Count - 1);
         public bool InPrefill => Prefilled < CacheTarget;
+        public bool ScoresPrompt => Request.PromptLogprobs is not null && PromptScored < Request.PromptTokens.Count - 1;
         public int TokenAt(int i) => i < Request.PromptTokens.Count ? Request.PromptTokens[i] : Generated[i - Request.PromptTokens.Count];
+        /// <summary>Scheduling order: priority, then arrival.</summary>
+        public (int, long) Rank => (Request.Priority, Arrival);
     }
 
-    readonly Queue<GenerationRequest> waiting = new();
+    readonly List<Sequence> waiting = new();
     readonly Dictionary<string, Sequence> running = new();
     readonly HashSet<string> cancelled = new();
     readonly Stack<int> freeSlots = new(Enumerable.Range(0, options.MaxBatchSize).Reverse());
+    long arrivals;
 
     public BatchingOptions Options => options;
     public int Waiting => waiting.Count;
@@ -47,6 +78,8 @@ public sealed class BatchScheduler(BatchingOptions options, int vocabSize)
     public bool IsIdle => waiting.Count == 0 && running.Count == 0;
     /// <summary>Tokens held in KV caches right now (for the memory gauge).</summary>
     public long CachedTokens => running.Values.Sum(s => (long)s.Prefilled);
+    /// <summary>Sequences sent back to the queue for a higher-priority request since start.</summary>
+    public long Preemptions { get; private set; }
 
     /// <summary>Checks a request can ever run here; throws <see cref="InvalidGenerationRequestException"/> naming the field.</summary>
     public void Validate(GenerationRequest r)
@@ -64,7 +97,11 @@ public sealed class BatchScheduler(BatchingOptions options, int vocabSize)
         catch (ArgumentOutOfRangeException e) { throw new InvalidGenerationRequestException(e.ParamName ?? "sampling", e.Message); }
         if (r.Sampling.LogitBias.Keys.FirstOrDefault(t => t >= vocabSize, -1) is var bias and >= 0)
             throw new InvalidGenerationRequestException("logit_bias", $"logit_bias names token id {bias}, outside the vocabulary (ids 0 to {vocabSize - 1})");
-        if (running.ContainsKey(r.Id) || waiting.Any(w => w.Id == r.Id))
+        if (r.Logprobs is < 0 or > BatchSampler.MaxTopLogprobs)
+            throw new InvalidGenerationRequestException("logprobs", $"logprobs must be in [0, {BatchSampler.MaxTopLogprobs}]");
+        if (r.PromptLogprobs is < 0 or > BatchSampler.MaxTopLogprobs)
+            throw new InvalidGenerationRequestException("logprobs", $"prompt logprobs must be in [0, {BatchSampler.MaxTopLogprobs}]");
+        if (running.ContainsKey(r.Id) || waiting.Any(w => w.Request.Id == r.Id))
             throw new InvalidGenerationRequestException("id", $"request id '{r.Id}' is already in use");
     }
 
@@ -73,42 +110,42 @@ public sealed class BatchScheduler(BatchingOptions options, int vocabSize)
     {
         Validate(request);
         if (waiting.Count >= options.MaxQueuedRequests) return false;
-        waiting.Enqueue(request);
+        waiting.Add(new Sequence(request, arrivals++));
         return true;
     }
 
     /// <summary>Cancels a queued or running request; it leaves at the next step boundary with reason Cancelled.</summary>
     public bool Cancel(string requestId)
     {
-        if (running.ContainsKey(requestId) || waiting.Any(w => w.Id == requestId)) return cancelled.Add(requestId);
+        if (running.ContainsKey(requestId) || waiting.Any(w => w.Request.Id == requestId)) return cancelled.Add(requestId);
         return false;
     }
 
-    /// <summary>Finishes cancelled requests, admits waiting ones into free slots, and lays out the next step
-    /// (decode tokens first, then prefill chunks up to the token budget). Returns null when there is nothing to run.</summary>
+    /// <summary>Finishes cancelled requests, admits waiting ones into free slots (preempting outranked running ones
+    /// when none is free), and lays out the next step (decode tokens first, then prefill chunks up to the token
+    /// budget, both in priority order). Returns null when there is nothing to run.</summary>
     public StepPlan? PlanStep(List<GenerationEvent> events)
     {
         DropCancelled(events);
-        while (waiting.Count > 0 && freeSlots.Count > 0)
-        {
-            var r = waiting.Dequeue();
-            running[r.Id] = new Sequence(r, freeSlots.Pop());
-        }
+        Admit();
         if (running.Count == 0) return null;
 
         var tokens = new List<int>();
         var segments = new List<SequenceSegment>();
         var ids = new List<string>();
         var samples = new List<bool>();
-        foreach (var s in running.Values.Where(s => !s.InPrefill))
+        var rows = new List<int>();
+        var ordered = running.Values.OrderBy(s => s.Rank).ToList();
+        foreach (var s in ordered.Where(s => !s.InPrefill))
         {
             tokens.Add(s.Generated[^1]);
             segments.Add(new SequenceSegment(s.Slot, s.Request.PromptTokens.Count + s.Generated.Count - 1, 1));
             ids.Add(s.Request.Id);
             samples.Add(true);
+            rows.Add(1);
         }
         int budget = options.MaxPrefillTokensPerStep;
-        foreach (var s in running.Values.Where(s => s.InPrefill))
+        foreach (var s in ordered.Where(s => s.InPrefill))
         {
             if (budget <= 0) break;
             int n = Math.Min(budget, s.CacheTarget - s.Prefilled);
@@ -117,28 +154,111 @@ public sealed class BatchScheduler(BatchingOptions options, int vocabSize)
             ids.Add(s.Request.Id);
             // Sample only when this chunk completes the prompt; a re-prefill already knows its next token.
             samples.Add(s.Generated.Count == 0 && s.Prefilled + n == s.CacheTarget);
+            rows.Add(s.ScoresPrompt && s.Prefilled + n > s.PromptScored ? n : 1);
             budget -= n;
         }
-        return new StepPlan(tokens.ToArray(), new StepLayout(segments), ids, samples);
+        return new StepPlan(tokens.ToArray(), new StepLayout(segments), ids, samples, rows);
     }
 
-    /// <summary>Applies a step's logits ([segments, V] float32, row i for segment i): samples where due, emits tokens,
-    /// finishes sequences on a stop token or max_tokens, and frees their slots.</summary>
-    public void CompleteStep(StepPlan plan, ReadOnlySpan<float> logits, int vocab, List<GenerationEvent> events)
+    void Admit()
     {
+        waiting.Sort((a, b) => a.Rank.CompareTo(b.Rank));
+        while (waiting.Count > 0)
+        {
+            var next = waiting[0];
+            if (freeSlots.Count == 0)
+            {
+                var victim = running.Values.Where(r => r.Rank.CompareTo(next.Rank) > 0 && r.Request.Priority > next.Request.Priority)
+                    .OrderByDescending(r => r.Rank).FirstOrDefault();
+                if (victim is null) return;
+                Preempt(victim);
+            }
+            waiting.RemoveAt(0);
+            next.Slot = freeSlots.Pop();
+            next.Prefilled = 0;
+            running[next.Request.Id] = next;
+        }
+    }
+
+    void Preempt(Sequence s)
+    {
+        running.Remove(s.Request.Id);
+        freeSlots.Push(s.Slot);
+        s.Slot = -1;
+        s.Prefilled = 0;
+        waiting.Add(s);
+        waiting.Sort((a, b) => a.Rank.CompareTo(b.Rank));
+        Preemptions++;
+    }
+
+    /// <summary>Applies a step's logits ([rows, V] float32, laid out by <see cref="StepPlan.RowsPerSegment"/>): scores
+    /// prompt tokens where asked, samples every due sequence in one batch, emits tokens, finishes sequences on a stop
+    /// token, a complete constrained output or max_tokens, and frees their slots.</summary>
+    public void CompleteStep(StepPlan plan, Tensor logits, List<GenerationEvent> events)
+    {
+        using var scope = NewDisposeScope();
+        int v = (int)logits.shape[1];
+        var due = new List<(Sequence Seq, SamplingRow Row)>();
+        var scored = new List<(Sequence Seq, int First, int Rows)>();
+        var scoreRows = new List<int>();
+        var scoreTargets = new List<int>();
+        int row = 0;
         for (int i = 0; i < plan.SegmentRequests.Count; i++)
         {
+            int first = row, count = plan.RowsPerSegment[i];
+            row += count;
             if (!running.TryGetValue(plan.SegmentRequests[i], out var s)) continue;
             var segment = plan.Layout.Segments[i];
             s.Prefilled = Math.Max(s.Prefilled, segment.End);
+            if (count > 1)
+            {
+                // Row j scores the prompt token after position segment.Start + j.
+                int from = Math.Max(s.PromptScored, segment.Start), to = Math.Min(segment.End, s.Request.PromptTokens.Count - 1);
+                for (int pos = from; pos < to; pos++)
+                {
+                    scoreRows.Add(first + pos - segment.Start);
+                    scoreTargets.Add(s.Request.PromptTokens[pos + 1]);
+                }
+                if (to > from) scored.Add((s, from + 1, to - from));
+                s.PromptScored = Math.Max(s.PromptScored, to);
+            }
             if (!plan.SamplesAfterStep[i]) continue;
-            var row = logits.Slice(i * vocab, vocab);
-            if (s.Generated.Count == 0 && s.Request.ReturnPromptLogits) events.Add(new PromptLogits(s.Request.Id, row.ToArray()));
-            int token = s.Sampler.Next(row);
+            int last = row - 1;
+            if (s.Generated.Count == 0 && s.Request.ReturnPromptLogits)
+                events.Add(new PromptLogits(s.Request.Id, logits[last].to(ScalarType.Float32).cpu().data<float>().ToArray()));
+            bool[]? allowed = null;
+            if (s.Constraint is { } c)
+            {
+                allowed = new bool[v];
+                c.FillAllowed(allowed, s.Request.MaxTokens - s.Generated.Count);
+            }
+            due.Add((s, new SamplingRow(last, s.Request.Sampling, s.Request.PromptTokens, s.Generated, s.Request.StopTokenIds, s.Random,
+                s.Request.Logprobs, allowed)));
+        }
+
+        if (scored.Count > 0)
+        {
+            var logprobs = BatchSampler.Score(logits, scoreRows, scoreTargets, scored.Max(x => x.Seq.Request.PromptLogprobs ?? 0));
+            int at = 0;
+            foreach (var (s, first, count) in scored)
+            {
+                int top = s.Request.PromptLogprobs ?? 0;
+                events.Add(new PromptTokensScored(s.Request.Id, first, logprobs[at..(at + count)].Select(l => l with { Top = l.Top.Take(top).ToArray() }).ToArray()));
+                at += count;
+            }
+        }
+
+        var sampled = BatchSampler.Sample(logits, due.Select(d => d.Row).ToList());
+        for (int i = 0; i < due.Count; i++)
+        {
+            var s = due[i].Seq;
+            int token = sampled[i].Token;
             if (s.Request.StopTokenIds.Contains(token)) { Finish(s, FinishReason.Stop, events); continue; }
             s.Generated.Add(token);
-            events.Add(new TokenGenerated(s.Request.Id, token, s.Generated.Count - 1));
-            if (s.Generated.Count >= s.Request.MaxTokens) Finish(s, FinishReason.Length, events);
+            s.Constraint?.Accept(token);
+            events.Add(new TokenGenerated(s.Request.Id, token, s.Generated.Count - 1, sampled[i].Logprob));
+            if (s.Constraint?.IsComplete == true) Finish(s, FinishReason.Stop, events);
+            else if (s.Generated.Count >= s.Request.MaxTokens) Finish(s, FinishReason.Length, events);
         }
     }
 
@@ -164,12 +284,12 @@ public sealed class BatchScheduler(BatchingOptions options, int vocabSize)
     /// <summary>Ends every queued request with an error (a draining gateway will never run them).</summary>
     public void FailWaiting(string error, List<GenerationEvent> events)
     {
-        while (waiting.Count > 0)
+        foreach (var w in waiting)
         {
-            var r = waiting.Dequeue();
-            cancelled.Remove(r.Id);
-            events.Add(new SequenceFinished(r.Id, FinishReason.Error, r.PromptTokens.Count, [], error));
+            cancelled.Remove(w.Request.Id);
+            events.Add(new SequenceFinished(w.Request.Id, FinishReason.Error, w.Request.PromptTokens.Count, w.Generated.ToArray(), error));
         }
+        waiting.Clear();
     }
 
     /// <summary>Ends these running requests with an error (a step that keeps failing on their tokens); the rest go on.</summary>
@@ -185,12 +305,10 @@ public sealed class BatchScheduler(BatchingOptions options, int vocabSize)
         foreach (var id in cancelled)
         {
             if (running.TryGetValue(id, out var s)) { Finish(s, FinishReason.Cancelled, events); continue; }
-            var queued = waiting.FirstOrDefault(w => w.Id == id);
+            var queued = waiting.FirstOrDefault(w => w.Request.Id == id);
             if (queued is null) continue;
-            var rest = waiting.Where(w => w.Id != id).ToList();
-            waiting.Clear();
-            foreach (var w in rest) waiting.Enqueue(w);
-            events.Add(new SequenceFinished(id, FinishReason.Cancelled, queued.PromptTokens.Count, []));
+            waiting.Remove(queued);
+            events.Add(new SequenceFinished(id, FinishReason.Cancelled, queued.Request.PromptTokens.Count, queued.Generated.ToArray()));
         }
         cancelled.Clear();
     }

@@ -28,8 +28,8 @@ public sealed class LocalEngine : IDisposable
         if (plan is null) return false;
         onPlan?.Invoke(plan);
         using var scope = NewDisposeScope();
-        var logits = model.ForwardTokens(plan.Tokens, plan.Layout, caches, TokensPerExpert).cpu().contiguous();
-        Scheduler.CompleteStep(plan, logits.data<float>().ToArray(), model.Config.VocabSize, events);
+        var logits = model.ForwardTokens(plan.Tokens, plan.Layout, caches, TokensPerExpert, plan.LogitRows());
+        Scheduler.CompleteStep(plan, logits, events);
         return true;
     }
 

@@ -138,6 +138,10 @@ public sealed class ModelTokenizer
     /// <summary>Whether Decode with skipSpecialTokens drops <paramref name="id"/> (BOS, EOS, chat markers...).</summary>
     public bool IsSpecialToken(int id) => _table.IsSpecial(id);
 
+    /// <summary>The UTF-8 bytes token <paramref name="id"/> stands for (special tokens included; empty outside the
+    /// vocabulary). A token may hold part of a character: logprobs report these bytes, grammars match them.</summary>
+    public byte[] TokenBytes(int id) => _table.BytesOf(id, skipSpecialTokens: false).ToArray();
+
     /// <summary>The id of a vocabulary entry or added token given in its file form (e.g. "&lt;|im_end|&gt;"), or null.</summary>
     public int? TokenToId(string token) => _tokenIds.TryGetValue(token, out int id) ? id : null;
 

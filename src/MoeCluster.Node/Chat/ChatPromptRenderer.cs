@@ -40,6 +40,10 @@ public sealed class ChatPromptRenderer
 
     public bool HasTemplate => templates.Count > 0;
 
+    /// <summary>Whether the template itself renders <c>tools</c> (Qwen2.5/3, Hermes, Llama 3.1…); when it does not,
+    /// <see cref="ChatTemplateInput"/> describes the tools in the system message instead.</summary>
+    public bool RendersTools { get; private set; }
+
     public ChatPromptRenderer(IReadOnlyDictionary<string, string> templates, IReadOnlyDictionary<string, string> specialTokens,
         IReadOnlyList<string>? additionalSpecialTokens = null, TimeProvider? clock = null, string source = "the checkpoint")
     {
@@ -49,6 +53,7 @@ public sealed class ChatPromptRenderer
         if (additionalSpecialTokens is { Count: > 0 }) this.specialTokens["additional_special_tokens"] = additionalSpecialTokens.Select(t => (object?)t).ToList();
         foreach (var (name, source2) in templates)
         {
+            RendersTools |= source2.Contains("tools", StringComparison.Ordinal);
             try { this.templates[name] = JinjaTemplate.Compile(source2); }
             catch (JinjaException e)
             {

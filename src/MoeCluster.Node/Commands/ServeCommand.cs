@@ -30,6 +30,8 @@ public static class ServeCommand
     public static readonly Option<string?> Journal = new("--journal-connection-string") { Description = "PostgreSQL connection string for the job journal instead of SQLite" };
     public static readonly Option<string?> ApiKeysFile = new("--api-keys-file") { Description = "file with one API key per line (or MOECLUSTER_API_KEYS=k1,k2)" };
     public static readonly Option<string?> TlsCertificate = new("--tls-certificate") { Description = "PKCS#12 file enabling TLS between nodes (password in MOECLUSTER_TLS_CERTIFICATE_PASSWORD)" };
+    public static readonly Option<string?> TlsKey = new("--tls-key") { Description = "PEM private key of a PEM --tls-certificate (tls.key beside tls.crt)" };
+    public static readonly Option<bool?> TrustedNetwork = new("--trusted-network") { Description = "allow remoting on a non-loopback interface without TLS (only on a network private to the cluster)" };
     public static readonly Option<int?> MinExpertNodes = new("--min-expert-nodes") { Description = "expert nodes that must join before the cluster starts placing experts (default 1)" };
     public static readonly Option<double?> ExpertTimeout = new("--expert-timeout") { Description = "seconds a router waits for an expert node before re-sending through the shard region (default 10)" };
     public static readonly Option<double?> StepTimeout = new("--step-timeout") { Description = "seconds before an unfinished step is retried, and the longest a step waits for the cluster to recover (default 60)" };
@@ -45,6 +47,10 @@ public static class ServeCommand
     public static readonly Option<bool?> ExpertLookahead = new("--expert-lookahead") { Description = "routers prefetch the experts the next layer's gate picks one layer early (Pre-gated MoE; for --resident-experts)" };
     public static readonly Option<bool?> RoutingStatistics = new("--routing-statistics") { Description = "keep and export routing statistics: entropy, co-activation, fluctuation (default true)" };
     public static readonly Option<int?> RoutingWindow = new("--routing-window") { Description = "steps in the routing statistics window (default 1000)" };
+    public static readonly Option<double?> JobRetention = new("--job-retention-hours") { Description = "hours a finished job and an uploaded file are kept before deletion (default 720 = 30 days)" };
+    public static readonly Option<double?> JobBatchShare = new("--job-batch-share") { Description = "share of the batch slots job lines may hold at once, so interactive requests are not starved (default 0.5)" };
+    public static readonly Option<int?> MaxUploads = new("--max-concurrent-uploads") { Description = "uploads (/v1/files, /v1/jobs) streamed at once on this node; more get 429 (default 4)" };
+    public static readonly Option<double?> DrainGrace = new("--drain-grace") { Description = "seconds a stopping gateway gives its running sequences to finish (default 30; keep it under the pod's termination grace)" };
     public static readonly Option<string?> ChatTemplate = new("--chat-template") { Description = "Jinja chat template file (or the template text) to use instead of the checkpoint's (see docs/TOKENIZERS.md)" };
     public static readonly Option<double?> DowningStableAfter = new("--downing-stable-after") { Description = "seconds the split-brain resolver waits before downing unreachable nodes (default 20)" };
 
@@ -53,14 +59,15 @@ public static class ServeCommand
         var command = new Command("serve", "Run a MoeCluster node (or a whole single-node cluster) and its HTTP API.")
         {
             Config, Model, Roles, Hostname, PublicHostname, Port, HttpHost, HttpPort, SeedNodes, Device, DType, ExpertSlots,
-            MaxBatch, Context, MaxQueue, Threads, Engine, DataDir, Journal, ApiKeysFile, TlsCertificate, DowningStableAfter, MinExpertNodes,
+            MaxBatch, Context, MaxQueue, Threads, Engine, DataDir, Journal, ApiKeysFile, TlsCertificate, TlsKey, TrustedNetwork, DowningStableAfter, MinExpertNodes,
             ExpertTimeout, StepTimeout, RequestTimeout,
-            Replication, ReplicationInterval, ChatTemplate, RoutingStatistics, RoutingWindow, Placement, PlacementLoadSlack, RoutingProfile,
-            Int8Experts, Int8Budget, ResidentExperts, ExpertLookahead,
+            Replication, ReplicationInterval, JobRetention, JobBatchShare, MaxUploads, DrainGrace, ChatTemplate,
+            RoutingStatistics, RoutingWindow, Placement, PlacementLoadSlack, RoutingProfile, Int8Experts, Int8Budget, ResidentExperts, ExpertLookahead,
         };
         command.SetAction(parse =>
         {
             var options = Resolve(parse);
+            if (options.Engine == "cluster") options.Cluster.CheckSecure();
             var app = NodeHost.Build(options);
             Console.Error.WriteLine($"node {options.Cluster.SelfAddress} roles [{string.Join(",", options.Runtime.Roles)}], HTTP on :{options.HttpPort}");
             app.Run();
@@ -98,6 +105,10 @@ public static class ServeCommand
             DataDirectory = s.Get(DataDir, (string?)null) ?? Path.Combine(Environment.CurrentDirectory, "data"),
             JournalConnectionString = s.Get(Journal, (string?)null),
             ApiKeys = keys,
+            JobRetention = Seconds(s.Get(JobRetention, (double?)null) * 3600, JobRetention.Name) ?? TimeSpan.FromDays(30),
+            JobBatchShare = s.Get(JobBatchShare, (double?)null) ?? 0.5,
+            MaxConcurrentUploads = s.Get(MaxUploads, (int?)null) ?? 4,
+            DrainGrace = Seconds(s.Get(DrainGrace, (double?)null), DrainGrace.Name) ?? TimeSpan.FromSeconds(30),
             ChatTemplate = s.Get(ChatTemplate, (string?)null),
             Cluster = new ClusterNodeOptions
             {
@@ -108,6 +119,8 @@ public static class ServeCommand
                 DowningStableAfter = TimeSpan.FromSeconds(s.Get(DowningStableAfter, (double?)null) ?? 20),
                 TlsCertificatePath = s.Get(TlsCertificate, (string?)null),
                 TlsCertificatePassword = Environment.GetEnvironmentVariable("MOECLUSTER_TLS_CERTIFICATE_PASSWORD"),
+                TlsKeyPath = s.Get(TlsKey, (string?)null),
+                TrustedNetwork = s.Get(TrustedNetwork, (bool?)null) ?? false,
             },
             Runtime = new RuntimeOptions
             {

@@ -22,7 +22,7 @@ public static class ApiResults
 
     public static Task WriteErrorAsync(HttpContext context, ApiException e, int retryAfterSeconds = 1)
     {
-        if (e.Status == StatusCodes.Status429TooManyRequests) context.Response.Headers.RetryAfter = retryAfterSeconds.ToString();
+        if (e.Status is StatusCodes.Status429TooManyRequests or StatusCodes.Status503ServiceUnavailable) context.Response.Headers.RetryAfter = retryAfterSeconds.ToString();
         if (e.Status == StatusCodes.Status401Unauthorized) context.Response.Headers.WWWAuthenticate = "Bearer";
         return WriteJsonAsync(context, e.ToError(), e.Status);
     }

@@ -12,9 +12,8 @@ public sealed record CompletionRequest
 {
     public required CompletionKind Kind { get; init; }
     public required string Model { get; init; }
-    /// <summary>Completions: the prompt as text, or null when given as token ids.</summary>
-    public string? PromptText { get; init; }
-    public IReadOnlyList<int>? PromptTokens { get; init; }
+    /// <summary>Completions: the prompts, each as text or token ids (several prompts are several choices).</summary>
+    public IReadOnlyList<PromptInput> Prompts { get; init; } = [];
     /// <summary>Chat: the conversation.</summary>
     public IReadOnlyList<ChatMessage>? Messages { get; init; }
     public int? MaxTokens { get; init; }
@@ -24,6 +23,16 @@ public sealed record CompletionRequest
     public bool IgnoreEos { get; init; }
     public bool Stream { get; init; }
     public bool IncludeUsage { get; init; }
+    /// <summary>Log-probabilities of each generated token with this many alternatives; null = none.</summary>
+    public int? Logprobs { get; init; }
+    /// <summary>Completions: the prompt is repeated before the completion (and scored when <see cref="Logprobs"/> is set).</summary>
+    public bool Echo { get; init; }
+    /// <summary>vLLM's priority: lower runs first.</summary>
+    public int Priority { get; init; }
+    public ResponseFormat ResponseFormat { get; init; } = ResponseFormat.Text;
+    public IReadOnlyList<ToolDefinition> Tools { get; init; } = [];
+    public ToolChoice ToolChoice { get; init; } = new(ToolChoiceMode.None);
+    public bool ParallelToolCalls { get; init; } = true;
 
     /// <summary>The field a prompt problem is reported under.</summary>
     public string PromptParam => Kind == CompletionKind.Chat ? "messages" : "prompt";
@@ -36,18 +45,16 @@ public sealed record CompletionRequest
         RequestFields.Check(body, kind == CompletionKind.Chat ? RequestFields.Chat : RequestFields.Completion, extra: extraFields);
         string model = JsonFields.String(body, "model") ?? throw ApiException.MissingField("model");
         int n = JsonFields.Int(body, "n", 1, 128) ?? 1;
-        if (n != 1) throw ApiException.BadRequest("n", $"only n=1 is supported, got {n}", "unsupported_value");
-        RefuseUnsupported(body, kind);
+        if (n != 1) throw ApiException.BadRequest("n", $"n={n} is not supported yet (each choice needs its own KV slot sharing the prompt's prefill); send n=1", "unsupported_value");
+        if (JsonFields.Int(body, "best_of", 1, 128) is > 1) throw ApiException.BadRequest("best_of", "best_of > 1 is not supported yet (as n > 1)", "unsupported_value");
+        JsonFields.String(body, "user");
+        if (JsonFields.Bool(body, "store") == true) throw ApiException.BadRequest("store", "stored completions are not supported", "unsupported_value");
 
         int? maxTokens = JsonFields.Int(body, "max_tokens", 1);
         if (kind == CompletionKind.Chat && JsonFields.Int(body, "max_completion_tokens", 1) is { } mct) maxTokens = mct;
         var sampling = SamplingFields.Parse(body, defaultTemperature: 1.0);
-        if (sampling.HasPenalties || sampling.LogitBias.Count > 0 || sampling.MinP > 0 || sampling.MinTokens > 0)
-            throw ApiException.BadRequest(FirstPresent(body, "frequency_penalty", "presence_penalty", "repetition_penalty", "logit_bias", "min_p", "min_tokens"),
-                "penalties, logit_bias, min_p and min_tokens are not implemented yet", "unsupported_parameter");
-        JsonFields.String(body, "user");
-        if (JsonFields.Bool(body, "store") == true) throw ApiException.BadRequest("store", "stored completions are not supported", "unsupported_value");
-        if (JsonFields.Get(body, "priority") is not null) throw ApiException.BadRequest("priority", "priority is not implemented yet", "unsupported_parameter");
+        if (sampling.MinTokens > 0 && maxTokens is int max && sampling.MinTokens > max)
+            throw ApiException.BadRequest("min_tokens", $"min_tokens ({sampling.MinTokens}) must not exceed max_tokens ({max})");
 
         var request = new CompletionRequest
         {
@@ -60,9 +67,39 @@ public sealed record CompletionRequest
             IgnoreEos = JsonFields.Bool(body, "ignore_eos") ?? false,
             Stream = JsonFields.Bool(body, "stream") ?? false,
             IncludeUsage = ParseStreamOptions(body),
+            Logprobs = ParseLogprobs(body, kind),
+            Echo = kind == CompletionKind.Completion && (JsonFields.Bool(body, "echo") ?? false),
+            Priority = JsonFields.Int(body, "priority", -1_000_000, 1_000_000) ?? 0,
+            ResponseFormat = ResponseFormat.Parse(body),
         };
-        return kind == CompletionKind.Chat ? request with { Messages = ParseMessages(body) } : WithPrompt(request, body);
+        if (kind == CompletionKind.Completion) return request with { Prompts = ParsePrompts(body) };
+        JsonFields.String(body, "safety_identifier");
+        if (JsonFields.Get(body, "modalities") is { } modalities && !(modalities.ValueKind == JsonValueKind.Array
+                && modalities.EnumerateArray().All(m => m.ValueKind == JsonValueKind.String && m.GetString() == "text")))
+            throw ApiException.BadRequest("modalities", "only the 'text' modality is supported", "unsupported_value");
+        var tools = ToolChoice.ParseTools(body);
+        return request with
+        {
+            Messages = ParseMessages(body),
+            Tools = tools,
+            ToolChoice = ToolChoice.Parse(body, tools),
+            ParallelToolCalls = JsonFields.Bool(body, "parallel_tool_calls") ?? true,
+        };
     }
+
+    /// <summary>Chat: <c>logprobs: true</c> with <c>top_logprobs</c> 0 to 20. Completions: <c>logprobs</c> 0 to 20 (the
+    /// number of alternatives; OpenAI allows 5, vLLM 20).</summary>
+    static int? ParseLogprobs(JsonElement body, CompletionKind kind)
+    {
+        if (kind == CompletionKind.Completion) return JsonFields.Int(body, "logprobs", 0, BatchSampler.MaxTopLogprobs);
+        bool on = JsonFields.Bool(body, "logprobs") ?? false;
+        int? top = JsonFields.Int(body, "top_logprobs", 0, BatchSampler.MaxTopLogprobs);
+        if (top is not null && !on) throw ApiException.BadRequest("top_logprobs", "top_logprobs needs logprobs: true");
+        return on ? top ?? 0 : null;
+    }
+
+    /// <summary>The maximum number of prompts in one /v1/completions request.</summary>
+    public const int MaxPrompts = 64;
 
     static bool ParseStreamOptions(JsonElement body)
     {
@@ -71,25 +108,35 @@ public sealed record CompletionRequest
         return JsonFields.Bool(so, "include_usage", "stream_options.include_usage") ?? false;
     }
 
-    static CompletionRequest WithPrompt(CompletionRequest request, JsonElement body)
+    /// <summary>OpenAI's prompt forms: a string, an array of token ids, an array of strings, an array of token-id arrays.</summary>
+    static IReadOnlyList<PromptInput> ParsePrompts(JsonElement body)
     {
         var prompt = JsonFields.Required(body, "prompt");
+        const string Shape = "a string, an array of token ids, an array of strings or an array of token-id arrays";
         switch (prompt.ValueKind)
         {
             case JsonValueKind.String:
-                return request with { PromptText = prompt.GetString()! };
+                return [new PromptInput(prompt.GetString()!, null)];
             case JsonValueKind.Array:
                 int count = prompt.GetArrayLength();
                 if (count == 0) throw ApiException.BadRequest("prompt", "'prompt' must not be empty");
-                var first = prompt[0];
-                if (first.ValueKind == JsonValueKind.Number) return request with { PromptTokens = JsonFields.AsIntArray(prompt, "prompt", 0) };
-                if (count != 1)
-                    throw ApiException.BadRequest("prompt", $"a list of {count} prompts is not supported; send one prompt per request (or a batch job)", "unsupported_value");
-                if (first.ValueKind == JsonValueKind.String) return request with { PromptText = first.GetString()! };
-                if (first.ValueKind == JsonValueKind.Array) return request with { PromptTokens = JsonFields.AsIntArray(first, "prompt[0]", 0) };
-                throw ApiException.WrongType("prompt", "a string, an array of token ids, or a one-element array of either");
+                if (prompt[0].ValueKind == JsonValueKind.Number) return [new PromptInput(null, JsonFields.AsIntArray(prompt, "prompt", 0))];
+                if (count > MaxPrompts) throw ApiException.BadRequest("prompt", $"at most {MaxPrompts} prompts are allowed in one request, got {count}");
+                var list = new List<PromptInput>();
+                int i = 0;
+                foreach (var p in prompt.EnumerateArray())
+                {
+                    string at = $"prompt[{i++}]";
+                    list.Add(p.ValueKind switch
+                    {
+                        JsonValueKind.String => new PromptInput(p.GetString()!, null),
+                        JsonValueKind.Array => new PromptInput(null, JsonFields.AsIntArray(p, at, 0)),
+                        _ => throw ApiException.WrongType(at, "a string or an array of token ids"),
+                    });
+                }
+                return list;
             default:
-                throw ApiException.WrongType("prompt", "a string, an array of token ids, or a one-element array of either");
+                throw ApiException.WrongType("prompt", Shape);
         }
     }
 
@@ -105,22 +152,52 @@ public sealed record CompletionRequest
             string at = $"messages[{i++}]";
             if (m.ValueKind != JsonValueKind.Object) throw ApiException.WrongType(at, "an object with 'role' and 'content'");
             RequestFields.Check(m, RequestFields.Message, at);
-            JsonFields.String(m, "name", $"{at}.name");
-            JsonFields.String(m, "refusal", $"{at}.refusal");
-            if (JsonFields.Get(m, "tool_calls") is not null) throw ApiException.BadRequest($"{at}.tool_calls", "tool calls are not implemented yet", "unsupported_parameter");
-            JsonFields.String(m, "tool_call_id", $"{at}.tool_call_id");
             string role = JsonFields.String(m, "role", $"{at}.role") ?? throw ApiException.MissingField($"{at}.role");
             if (role is not ("system" or "developer" or "user" or "assistant" or "tool"))
                 throw ApiException.BadRequest($"{at}.role", $"'{at}.role' must be one of system, developer, user, assistant, tool; got '{role}'");
-            list.Add(new ChatMessage(role == "developer" ? "system" : role, ParseContent(m, $"{at}.content", role)));
+            JsonFields.String(m, "refusal", $"{at}.refusal");
+            var toolCalls = ParseToolCalls(m, at, role);
+            string? toolCallId = JsonFields.String(m, "tool_call_id", $"{at}.tool_call_id");
+            if (role == "tool" && toolCallId is null) throw ApiException.MissingField($"{at}.tool_call_id");
+            list.Add(new ChatMessage(role == "developer" ? "system" : role, ParseContent(m, $"{at}.content", role, toolCalls.Count > 0))
+            {
+                Name = JsonFields.String(m, "name", $"{at}.name"),
+                ToolCalls = toolCalls,
+                ToolCallId = toolCallId,
+            });
         }
         return list;
     }
 
-    static string ParseContent(JsonElement message, string param, string role)
+    /// <summary>An assistant message's <c>tool_calls</c>: <c>[{"id","type":"function","function":{"name","arguments"}}]</c>.</summary>
+    static IReadOnlyList<ToolCall> ParseToolCalls(JsonElement message, string at, string role)
+    {
+        if (JsonFields.Get(message, "tool_calls") is not { } calls) return [];
+        string param = $"{at}.tool_calls";
+        if (role != "assistant") throw ApiException.BadRequest(param, "only assistant messages carry tool_calls");
+        if (calls.ValueKind != JsonValueKind.Array) throw ApiException.WrongType(param, "an array of tool calls");
+        var list = new List<ToolCall>();
+        int i = 0;
+        foreach (var c in calls.EnumerateArray())
+        {
+            string ca = $"{param}[{i++}]";
+            if (c.ValueKind != JsonValueKind.Object) throw ApiException.WrongType(ca, "a tool call object");
+            RequestFields.Check(c, new HashSet<string> { "id", "type", "function" }, ca);
+            string id = JsonFields.String(c, "id", $"{ca}.id") ?? throw ApiException.MissingField($"{ca}.id");
+            if (JsonFields.String(c, "type", $"{ca}.type") is { } type && type != "function") throw ApiException.BadRequest($"{ca}.type", "only 'function' tool calls exist");
+            var f = JsonFields.Object(c, "function", $"{ca}.function") ?? throw ApiException.MissingField($"{ca}.function");
+            RequestFields.Check(f, new HashSet<string> { "name", "arguments" }, $"{ca}.function");
+            string name = JsonFields.String(f, "name", $"{ca}.function.name") ?? throw ApiException.MissingField($"{ca}.function.name");
+            string arguments = JsonFields.String(f, "arguments", $"{ca}.function.arguments") ?? "{}";
+            list.Add(new ToolCall(id, name, arguments));
+        }
+        return list;
+    }
+
+    static string ParseContent(JsonElement message, string param, string role, bool hasToolCalls)
     {
         if (JsonFields.Get(message, "content") is not { } c)
-            return role == "assistant" ? "" : throw ApiException.MissingField(param);
+            return role == "assistant" || hasToolCalls ? "" : throw ApiException.MissingField(param);
         if (c.ValueKind == JsonValueKind.String) return c.GetString()!;
         if (c.ValueKind != JsonValueKind.Array) throw ApiException.WrongType(param, "a string or an array of content parts");
         var text = new StringBuilder();
@@ -157,36 +234,7 @@ public sealed record CompletionRequest
         if (list.Any(s => s.Length == 0)) throw ApiException.BadRequest("stop", "stop sequences must not be empty");
         return list;
     }
-
-    static string FirstPresent(JsonElement body, params string[] names) => names.First(n => JsonFields.Get(body, n) is not null);
-
-    static void RefuseUnsupported(JsonElement body, CompletionKind kind)
-    {
-        if (kind == CompletionKind.Chat)
-        {
-            JsonFields.String(body, "safety_identifier");
-            if (JsonFields.Get(body, "modalities") is { } modalities && !(modalities.ValueKind == JsonValueKind.Array
-                    && modalities.EnumerateArray().All(m => m.ValueKind == JsonValueKind.String && m.GetString() == "text")))
-                throw ApiException.BadRequest("modalities", "only the 'text' modality is supported", "unsupported_value");
-            if (JsonFields.Get(body, "tool_choice") is { } tc && !(tc.ValueKind == JsonValueKind.String && tc.GetString() == "none"))
-                throw ApiException.BadRequest("tool_choice", "tool calling is not implemented yet", "unsupported_parameter");
-            if (JsonFields.Get(body, "parallel_tool_calls") is not null) JsonFields.Bool(body, "parallel_tool_calls");
-        }
-        if (JsonFields.Get(body, "logprobs") is { } lp && lp.ValueKind != JsonValueKind.False && !(lp.ValueKind == JsonValueKind.Number && lp.GetRawText() == "0"))
-            throw ApiException.BadRequest("logprobs", "logprobs are not supported", "unsupported_parameter");
-        if (JsonFields.Get(body, "top_logprobs") is not null)
-            throw ApiException.BadRequest("top_logprobs", "logprobs are not supported", "unsupported_parameter");
-        if (JsonFields.Bool(body, "echo") == true) throw ApiException.BadRequest("echo", "echo is not supported", "unsupported_parameter");
-        if (JsonFields.Int(body, "best_of", 1, 128) is > 1) throw ApiException.BadRequest("best_of", "only best_of=1 is supported", "unsupported_value");
-        if (kind == CompletionKind.Completion && JsonFields.Get(body, "suffix") is not null)
-            throw ApiException.BadRequest("suffix", "suffix is not supported", "unsupported_parameter");
-        if (JsonFields.Get(body, "tools") is { } tools && (tools.ValueKind != JsonValueKind.Array || tools.GetArrayLength() > 0))
-            throw ApiException.BadRequest("tools", "tool calling is not implemented yet", "unsupported_parameter");
-        if (JsonFields.Object(body, "response_format") is { } rf)
-        {
-            string t = JsonFields.String(rf, "type", "response_format.type") ?? throw ApiException.MissingField("response_format.type");
-            if (t != "text") throw ApiException.BadRequest("response_format.type", $"response_format '{t}' is not implemented yet; only 'text'", "unsupported_value");
-            RequestFields.Check(rf, new HashSet<string> { "type" }, "response_format");
-        }
-    }
 }
+
+/// <summary>One completions prompt: text, or token ids.</summary>
+public sealed record PromptInput(string? Text, IReadOnlyList<int>? Tokens);

@@ -7,16 +7,28 @@ using MoeCluster.Runtime.Gateway;
 
 namespace MoeCluster.Node.Http;
 
-/// <summary>A request turned into token ids and a <see cref="GenerationRequest"/>, ready to run.</summary>
-public sealed record PreparedCompletion(CompletionRequest Request, GenerationRequest Generation, string Id, long Created);
+/// <summary>One choice of a request, ready to run: its generation request and, for echo, the prompt text to repeat.</summary>
+public sealed record PreparedChoice(int Index, GenerationRequest Generation, string EchoText);
 
-/// <summary>How a completion ended: its text (stop strings removed), OpenAI finish_reason and token counts.</summary>
-public sealed record CompletionOutcome(string Text, string FinishReason, int PromptTokens, int CompletionTokens, IReadOnlyList<int> TokenIds);
+/// <summary>A request turned into token ids and one <see cref="GenerationRequest"/> per choice (one per prompt).</summary>
+public sealed record PreparedCompletion(CompletionRequest Request, IReadOnlyList<PreparedChoice> Choices, string Id, long Created);
+
+/// <summary>How a choice ended: its text (stop strings removed, tool calls taken out), OpenAI finish_reason, token
+/// counts, and the log-probabilities asked for.</summary>
+public sealed record CompletionOutcome(
+    int Index, string Text, string FinishReason, int PromptTokens, int CompletionTokens, IReadOnlyList<int> TokenIds,
+    IReadOnlyList<TokenLogprob>? Logprobs, IReadOnlyList<TokenLogprob?>? PromptLogprobs, IReadOnlyList<ToolCall> ToolCalls);
+
+/// <summary>A piece of one choice to stream: text safe to show, the log-probabilities of the tokens it came from,
+/// prompt log-probabilities (first delta with echo), and tool calls completed in it.</summary>
+public sealed record CompletionDelta(int Index, string Text, IReadOnlyList<TokenLogprob> Logprobs, IReadOnlyList<TokenLogprob?>? PromptLogprobs,
+    IReadOnlyList<ToolCall> ToolCalls);
 
 /// <summary>Runs OpenAI completion and chat requests on the <see cref="IGenerationService"/>: tokenises (through the
-/// chat template for chat), enforces the context, adds EOS ids as stop tokens, detokenises as tokens stream and applies
-/// text stop strings (cancelling the request when one is hit, so its KV-cache slot is freed at once).
-/// Shared by the HTTP endpoints and batch jobs.</summary>
+/// chat template for chat, given the tools), enforces the context, adds EOS ids as stop tokens, constrains the output
+/// when a JSON format or a tool call is required, detokenises as tokens stream, applies text stop strings (cancelling
+/// the request when one is hit, so its KV-cache slot is freed at once) and takes tool calls out of the text.
+/// Several prompts run as concurrent sequences. Shared by the HTTP endpoints and batch jobs.</summary>
 public sealed class CompletionRunner(IGenerationService generation, ModelTokenizer? tokenizer, ChatPromptRenderer chat, ServingOptions options)
 {
     public int ContextLength => options.ContextLength ?? generation.Config.MaxPositionEmbeddings;
@@ -27,36 +39,48 @@ public sealed class CompletionRunner(IGenerationService generation, ModelTokeniz
     {
         if (r.Model != options.ModelName)
             throw new ApiException(404, $"The model '{r.Model}' does not exist; this server serves '{options.ModelName}'", "model", "model_not_found");
-        var prompt = PromptTokens(r);
-        if (prompt.Count == 0) throw ApiException.BadRequest(r.PromptParam, "the prompt must contain at least one token");
         int vocab = generation.Config.VocabSize;
-        if (prompt.FirstOrDefault(t => t >= vocab, -1) is var bad and >= 0)
-            throw ApiException.BadRequest(r.PromptParam, $"token id {bad} is outside the vocabulary (size {vocab})");
         CheckVocabulary(r.Sampling, r.StopTokenIds, vocab);
-        int context = ContextLength;
-        if (prompt.Count >= context)
-            throw ApiException.BadRequest(r.PromptParam, $"the prompt has {prompt.Count} tokens; the context holds {context} (prompt and completion together)", "context_length_exceeded");
-        int room = context - prompt.Count;
-        string maxParam = r.Kind == CompletionKind.Chat ? "max_completion_tokens" : "max_tokens";
-        if (r.MaxTokens is int asked && asked > room)
-            throw ApiException.BadRequest(r.Kind == CompletionKind.Chat ? maxParam : "max_tokens",
-                $"max_tokens ({asked}) + the prompt ({prompt.Count} tokens) exceeds the context length {context}; at most {room} tokens can be generated", "context_length_exceeded");
-        int maxTokens = r.MaxTokens ?? Math.Min(room, r.Kind == CompletionKind.Chat ? options.DefaultChatMaxTokens : options.DefaultCompletionMaxTokens);
-
         var stopIds = new HashSet<int>(r.StopTokenIds);
         if (!r.IgnoreEos)
         {
             stopIds.UnionWith(generation.Config.EosTokenIds);
             if (tokenizer is not null) stopIds.UnionWith(tokenizer.EosTokenIds);
         }
+        var constraint = OutputConstraint.For(r, tokenizer, vocab, stopIds);
         string id = (r.Kind == CompletionKind.Chat ? "chatcmpl-" : "cmpl-") + Guid.NewGuid().ToString("N");
-        var request = new GenerationRequest(id, prompt, maxTokens)
+        var prompts = PromptTokens(r);
+        var choices = new List<PreparedChoice>();
+        for (int i = 0; i < prompts.Count; i++)
         {
-            Sampling = r.Sampling,
-            StopTokenIds = stopIds.Order().ToArray(),
-        };
-        return new PreparedCompletion(r, request, id, DateTimeOffset.UtcNow.ToUnixTimeSeconds());
+            var (prompt, echo) = prompts[i];
+            string param = prompts.Count > 1 ? $"prompt[{i}]" : r.PromptParam;
+            if (prompt.Count == 0) throw ApiException.BadRequest(param, "the prompt must contain at least one token");
+            if (prompt.FirstOrDefault(t => t >= vocab, -1) is var bad and >= 0)
+                throw ApiException.BadRequest(param, $"token id {bad} is outside the vocabulary (size {vocab})");
+            int context = ContextLength;
+            if (prompt.Count >= context)
+                throw ApiException.BadRequest(param, $"the prompt has {prompt.Count} tokens; the context holds {context} (prompt and completion together)", "context_length_exceeded");
+            int room = context - prompt.Count;
+            if (r.MaxTokens is int asked && asked > room)
+                throw ApiException.BadRequest(r.Kind == CompletionKind.Chat && r.MaxTokens is not null ? MaxTokensParam(r) : "max_tokens",
+                    $"max_tokens ({asked}) + the prompt ({prompt.Count} tokens) exceeds the context length {context}; at most {room} tokens can be generated", "context_length_exceeded");
+            int maxTokens = r.MaxTokens ?? Math.Min(room, r.Kind == CompletionKind.Chat ? options.DefaultChatMaxTokens : options.DefaultCompletionMaxTokens);
+            var request = new GenerationRequest($"{id}-{i}", prompt, maxTokens)
+            {
+                Sampling = r.Sampling,
+                StopTokenIds = stopIds.Order().ToArray(),
+                Logprobs = r.Logprobs,
+                PromptLogprobs = r.Echo ? r.Logprobs : null,
+                Priority = r.Priority,
+                Constraint = constraint,
+            };
+            choices.Add(new PreparedChoice(i, request, r.Echo ? echo : ""));
+        }
+        return new PreparedCompletion(r, choices, id, DateTimeOffset.UtcNow.ToUnixTimeSeconds());
     }
+
+    static string MaxTokensParam(CompletionRequest r) => r.Kind == CompletionKind.Chat ? "max_completion_tokens" : "max_tokens";
 
     /// <summary>Token ids in sampling fields must exist in the served model's vocabulary.</summary>
     public static void CheckVocabulary(SamplingOptions sampling, IReadOnlyList<int> stopTokenIds, int vocab)
@@ -68,97 +92,141 @@ public sealed class CompletionRunner(IGenerationService generation, ModelTokeniz
                 throw ApiException.BadRequest($"stop_token_ids[{i}]", $"stop token id {stopTokenIds[i]} is outside the vocabulary (size {vocab})");
     }
 
-    IReadOnlyList<int> PromptTokens(CompletionRequest r)
+    /// <summary>Each choice's prompt token ids and its text (what echo repeats).</summary>
+    IReadOnlyList<(IReadOnlyList<int> Tokens, string Text)> PromptTokens(CompletionRequest r)
     {
-        if (r.PromptTokens is not null) return r.PromptTokens;
-        if (tokenizer is null)
-            throw ApiException.BadRequest(r.PromptParam, "this model has no tokenizer: send the prompt as token ids (POST /v1/completions with an integer array, or POST /v1/generate)", "no_tokenizer");
-        if (r.Kind == CompletionKind.Completion) return tokenizer.Encode(r.PromptText!);
+        if (r.Kind == CompletionKind.Completion)
+            return r.Prompts.Select(p => p.Tokens is { } ids
+                ? (ids, tokenizer?.Decode(ids) ?? "")
+                : (tokenizer ?? throw NoTokenizer(r)).Encode(p.Text!) is var encoded ? (encoded, p.Text!) : default).ToArray();
+        if (tokenizer is null) throw NoTokenizer(r);
         string text;
-        try { text = chat.Render(r.Messages!); }
+        try { text = chat.Render(ChatTemplateInput.For(r.Messages!, r.ToolChoice.Mode == ToolChoiceMode.None ? [] : r.Tools, chat.RendersTools)); }
         catch (TemplateRaisedException e) { throw ApiException.BadRequest("messages", $"the model's chat template rejected the conversation: {e.Message}"); }
         catch (JinjaException e) { throw ApiException.BadRequest("messages", $"the model's chat template failed on this conversation: {e.Message}"); }
         catch (ChatTemplateException e) { throw ApiException.BadRequest("messages", e.Message, "no_chat_template"); }
         // The template writes BOS and other special tokens itself, as apply_chat_template does.
-        return tokenizer.Encode(text, addSpecialTokens: false);
+        return [(tokenizer.Encode(text, addSpecialTokens: false), text)];
     }
 
-    /// <summary>Runs a prepared request. <paramref name="onAccepted"/> runs once the gateway has accepted the request (before
-    /// any text), <paramref name="onText"/> for each piece of text safe to show. Returns null when cancelled by
-    /// <paramref name="cancellation"/> (client gone, job cancelled). Throws <see cref="ApiException"/> when the gateway
-    /// refuses (400 invalid, 429 overloaded) or the generation fails (500).</summary>
-    public async Task<CompletionOutcome?> RunAsync(PreparedCompletion p, Func<ValueTask>? onAccepted, Func<string, ValueTask>? onText, CancellationToken cancellation)
+    static ApiException NoTokenizer(CompletionRequest r) => ApiException.BadRequest(r.PromptParam,
+        "this model has no tokenizer: send the prompt as token ids (POST /v1/completions with an integer array, or POST /v1/generate)", "no_tokenizer");
+
+    /// <summary>Runs every choice of a prepared request. <paramref name="onAccepted"/> runs once the gateway has accepted
+    /// all of them (before any text), <paramref name="onDelta"/> for each piece safe to show (never concurrently).
+    /// Returns null when cancelled by <paramref name="cancellation"/> (client gone, job cancelled). Throws
+    /// <see cref="ApiException"/> when the gateway refuses (400 invalid, 429 overloaded) or a generation fails (500).</summary>
+    public async Task<IReadOnlyList<CompletionOutcome>?> RunAsync(PreparedCompletion p, Func<ValueTask>? onAccepted,
+        Func<CompletionDelta, ValueTask>? onDelta, CancellationToken cancellation)
     {
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellation);
-        await using var events = generation.GenerateAsync(p.Generation, stop.Token).GetAsyncEnumerator(CancellationToken.None);
-        bool any;
-        try { any = await events.MoveNextAsync(); }
-        catch (InvalidGenerationRequestException e) { throw ApiException.BadRequest(MapField(e.Field, p.Request), e.Message); }
-        catch (GatewayOverloadedException e) { throw new ApiException(429, $"the server is overloaded ({e.Message}); retry later", null, "overloaded", "rate_limit_error"); }
-        catch (GatewayUnavailableException e) { throw new ApiException(503, e.Message, null, "unavailable", "server_error"); }
-        var detokenizer = tokenizer?.CreateStreamingDetokenizer();
-        var matcher = new StopStringMatcher(p.Request.Stop);
-        var text = new StringBuilder();
-        var tokens = new List<int>();
-        bool ended = false;
+        var streams = p.Choices.Select(c => generation.GenerateAsync(c.Generation, stop.Token).GetAsyncEnumerator(CancellationToken.None)).ToArray();
+        var ended = new bool[streams.Length];
         try
         {
+            bool[] any;
+            try { any = await Task.WhenAll(streams.Select(s => s.MoveNextAsync().AsTask())); }
+            catch (InvalidGenerationRequestException e) { throw ApiException.BadRequest(MapField(e.Field, p.Request), e.Message); }
+            catch (GatewayOverloadedException e) { throw new ApiException(429, $"the server is overloaded ({e.Message}); retry later", null, "overloaded", "rate_limit_error"); }
+            catch (GatewayUnavailableException e) { throw new ApiException(503, e.Message, null, "unavailable", "server_error"); }
             if (onAccepted is not null) await onAccepted();
-
-            string? finish = null;
-            for (; any; any = await events.MoveNextAsync())
+            using var gate = new SemaphoreSlim(1);
+            async ValueTask Deliver(CompletionDelta d)
             {
-                switch (events.Current)
-                {
-                    case TokenGenerated t:
-                        tokens.Add(t.Token);
-                        if (await Emit(detokenizer?.Append(t.Token) ?? "")) finish = "stop";
-                        break;
-                    case SequenceFinished f:
-                        ended = true;
-                        switch (f.Reason)
-                        {
-                            case FinishReason.Cancelled: return null;
-                            case FinishReason.Error:
-                                throw new ApiException(500, $"generation failed: {f.Error}", null, "generation_failed", "server_error");
-                        }
-                        finish = f.Reason == FinishReason.Length ? "length" : "stop";
-                        if (await Emit(detokenizer?.Flush() ?? "")) finish = "stop";
-                        else await Write(matcher.Flush());
-                        break;
-                }
-                if (finish is not null) break;
+                if (onDelta is null) return;
+                await gate.WaitAsync(CancellationToken.None);
+                try { await onDelta(d); }
+                finally { gate.Release(); }
             }
-            if (finish is null) return null;
-            return new CompletionOutcome(text.ToString(), finish, p.Generation.PromptTokens.Count, tokens.Count, tokens);
+            var outcomes = await Task.WhenAll(p.Choices.Select(async (c, i) =>
+            {
+                try { return await Consume(p, c, streams[i], any[i], () => ended[i] = true, Deliver); }
+                catch { await stop.CancelAsync(); throw; }
+            }));
+            return outcomes.Any(o => o is null) ? null : outcomes.Select(o => o!).ToArray();
         }
         finally
         {
-            // Whatever else ended the run (stop string, client gone, exception), the gateway frees the sequence now.
-            if (!ended) await stop.CancelAsync();
+            // Whatever else ended the run (stop string, client gone, exception), the gateway frees the sequences now.
+            if (ended.Any(e => !e)) await stop.CancelAsync();
+            foreach (var s in streams) await s.DisposeAsync();
         }
+    }
+
+    async Task<CompletionOutcome?> Consume(PreparedCompletion p, PreparedChoice c, IAsyncEnumerator<GenerationEvent> events, bool any,
+        Action ended, Func<CompletionDelta, ValueTask> deliver)
+    {
+        var r = p.Request;
+        var detokenizer = tokenizer?.CreateStreamingDetokenizer();
+        var matcher = new StopStringMatcher(r.Stop);
+        var tools = r.Kind == CompletionKind.Chat && r.ToolChoice.Mode != ToolChoiceMode.None ? new ToolCallStream(r.ParallelToolCalls) : null;
+        var text = new StringBuilder(c.EchoText);
+        var tokens = new List<int>();
+        var logprobs = r.Logprobs is null ? null : new List<TokenLogprob>();
+        var pending = new List<TokenLogprob>();
+        var calls = new List<ToolCall>();
+        List<TokenLogprob?>? promptLogprobs = c.Generation.PromptLogprobs is null ? null : [null];
+        bool echoed = c.EchoText.Length == 0 && promptLogprobs is null;
+        string? finish = null;
+        for (; any; any = await events.MoveNextAsync())
+        {
+            switch (events.Current)
+            {
+                case PromptTokensScored s:
+                    promptLogprobs!.AddRange(s.Logprobs);
+                    break;
+                case TokenGenerated t:
+                    tokens.Add(t.Token);
+                    if (t.Logprob is { } lp) { logprobs?.Add(lp); pending.Add(lp); }
+                    if (await Emit(detokenizer?.Append(t.Token) ?? "")) finish = "stop";
+                    break;
+                case SequenceFinished f:
+                    ended();
+                    switch (f.Reason)
+                    {
+                        case FinishReason.Cancelled: return null;
+                        case FinishReason.Error:
+                            throw new ApiException(500, $"generation failed: {f.Error}", null, "generation_failed", "server_error");
+                    }
+                    finish = f.Reason == FinishReason.Length ? "length" : "stop";
+                    if (await Emit(detokenizer?.Flush() ?? "")) finish = "stop";
+                    else await Write(matcher.Flush(), final: true);
+                    break;
+            }
+            if (finish is not null) break;
+        }
+        if (finish is null) return null;
+        if (calls.Count > 0) finish = "tool_calls";
+        return new CompletionOutcome(c.Index, text.ToString(), finish, c.Generation.PromptTokens.Count, tokens.Count, tokens, logprobs, promptLogprobs, calls);
 
         async ValueTask<bool> Emit(string piece)
         {
-            if (piece.Length == 0) return false;
-            var (emit, stopped) = matcher.Push(piece);
-            await Write(emit);
+            var (emit, stopped) = piece.Length == 0 ? ("", false) : matcher.Push(piece);
+            await Write(emit, final: false);
             return stopped;
         }
 
-        async ValueTask Write(string piece)
+        async ValueTask Write(string piece, bool final)
         {
-            if (piece.Length == 0) return;
+            IReadOnlyList<ToolCall> completed = [];
+            if (tools is not null) (piece, completed) = final ? tools.Flush(piece) : tools.Push(piece);
+            calls.AddRange(completed);
+            if (!echoed)
+            {
+                echoed = true;
+                await deliver(new CompletionDelta(c.Index, c.EchoText, [], promptLogprobs, []));
+            }
+            if (piece.Length == 0 && completed.Count == 0 && (pending.Count == 0 || !final && tools is not null)) return;
             text.Append(piece);
-            if (onText is not null) await onText(piece);
+            var delta = new CompletionDelta(c.Index, piece, pending.ToArray(), null, completed);
+            pending.Clear();
+            await deliver(delta);
         }
     }
 
     static string MapField(string field, CompletionRequest r) => field switch
     {
         "prompt" => r.PromptParam,
-        "topp" or "top_p" => "top_p",
-        "topk" or "top_k" => "top_k",
         _ => field,
     };
 }

@@ -52,6 +52,7 @@ public static class GenerateEndpoint
                 Sampling = sampling,
                 StopTokenIds = stopTokenIds,
                 ReturnPromptLogits = JsonFields.Bool(body, "return_prompt_logits") ?? false,
+                Priority = JsonFields.Int(body, "priority", -1_000_000, 1_000_000) ?? 0,
             };
         }
 

@@ -84,9 +84,9 @@ public static class JsonFields
         return list;
     }
 
-    public static JsonElement? Object(JsonElement obj, string name)
+    public static JsonElement? Object(JsonElement obj, string name, string? param = null)
     {
         if (Get(obj, name) is not { } v) return null;
-        return v.ValueKind == JsonValueKind.Object ? v : throw ApiException.WrongType(name, "an object");
+        return v.ValueKind == JsonValueKind.Object ? v : throw ApiException.WrongType(param ?? name, "an object");
     }
 }

@@ -4,6 +4,8 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
+using MoeCluster.Model.Generation;
+using MoeCluster.Runtime.Gateway;
 
 namespace MoeCluster.Node.Http;
 
@@ -17,49 +19,52 @@ public static class OpenAiEndpoints
     {
         app.MapPost("/v1/completions", context => Complete(context, CompletionKind.Completion));
         app.MapPost("/v1/chat/completions", context => Complete(context, CompletionKind.Chat));
-        app.MapGet("/v1/models", context =>
-        {
-            var options = context.RequestServices.GetRequiredService<ServingOptions>();
-            var runner = context.RequestServices.GetRequiredService<CompletionRunner>();
-            return ApiResults.WriteJsonAsync(context, new ModelList([new ModelCard(options.ModelName, StartedAt, runner.ContextLength)]));
-        });
+        app.MapGet("/v1/models", context => ApiResults.WriteJsonAsync(context, new ModelList([Card(context)])));
         app.MapGet("/v1/models/{model}", context =>
         {
-            var options = context.RequestServices.GetRequiredService<ServingOptions>();
-            var runner = context.RequestServices.GetRequiredService<CompletionRunner>();
+            var card = Card(context);
             var model = (string)context.Request.RouteValues["model"]!;
-            if (model != options.ModelName) throw new ApiException(404, $"The model '{model}' does not exist", "model", "model_not_found");
-            return ApiResults.WriteJsonAsync(context, new ModelCard(options.ModelName, StartedAt, runner.ContextLength));
+            if (model != card.Id) throw new ApiException(404, $"The model '{model}' does not exist", "model", "model_not_found");
+            return ApiResults.WriteJsonAsync(context, card);
         });
+    }
+
+    static ModelCard Card(HttpContext context)
+    {
+        var options = context.RequestServices.GetRequiredService<ServingOptions>();
+        var runner = context.RequestServices.GetRequiredService<CompletionRunner>();
+        var generation = context.RequestServices.GetRequiredService<IGenerationService>();
+        return new ModelCard(options.ModelName, StartedAt, runner.ContextLength, options.DType, generation.Config.VocabSize);
     }
 
     static async Task Complete(HttpContext context, CompletionKind kind)
     {
         var options = context.RequestServices.GetRequiredService<ServingOptions>();
         var runner = context.RequestServices.GetRequiredService<CompletionRunner>();
+        var shapes = context.RequestServices.GetRequiredService<LogprobShapes>();
         CompletionRequest request;
         using (var body = await RequestBody.ReadJsonObjectAsync(context, options.MaxRequestBodyBytes))
             request = CompletionRequest.Parse(body.RootElement, kind);
         var prepared = runner.Prepare(request);
-        if (request.Stream) await Stream(context, runner, prepared);
+        if (request.Stream) await Stream(context, runner, shapes, prepared);
         else
         {
-            var outcome = await runner.RunAsync(prepared, null, null, context.RequestAborted);
-            if (outcome is null) return;
-            var response = CompletionResponses.Build(prepared, outcome);
+            var outcomes = await runner.RunAsync(prepared, null, null, context.RequestAborted);
+            if (outcomes is null) return;
+            var response = CompletionResponses.Build(prepared, outcomes, shapes);
             await ApiResults.WriteJsonAsync(context, response, response.GetType());
         }
     }
 
-    /// <summary>OpenAI's streaming format: one <c>data: {chunk}</c> event per piece of text, a last chunk carrying
-    /// finish_reason, a usage chunk with no choices when stream_options.include_usage is set, then <c>data: [DONE]</c>.</summary>
-    static async Task Stream(HttpContext context, CompletionRunner runner, PreparedCompletion p)
+    /// <summary>OpenAI's streaming format: one <c>data: {chunk}</c> event per piece of a choice (text, its logprobs,
+    /// completed tool calls), a last chunk per choice carrying finish_reason, a usage chunk with no choices when
+    /// stream_options.include_usage is set, then <c>data: [DONE]</c>.</summary>
+    static async Task Stream(HttpContext context, CompletionRunner runner, LogprobShapes shapes, PreparedCompletion p)
     {
         var r = p.Request;
         bool chat = r.Kind == CompletionKind.Chat;
-        object Chunk(string? text, string? finish, bool first = false) => chat
-            ? new ChatCompletionChunk(p.Id, p.Created, r.Model, [new ChatChunkChoice(0, new ChatDelta(first ? "assistant" : null, text), finish)], null)
-            : new CompletionResponse(p.Id, p.Created, r.Model, [new CompletionChoice(0, text ?? "", finish)], null);
+        var offsets = new int[p.Choices.Count];
+        var callCounts = new int[p.Choices.Count];
 
         async ValueTask Started()
         {
@@ -68,22 +73,54 @@ public static class OpenAiEndpoints
             context.Response.Headers.CacheControl = "no-cache";
             context.Response.Headers["X-Accel-Buffering"] = "no";
             await context.Response.StartAsync(context.RequestAborted);
-            if (chat) await Send(context, Chunk("", null, first: true));
+            if (chat)
+                foreach (var c in p.Choices)
+                    await Send(context, new ChatCompletionChunk(p.Id, p.Created, r.Model, [new ChatChunkChoice(c.Index, new ChatDelta("assistant", ""), null)], null));
         }
 
-        CompletionOutcome? outcome;
-        try { outcome = await runner.RunAsync(p, Started, text => Send(context, Chunk(text, null)), context.RequestAborted); }
+        ValueTask Delta(CompletionDelta d)
+        {
+            if (chat)
+            {
+                var calls = d.ToolCalls.Select(t => new ToolCallDelta(callCounts[d.Index]++, t.Id, new FunctionCall(t.Name, t.Arguments))).ToArray();
+                var delta = new ChatDelta(null, d.Text.Length > 0 || calls.Length == 0 ? d.Text : null, calls.Length > 0 ? calls : null);
+                var logprobs = r.Logprobs is null ? null : shapes.Chat(d.Logprobs);
+                return Send(context, new ChatCompletionChunk(p.Id, p.Created, r.Model, [new ChatChunkChoice(d.Index, delta, null, logprobs)], null));
+            }
+            CompletionLogprobs? lp = null;
+            if (r.Logprobs is not null)
+            {
+                var entries = new List<TokenLogprob?>();
+                var tokens = new List<int>();
+                if (d.PromptLogprobs is { } prompt)
+                {
+                    entries.AddRange(prompt);
+                    tokens.AddRange(p.Choices[d.Index].Generation.PromptTokens);
+                }
+                entries.AddRange(d.Logprobs);
+                tokens.AddRange(d.Logprobs.Select(l => l.Token));
+                lp = shapes.Completion(entries, tokens, offsets[d.Index]);
+            }
+            offsets[d.Index] += d.Text.Length;
+            return Send(context, new CompletionResponse(p.Id, p.Created, r.Model, [new CompletionChoice(d.Index, d.Text, null, lp)], null));
+        }
+
+        IReadOnlyList<CompletionOutcome>? outcomes;
+        try { outcomes = await runner.RunAsync(p, Started, Delta, context.RequestAborted); }
         catch (ApiException e) when (context.Response.HasStarted)
         {
             await Send(context, e.ToError());
             await context.Response.Body.WriteAsync(Done, context.RequestAborted);
             return;
         }
-        if (outcome is null) return;
-        await Send(context, Chunk(chat ? null : "", outcome.FinishReason));
+        if (outcomes is null) return;
+        foreach (var o in outcomes)
+            await Send(context, chat
+                ? new ChatCompletionChunk(p.Id, p.Created, r.Model, [new ChatChunkChoice(o.Index, new ChatDelta(null, null), o.FinishReason)], null)
+                : new CompletionResponse(p.Id, p.Created, r.Model, [new CompletionChoice(o.Index, "", o.FinishReason)], null));
         if (r.IncludeUsage)
         {
-            var usage = new Usage(outcome.PromptTokens, outcome.CompletionTokens);
+            var usage = CompletionResponses.UsageOf(outcomes);
             await Send(context, chat
                 ? new ChatCompletionChunk(p.Id, p.Created, r.Model, [], usage)
                 : new CompletionResponse(p.Id, p.Created, r.Model, [], usage));
@@ -104,14 +141,31 @@ public static class OpenAiEndpoints
     }
 }
 
-/// <summary>The non-streaming response object for a finished completion (HTTP and batch jobs).</summary>
+/// <summary>The non-streaming response object for a finished request (HTTP and batch jobs).</summary>
 public static class CompletionResponses
 {
-    public static object Build(PreparedCompletion p, CompletionOutcome outcome)
+    public static Usage UsageOf(IReadOnlyList<CompletionOutcome> outcomes) => new(outcomes.Sum(o => o.PromptTokens), outcomes.Sum(o => o.CompletionTokens));
+
+    public static object Build(PreparedCompletion p, IReadOnlyList<CompletionOutcome> outcomes, LogprobShapes shapes)
     {
-        var usage = new Usage(outcome.PromptTokens, outcome.CompletionTokens);
-        return p.Request.Kind == CompletionKind.Chat
-            ? new ChatCompletionResponse(p.Id, p.Created, p.Request.Model, [new ChatChoice(0, new AssistantMessage(outcome.Text), outcome.FinishReason)], usage)
-            : new CompletionResponse(p.Id, p.Created, p.Request.Model, [new CompletionChoice(0, outcome.Text, outcome.FinishReason)], usage);
+        var r = p.Request;
+        var usage = UsageOf(outcomes);
+        if (r.Kind == CompletionKind.Chat)
+            return new ChatCompletionResponse(p.Id, p.Created, r.Model, outcomes.Select(o => new ChatChoice(o.Index,
+                new AssistantMessage(o.ToolCalls.Count > 0 && o.Text.Length == 0 ? null : o.Text,
+                    o.ToolCalls.Count > 0 ? o.ToolCalls.Select(t => new ToolCallResponse(t.Id, new FunctionCall(t.Name, t.Arguments))).ToArray() : null),
+                o.FinishReason, o.Logprobs is { } lp ? shapes.Chat(lp) : null)).ToArray(), usage);
+        return new CompletionResponse(p.Id, p.Created, r.Model, outcomes.Select(o =>
+        {
+            CompletionLogprobs? lp = null;
+            if (o.Logprobs is { } generated)
+            {
+                var prompt = p.Choices[o.Index].Generation.PromptTokens;
+                IReadOnlyList<TokenLogprob?> entries = [.. o.PromptLogprobs ?? [], .. generated];
+                IReadOnlyList<int> tokens = o.PromptLogprobs is not null ? [.. prompt, .. o.TokenIds.Take(generated.Count)] : o.TokenIds.Take(generated.Count).ToArray();
+                lp = shapes.Completion(entries, tokens, 0);
+            }
+            return new CompletionChoice(o.Index, o.Text, o.FinishReason, lp);
+        }).ToArray(), usage);
     }
 }

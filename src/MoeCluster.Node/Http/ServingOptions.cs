@@ -16,8 +16,20 @@ public sealed record ServingOptions
     /// <summary>Largest JSON body accepted by the generation endpoints (413 above it).</summary>
     public long MaxRequestBodyBytes { get; init; } = 1 << 20;
 
-    /// <summary>Largest JSONL upload accepted by POST /v1/jobs (413 above it).</summary>
+    /// <summary>Largest JSONL upload accepted by POST /v1/jobs and POST /v1/files (413 above it).</summary>
     public long MaxJobBodyBytes { get; init; } = 64L << 20;
+
+    /// <summary>Uploads streamed to disk at the same time on one node; one more gets 429.</summary>
+    public int MaxConcurrentUploads { get; init; } = 4;
+
+    /// <summary>Jobs and uploaded files are deleted this long after they end (files: after upload).</summary>
+    public TimeSpan Retention { get; init; } = TimeSpan.FromDays(30);
+
+    /// <summary>Share of the gateway's batch slots (<see cref="MaxBatchSize"/>) that job lines may hold at once.</summary>
+    public double JobBatchShare { get; init; } = 0.5;
+
+    /// <summary>Sequences the gateway decodes together (the host sets it from the scheduler's options).</summary>
+    public int MaxBatchSize { get; init; } = 32;
 
     /// <summary>Most lines one batch job may hold.</summary>
     public int MaxJobLines { get; init; } = 50_000;
@@ -34,6 +46,13 @@ public sealed record ServingOptions
     /// <summary>Tokens a request may span (prompt + generated); null = the model's max_position_embeddings. The host sets
     /// it to the scheduler's context length so defaults never exceed what the gateway accepts.</summary>
     public int? ContextLength { get; init; }
+
+    /// <summary>The dtype the model runs in (what /v1/models lists).</summary>
+    public string DType { get; init; } = "float32";
+
+    /// <summary>Priority of batch-job lines (vLLM's meaning: lower runs first; interactive requests default to 0), so a
+    /// running job yields KV-cache slots to interactive requests. A line's own <c>priority</c> is added to it.</summary>
+    public int JobLinePriority { get; init; } = 100;
 
     /// <summary>max_tokens for chat requests that give none (capped by the room left in the context).</summary>
     public int DefaultChatMaxTokens { get; init; } = 256;

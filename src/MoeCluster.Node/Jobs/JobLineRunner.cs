@@ -23,12 +23,14 @@ public interface IJobLineRunner
     Task<LineOutcome> RunAsync(int line, string text, CancellationToken cancellation);
 }
 
-/// <summary>One line of GET /v1/jobs/{id}/results.</summary>
+/// <summary>One line of GET /v1/jobs/{id}/results. <see cref="StatusCode"/> is the HTTP status the same request would
+/// have got (the Batch API's output and error files carry it).</summary>
 public sealed record JobResultLine(
     [property: JsonPropertyName("line")] int Line,
     [property: JsonPropertyName("custom_id"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? CustomId,
     [property: JsonPropertyName("response"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] object? Response,
-    [property: JsonPropertyName("error"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] ApiErrorBody? Error);
+    [property: JsonPropertyName("error"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] ApiErrorBody? Error,
+    [property: JsonPropertyName("status_code")] int StatusCode = 200);
 
 /// <summary>Runs a line as the HTTP API would run the same request body, non-streaming. A line is either a request
 /// body (chat when it has "messages", else completion) or an OpenAI Batch line
@@ -37,16 +39,37 @@ public sealed record JobResultLine(
 public sealed class JobLineRunner : IJobLineRunner
 {
     readonly Lazy<CompletionRunner> completions;
-
-    public JobLineRunner(CompletionRunner runner) => completions = new(runner);
+    readonly Lazy<LogprobShapes> shapes;
+    readonly JobSlots slots;
+    readonly int linePriority;
 
     /// <summary>Resolves the runner (and so the gateway) on the first line, not when the job actors start: a node
-    /// resumes jobs at start-up, possibly before its gateway is registered.</summary>
-    public JobLineRunner(Func<CompletionRunner> runner) => completions = new(runner);
+    /// resumes jobs at start-up, possibly before its gateway is registered. Every line holds one of the node's
+    /// <paramref name="slots"/> while it runs, so jobs never fill more than their share of the batch, and runs at
+    /// <see cref="ServingOptions.JobLinePriority"/> plus its own priority, below interactive requests.</summary>
+    public JobLineRunner(Func<CompletionRunner> runner, Func<LogprobShapes> shapes, JobSlots slots, ServingOptions options)
+    {
+        completions = new(runner);
+        this.shapes = new(shapes);
+        this.slots = slots;
+        linePriority = options.JobLinePriority;
+    }
+
+    public static string? CustomId(string line)
+    {
+        try
+        {
+            using var doc = JsonDocument.Parse(line);
+            return doc.RootElement.ValueKind == JsonValueKind.Object && doc.RootElement.TryGetProperty("custom_id", out var c) && c.ValueKind == JsonValueKind.String ? c.GetString() : null;
+        }
+        catch (JsonException) { return null; }
+    }
 
     public async Task<LineOutcome> RunAsync(int line, string text, CancellationToken cancellation)
     {
         string? customId = null;
+        try { await slots.WaitAsync(cancellation); }
+        catch (OperationCanceledException) { return new LineAbandoned(line); }
         try
         {
             using var doc = RequestBody.ParseObject(Encoding.UTF8.GetBytes(text), $"line {line}");
@@ -69,17 +92,19 @@ public sealed class JobLineRunner : IJobLineRunner
                 body = inner;
                 extra = NoFields;
             }
-            var request = CompletionRequest.Parse(body, kind, extra) with { Stream = false };
+            var parsed = CompletionRequest.Parse(body, kind, extra);
+            var request = parsed with { Stream = false, Priority = linePriority + Math.Max(0, parsed.Priority) };
             var runner = completions.Value;
             var prepared = runner.Prepare(request);
-            var outcome = await runner.RunAsync(prepared, null, null, cancellation);
-            if (outcome is null) return new LineAbandoned(line);
-            var response = CompletionResponses.Build(prepared, outcome);
+            var outcomes = await runner.RunAsync(prepared, null, null, cancellation);
+            if (outcomes is null) return new LineAbandoned(line);
+            var response = CompletionResponses.Build(prepared, outcomes, shapes.Value);
             return new LineFinished(line, JsonSerializer.Serialize(new JobResultLine(line, customId, response, null), OpenAiJson.Options), false);
         }
-        catch (ApiException e) when (e.Status == 429) { return new LineDeferred(line, TimeSpan.FromSeconds(1)); }
-        catch (ApiException e) { return Failed(line, customId, e.ToError().Error); }
+        catch (ApiException e) when (e.Status is 429 or 503) { return new LineDeferred(line, TimeSpan.FromSeconds(1)); }
+        catch (ApiException e) { return Failed(line, customId, e.Status, e.ToError().Error); }
         catch (OperationCanceledException) when (cancellation.IsCancellationRequested) { return new LineAbandoned(line); }
+        finally { slots.Release(); }
     }
 
     /// <summary>The OpenAI Batch line around a request body.</summary>
@@ -87,6 +112,6 @@ public sealed class JobLineRunner : IJobLineRunner
     static readonly IReadOnlySet<string> CustomIdOnly = new HashSet<string>(["custom_id"]);
     static readonly IReadOnlySet<string> NoFields = new HashSet<string>();
 
-    public static LineFinished Failed(int line, string? customId, ApiErrorBody error) =>
-        new(line, JsonSerializer.Serialize(new JobResultLine(line, customId, null, error), OpenAiJson.Options), true);
+    public static LineFinished Failed(int line, string? customId, int statusCode, ApiErrorBody error) =>
+        new(line, JsonSerializer.Serialize(new JobResultLine(line, customId, null, error, statusCode), OpenAiJson.Options), true);
 }

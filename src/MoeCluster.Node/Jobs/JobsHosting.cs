@@ -1,26 +1,64 @@
+using Akka.Actor;
+using Akka.Cluster.Sharding;
+using Akka.Cluster.Tools.Singleton;
 using Akka.Hosting;
 using Microsoft.Extensions.DependencyInjection;
+using MoeCluster.Node.Files;
 using MoeCluster.Node.Http;
+using MoeCluster.Runtime;
 
 namespace MoeCluster.Node.Jobs;
 
+/// <summary>ActorRegistry keys: where to send one job's messages (the shard region, or the local job host), and the
+/// job directory (the singleton's proxy, or the local directory).</summary>
+public sealed class JobRegionKey;
+public sealed class JobDirectoryKey;
+
 /// <summary>Akka.Hosting setup for durable batch jobs: the SQL journal (SQLite file under the data directory, or
-/// PostgreSQL when a connection string is given) and the <see cref="JobManagerActor"/>.</summary>
+/// PostgreSQL when a connection string is given), the jobs and their directory. In a cluster every job is a sharding
+/// entity on the gateway role and the directory a cluster singleton, so any gateway accepts, reports and resumes any
+/// job; in one process both are plain actors.</summary>
 public static class JobsHosting
 {
-    /// <summary>Adds the job journal's HOCON and starts the job directory, registered in the ActorRegistry as
-    /// <see cref="JobManagerActor"/>. Needs <see cref="IJobLineRunner"/> in DI (AddMoeClusterServing registers it).</summary>
-    public static AkkaConfigurationBuilder AddMoeClusterJobs(this AkkaConfigurationBuilder builder, ServingOptions options)
+    public const string JobTypeName = "job";
+    const int Shards = 50;
+
+    /// <summary>Adds the job journal's HOCON and starts jobs and directory. Needs <see cref="IJobLineRunner"/> and
+    /// <see cref="FileStore"/> in DI (AddMoeClusterServing registers them).</summary>
+    public static AkkaConfigurationBuilder AddMoeClusterJobs(this AkkaConfigurationBuilder builder, ServingOptions options, bool cluster = false)
     {
         builder.AddHocon(JournalHocon(options), HoconAddMode.Prepend);
         builder.WithActors((system, registry, resolver) =>
         {
             var runner = resolver.GetService<IJobLineRunner>();
-            var manager = system.ActorOf(JobManagerActor.Props(runner, options.JobConcurrency), "jobs");
-            registry.Register<JobManagerActor>(manager);
+            var files = resolver.GetService<FileStore>();
+            IActorRef? directory = null;
+            Props Job(string id) => JobActor.Props(id, runner, files, options.JobConcurrency, () => directory!);
+            IActorRef jobs;
+            if (cluster)
+            {
+                var settings = ClusterShardingSettings.Create(system).WithRole(NodeRoles.Gateway);
+                jobs = ClusterSharding.Get(system).Start(JobTypeName, Job, settings, new JobMessageExtractor(Shards));
+                system.ActorOf(ClusterSingletonManager.Props(JobDirectoryActor.Props(jobs, files, options.Retention), PoisonPill.Instance,
+                    ClusterSingletonManagerSettings.Create(system).WithRole(NodeRoles.Gateway)), "job-directory");
+                directory = system.ActorOf(ClusterSingletonProxy.Props("/user/job-directory",
+                    ClusterSingletonProxySettings.Create(system).WithRole(NodeRoles.Gateway)), "job-directory-proxy");
+            }
+            else
+            {
+                jobs = system.ActorOf(LocalJobHostActor.Props(Job), "jobs");
+                directory = system.ActorOf(JobDirectoryActor.Props(jobs, files, options.Retention), "job-directory");
+            }
+            registry.Register<JobRegionKey>(jobs);
+            registry.Register<JobDirectoryKey>(directory);
         });
         return builder;
     }
+
+    /// <summary>The store of uploaded files beside the journal: the same PostgreSQL database, or files.db next to jobs.db.</summary>
+    public static FileStore Files(ServingOptions options) => options.JournalConnectionString is { Length: > 0 } pg
+        ? FileStore.Postgres(pg)
+        : FileStore.Sqlite(Path.Combine(Path.GetFullPath(options.DataDirectory), "files.db"));
 
     /// <summary>The journal and snapshot store at the plugin ids the job actors use (the node's default persistence
     /// plugins are left alone). Tables are created on first use.</summary>
@@ -57,4 +95,11 @@ public static class JobsHosting
     }
 
     static string Quote(string s) => "\"" + s.Replace("\\", "\\\\").Replace("\"", "\\\"") + "\"";
+
+    /// <summary>Jobs by id over <see cref="Shards"/> shards: enough to spread over a handful of gateways, few enough
+    /// that the coordinator's state stays small.</summary>
+    sealed class JobMessageExtractor(int shards) : HashCodeMessageExtractor(shards)
+    {
+        public override string EntityId(object message) => message is IJobMessage m ? m.JobId : null!;
+    }
 }

@@ -86,7 +86,7 @@ public sealed class AttentionActor : ReceiveActor
         using var _ = no_grad();
         try
         {
-            var x = m.Input.Take(model.Options.Device);
+            var x = m.Input.Take(model.Options);
             faults?.ThrowIfArmed(FaultSite.Attention, entityId);
             using var step = StepContext.Create(m.Layout, rotary!, model.Config, model.Options.Device);
             var (h, n) = block!.Forward(x, step, cache!);

@@ -23,6 +23,8 @@ public sealed class ExpertActor : ReceiveActor
     readonly ExpertLoader loader;
     readonly FaultInjector? faults;
     readonly ILoggingAdapter log = Context.GetLogger();
+    readonly HostedExperts hosted = HostedExperts.Get(Context.System);
+    readonly string[] rowLabels;
     IExpertCompute? expert;
     long parameterBytes;
 
@@ -34,6 +36,8 @@ public sealed class ExpertActor : ReceiveActor
         key = ExpertKey.Parse(entityId);
         this.model = model;
         this.loader = loader ?? new ExpertLoader(model);
+        var config = model.Config;
+        rowLabels = [key.Layer.ToString(), (long)config.NumLayers * config.NumExperts <= MoeMetrics.ExpertSeriesLimit ? key.Expert.ToString() : "all"];
         this.faults = faults;
         Receive<StartExpert>(_ => Sender.Tell(new ExpertStarted(key.EntityId, Node, parameterBytes)));
         Receive<ComputeExpert>(Compute);
@@ -46,18 +50,24 @@ public sealed class ExpertActor : ReceiveActor
         var c = model.Config;
         if (key.Layer < 0 || key.Layer >= c.NumLayers || !c.IsMoeLayer(key.Layer) || key.Expert < 0 || key.Expert >= c.NumExperts)
             throw new ArgumentException($"expert {key} does not exist in {model.Directory}");
+        hosted.StartedLoading(Self.Path.ToStringWithoutAddress());
         expert = loader.Create(key);
         parameterBytes = expert.ParameterBytes;
+        // A paged expert's weights belong to the node's resident set (counted by moecluster_expert_memory_bytes
+        // while in memory), not to this entity.
+        hosted.FinishedLoading(Self.Path.ToStringWithoutAddress(), loader.Resident is null ? parameterBytes : 0);
         log.Debug("expert {0} loaded ({1} bytes{2})", key, parameterBytes, loader.IsInt8(key) ? ", int8" : "");
     }
 
     void Compute(ComputeExpert m)
     {
+        long start = System.Diagnostics.Stopwatch.GetTimestamp();
         using var scope = NewDisposeScope();
         using var _ = no_grad();
         try
         {
-            var x = m.Input.Take(model.Options.Device);
+            // Converted to this node's dtype on arrival; the receiver of the output converts it to its own.
+            var x = m.Input.Take(model.Options);
             if (x.dim() != 2 || x.shape[1] != model.Config.HiddenSize)
             {
                 MoeMetrics.FrameRejected(FrameRejection.Inconsistent);
@@ -65,7 +75,9 @@ public sealed class ExpertActor : ReceiveActor
             }
             faults?.ThrowIfArmed(FaultSite.Expert, key.EntityId);
             var y = expert!.Forward(x);
+            MoeMetrics.ExpertComputedRows.WithLabels(rowLabels).Inc(x.shape[0]);
             Sender.Tell(new ExpertComputed(key.EntityId, m.CorrelationId, TensorPayload.Own(y)));
+            MoeMetrics.ExpertComputeSeconds.Observe(System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalSeconds);
         }
         catch (Exception e)
         {
@@ -78,6 +90,7 @@ public sealed class ExpertActor : ReceiveActor
     {
         expert?.Dispose();
         expert = null;
+        hosted.Released(Self.Path.ToStringWithoutAddress());
         log.Debug("expert {0} released", key);
     }
 }

@@ -118,11 +118,12 @@ public sealed class ExpertHostActor : ReceiveActor, IWithTimers
         var pending = new Pending(Sender, m);
         using (var scope = NewDisposeScope())
         {
-            var rows = m.Rows.Take(model.Options.Device);
+            var rows = m.Rows.Take(model.Options);
             for (int i = 0; i < m.Items.Count; i++)
             {
                 long correlation = ++nextCorrelation;
                 inFlight[correlation] = (pending, i);
+                MoeMetrics.ExpertHostInFlight.Set(inFlight.Count);
                 pending.Correlations[i] = correlation;
                 var item = m.Items[i];
                 var id = new ExpertKey(m.Layer, item.Expert).EntityId;
@@ -144,7 +145,9 @@ public sealed class ExpertHostActor : ReceiveActor, IWithTimers
 
     void Collect(ExpertComputed m)
     {
-        if (!inFlight.Remove(m.CorrelationId, out var entry))
+        bool known = inFlight.Remove(m.CorrelationId, out var entry);
+        MoeMetrics.ExpertHostInFlight.Set(inFlight.Count);
+        if (!known)
         {   // a late answer for a dispatch the router already gave up on
             m.Output.Take().Dispose();
             return;
@@ -172,7 +175,7 @@ public sealed class ExpertHostActor : ReceiveActor, IWithTimers
         for (int i = 0; i < request.Items.Count; i++)
         {
             var item = request.Items[i];
-            var y = p.Outputs[i]!.Rows.Take(model.Options.Device);
+            var y = p.Outputs[i]!.Rows.Take(model.Options);
             var gates = tensor(item.Gates!, ScalarType.Float32, model.Options.Device).to(y.dtype).unsqueeze(1);
             sum.index_add_(0, Indices(item.Rows), y * gates, 1);
         }
@@ -209,6 +212,7 @@ public sealed class ExpertHostActor : ReceiveActor, IWithTimers
     void Abandon(Pending p)
     {
         foreach (var c in p.Correlations) inFlight.Remove(c);
+        MoeMetrics.ExpertHostInFlight.Set(inFlight.Count);
         foreach (var o in p.Outputs) o?.Rows.Take().Dispose();
         Array.Clear(p.Outputs);
     }

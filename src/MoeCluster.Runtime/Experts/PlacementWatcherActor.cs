@@ -157,8 +157,6 @@ public sealed class PlacementWatcherActor : ReceiveActor, IWithTimers
         int moved = next.Count(p => previous.TryGetValue(p.Key, out var before) && before != p.Value);
         if (moved > 0) MoeMetrics.PlacementMoves.Inc(moved);
         directory.Replace(next);
-        var self = cluster.SelfAddress.ToString();
-        MoeMetrics.ExpertsHosted.Set(next.Count(p => p.Value == self));
     }
 
     static void UpdateMembers()

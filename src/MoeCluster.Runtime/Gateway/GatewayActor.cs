@@ -408,28 +408,30 @@ public sealed class GatewayActor : ReceiveActor, IWithTimers
             attentionRegion.Tell(new AttentionStep(roster.AttentionId(m.Layer + 1), step.AttemptId, step.Plan.Layout, m.Output));
             return;
         }
-        float[] logits;
-        try { logits = Logits(step.Plan, m.Output); }
-        catch (Exception e)
+        using (var scope = NewDisposeScope())
         {
-            Failed(step, new StepFailure(StepFailureCause.Fault, $"gateway, computing the logits: {e.Message}"));
-            return;
+            Tensor logits;
+            try { logits = Logits(step.Plan, m.Output); }
+            catch (Exception e)
+            {
+                Failed(step, new StepFailure(StepFailureCause.Fault, $"gateway, computing the logits: {e.Message}"));
+                return;
+            }
+            events.Clear();
+            scheduler.CompleteStep(step.Plan, logits, events);
         }
-        events.Clear();
-        scheduler.CompleteStep(step.Plan, logits, model.Config.VocabSize, events);
         statistics?.Tell(StepFinished.Of(step.AttemptId, step.Plan));
         MoeMetrics.StepSeconds.Observe(step.Clock.Elapsed.TotalSeconds);
         Deliver();
         StepEnded();
     }
 
-    /// <summary>Final norm and LM head on each segment's last row: [segments, V] float32.</summary>
-    float[] Logits(StepPlan plan, TensorPayload output)
+    /// <summary>Final norm and LM head on the rows the plan needs logits for: [rows, V] float32, owned by the caller's scope.</summary>
+    Tensor Logits(StepPlan plan, TensorPayload output)
     {
-        using var scope = NewDisposeScope();
         using var _ = no_grad();
-        var x = output.Take(model.Options.Device);
-        return head!.Logits(x, plan.Layout).cpu().contiguous().data<float>().ToArray();
+        var x = output.Take(model.Options);
+        return head!.forward(x.index_select(0, tensor(plan.LogitRows(), ScalarType.Int64, x.device)));
     }
 
     /// <summary>No attempt of a step runs any more: moves may begin, and the next step is planned.</summary>

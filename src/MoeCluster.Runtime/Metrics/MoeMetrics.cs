@@ -48,7 +48,14 @@ public static class MoeMetrics
     public static readonly Gauge ExpertReplicas = Prom.CreateGauge("moecluster_expert_replicas", "Redundant replicas of hot experts loaded, by layer (primaries not counted), as the replication coordinator last set them.", "layer");
     public static readonly Counter ReplicationChanges = Prom.CreateCounter("moecluster_replication_changes_total", "Redundant replicas added or retired by the replication coordinator, by kind (add, retire).", "kind");
     public static readonly Counter ReplicaTokens = Prom.CreateCounter("moecluster_replica_computed_tokens_total", "Token rows computed by redundant replicas on this node (node = this node's address).", "node");
-    public static readonly Gauge ExpertsHosted = Prom.CreateGauge("moecluster_experts_hosted", "Experts loaded on this node.");
+    public static readonly Gauge ExpertsHosted = Prom.CreateGauge("moecluster_experts_hosted", "Expert actors (primaries and replicas) with their weights loaded on this node.");
+    public static readonly Gauge ExpertsLoading = Prom.CreateGauge("moecluster_experts_loading", "Expert actors on this node still reading their weights (the node is not ready while any is).");
+    public static readonly Gauge ExpertWeightBytes = Prom.CreateGauge("moecluster_expert_weights_resident_bytes", "Bytes of expert weights resident on this node.");
+    public static readonly Histogram ExpertComputeSeconds = Prom.CreateHistogram("moecluster_expert_compute_duration_seconds", "Time one expert took to compute the rows of one request on this node.", new HistogramConfiguration { Buckets = LatencyBuckets });
+    /// <summary>Rows computed per expert; bounded like <see cref="ExpertTokens"/>: above <see cref="ExpertSeriesLimit"/>
+    /// layers × experts the expert label is "all".</summary>
+    public static readonly Counter ExpertComputedRows = Prom.CreateCounter("moecluster_expert_computed_rows_total", "Token rows computed by the experts on this node.", "layer", "expert");
+    public static readonly Counter RemoteMessages = Prom.CreateCounter("moecluster_remote_activation_messages_total", "Tensor messages serialised for other nodes (sent) or read from them (received).", "direction");
     public static readonly Counter ExpertBatches = Prom.CreateCounter("moecluster_expert_dispatches_total", "Per-node expert batches sent by routers.", "node");
     public static readonly Counter BytesBetweenNodes = Prom.CreateCounter("moecluster_remote_activation_bytes_total", "Activation bytes serialised for other nodes.", "direction");
     public static readonly Gauge ClusterMembers = Prom.CreateGauge("moecluster_cluster_members", "Cluster members by role and status.", "role", "status");

@@ -1,3 +1,4 @@
+using MoeCluster.Model.Layers;
 using static TorchSharp.torch;
 
 namespace MoeCluster.Runtime.Protocol;
@@ -39,8 +40,13 @@ public sealed class TensorPayload
     /// <summary>Hands <paramref name="t"/> to the message. The caller must not use or dispose it afterwards.</summary>
     public static TensorPayload Own(Tensor t) => new(t.DetachFromDisposeScope());
 
-    /// <summary>The receiver's one call: returns a tensor the caller owns (on <paramref name="device"/>).</summary>
-    public Tensor Take(Device? device = null)
+    /// <summary>The receiver's one call, converting to the receiver's own device and dtype: a cluster may mix
+    /// dtypes (float32 gateways, bfloat16 experts), and every node computes in its own, so activations are converted
+    /// where they arrive.</summary>
+    public Tensor Take(ModuleOptions receiver) => Take(receiver.Device, receiver.DType);
+
+    /// <summary>Returns a tensor the caller owns (on <paramref name="device"/>, as <paramref name="dtype"/> when given).</summary>
+    public Tensor Take(Device? device = null, ScalarType? dtype = null)
     {
         lock (this)
         {
@@ -53,6 +59,12 @@ public sealed class TensorPayload
                 var moved = t.to(device);
                 t.Dispose();
                 t = moved;
+            }
+            if (dtype is { } d && t.dtype != d)
+            {
+                var converted = t.to(d);
+                t.Dispose();
+                t = converted;
             }
             return t;
         }

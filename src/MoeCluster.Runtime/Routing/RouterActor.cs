@@ -168,17 +168,17 @@ public sealed class RouterActor : ReceiveActor, IWithTimers
         if (denseMlp is not null)
         {
             using var scope = NewDisposeScope();
-            var h = m.Residual.Take(model.Options.Device);
-            var n = m.Normed.Take(model.Options.Device);
+            var h = m.Residual.Take(model.Options);
+            var n = m.Normed.Take(model.Options);
             Sender.Tell(new FeedForwardComputed(m.StepId, layer, TensorPayload.Own(h + denseMlp.forward(n))));
             return;
         }
-        var residual = m.Residual.Take(model.Options.Device);
+        var residual = m.Residual.Take(model.Options);
         Tensor? normed = null;
         ExpertGroups groups;
         try
         {
-            normed = m.Normed.Take(model.Options.Device);
+            normed = m.Normed.Take(model.Options);
             routingStep = m.StepId;
             groups = moe!.Route(normed);
         }
@@ -302,13 +302,13 @@ public sealed class RouterActor : ReceiveActor, IWithTimers
         if (d.Sum is not null)
         {
             using var scope = NewDisposeScope();
-            var combined = m.Combined!.Take(model.Options.Device);
-            d.Sum.index_add_(0, tensor(call.tokens, ScalarType.Int64, d.Sum.device), combined.to(d.Sum.dtype), 1);
+            var combined = m.Combined!.Take(model.Options);
+            d.Sum.index_add_(0, tensor(call.tokens, ScalarType.Int64, d.Sum.device), combined, 1);
             foreach (var (group, share) in call.items) d.Done[group][share] = true;
         }
         else
             for (int i = 0; i < m.Items.Count; i++)
-                Accept(d, call.items[i].group, call.items[i].share, m.Items[i].Rows.Take(model.Options.Device));
+                Accept(d, call.items[i].group, call.items[i].share, m.Items[i].Rows.Take(model.Options));
         TryComplete(call.dispatch, d);
     }
 
@@ -360,7 +360,7 @@ public sealed class RouterActor : ReceiveActor, IWithTimers
 
     void OnRegionResult(ExpertComputed m)
     {
-        var output = m.Output.Take(model.Options.Device);
+        var output = m.Output.Take(model.Options);
         if (!regionCalls.Remove(m.CorrelationId, out var call) || !dispatches.TryGetValue(call.dispatch, out var d))
         {
             output.Dispose();

@@ -47,6 +47,7 @@ public sealed class TensorMessageSerializer(ExtendedActorSystem system) : Serial
         }
         w.Flush();
         MoeMetrics.BytesBetweenNodes.WithLabels("sent").Inc(stream.Length);
+        MoeMetrics.RemoteMessages.WithLabels("sent").Inc();
         return stream.ToArray();
     }
 
@@ -59,6 +60,7 @@ public sealed class TensorMessageSerializer(ExtendedActorSystem system) : Serial
     public override object FromBinary(byte[] bytes, string manifest)
     {
         MoeMetrics.BytesBetweenNodes.WithLabels("received").Inc(bytes.Length);
+        MoeMetrics.RemoteMessages.WithLabels("received").Inc();
         try
         {
             if (bytes.Length > MaxFrameBytes)

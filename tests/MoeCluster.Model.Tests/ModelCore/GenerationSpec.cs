@@ -23,7 +23,7 @@ public class GenerationSpec
             var logits = model.Forward(tensor(tokens.Select(t => (long)t).ToArray()), StepLayout.Single(0, 0, tokens.Count), caches);
             for (int step = 0; step < 8; step++)
             {
-                int next = Sampler.ArgMax(logits[0].data<float>().ToArray());
+                int next = (int)logits[0].argmax().item<long>();
                 tokens.Add(next);
                 logits = model.Forward(tensor(new long[] { next }), StepLayout.Single(0, tokens.Count - 1, 1), caches);
                 var fresh = model.CreateCaches(1, 32);

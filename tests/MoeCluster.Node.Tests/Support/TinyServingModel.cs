@@ -29,7 +29,7 @@ public sealed class TinyServingModel : IDisposable
         "Mixture of experts routes every token to its top experts.",
     ];
 
-    public static readonly BatchingOptions Batching = new() { MaxBatchSize = 8, ContextLength = 128, MaxPrefillTokensPerStep = 256, MaxQueuedRequests = 64 };
+    public static readonly BatchingOptions Batching = new() { MaxBatchSize = 8, ContextLength = 2048, MaxPrefillTokensPerStep = 256, MaxQueuedRequests = 64 };
 
     public string Directory { get; }
     public MoeTransformer Model { get; }
@@ -52,7 +52,7 @@ public sealed class TinyServingModel : IDisposable
         {
             Architecture = Architecture.Mixtral, VocabSize = next + 3, HiddenSize = 32, NumLayers = 2, NumHeads = 4, NumKvHeads = 2,
             HeadDim = 8, IntermediateSize = 48, ExpertIntermediateSize = 48, NumExperts = 4, TopK = 2, NormTopKProb = true,
-            RmsNormEps = 1e-6, RopeTheta = 10000, MaxPositionEmbeddings = 128, EosTokenIds = [next + 2], TorchDtype = "float32",
+            RmsNormEps = 1e-6, RopeTheta = 10000, MaxPositionEmbeddings = 2048, EosTokenIds = [next + 2], TorchDtype = "float32",
         };
         using (var random = new MoeTransformer(config, ModuleOptions.Cpu32))
         {
