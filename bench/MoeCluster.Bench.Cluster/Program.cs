@@ -22,16 +22,7 @@ int promptTokens = 16, maxTokens = quick ? 8 : 32;
 int[] concurrency = quick ? [1, 8] : [1, 8, 32];
 
 var config = MoeCluster.Bench.ModelCore.BenchSmall.Config;
-var dir = Path.Combine(Path.GetTempPath(), "moecluster-bench-small");
-if (!File.Exists(Path.Combine(dir, "model.safetensors")))
-{
-    Console.Error.WriteLine($"writing bench-small (random weights) to {dir} …");
-    using var m = new MoeTransformer(config, ModuleOptions.Cpu32, 256);
-    ModuleWeights.InitializeRandom(m, seed: 1);
-    Directory.CreateDirectory(dir);
-    config.Save(dir);
-    SafetensorsWriter.Write(Path.Combine(dir, "model.safetensors"), ModuleWeights.Named(m));
-}
+var dir = MoeCluster.Bench.ModelCore.BenchSmall.Checkpoint();
 var batching = new BatchingOptions { MaxBatchSize = 32, ContextLength = promptTokens + maxTokens + 8, MaxPrefillTokensPerStep = 512 };
 
 var results = new List<(string Setup, int Concurrency, double TokensPerSecond, double BytesPerToken, double StepMs)>();

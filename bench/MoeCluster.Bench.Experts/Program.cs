@@ -41,16 +41,7 @@ async Task Offload()
 {
     set_num_threads(2);
     var config = MoeCluster.Bench.ModelCore.BenchSmall.Config;
-    var dir = Path.Combine(Path.GetTempPath(), "moecluster-bench-small");
-    if (!File.Exists(Path.Combine(dir, "model.safetensors")))
-    {
-        Console.Error.WriteLine($"writing bench-small (random weights) to {dir} …");
-        using var m = new MoeTransformer(config, ModuleOptions.Cpu32, 256);
-        ModuleWeights.InitializeRandom(m, seed: 1);
-        Directory.CreateDirectory(dir);
-        config.Save(dir);
-        SafetensorsWriter.Write(Path.Combine(dir, "model.safetensors"), ModuleWeights.Named(m));
-    }
+    var dir = MoeCluster.Bench.ModelCore.BenchSmall.Checkpoint();
     int total = config.NumLayers * config.NumExperts, half = total / 2, newTokens = quick ? 8 : 24;
     var rng = new Random(7);
     var requests = Enumerable.Range(0, 8).Select(i => new GenerationRequest($"r{i}", Enumerable.Range(0, 16).Select(_ => rng.Next(config.VocabSize)).ToArray(), newTokens)).ToList();

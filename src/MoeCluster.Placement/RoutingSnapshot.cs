@@ -215,32 +215,22 @@ public sealed record RoutingSnapshot
 
     private static long[] Vector(JsonObject o, string name, string at, int length) => Counts(Field(o, name, at), at + name, length);
 
-    private static long[] Counts(JsonNode node, string path, int length)
-    {
-        if (node is not JsonArray a || a.Count != length)
-            throw new FormatException($"'{path}' must be an array of {length} counts (one per expert).");
-        var v = new long[length];
-        for (var i = 0; i < length; i++)
-        {
-            var item = string.Create(CultureInfo.InvariantCulture, $"{path}[{i}]");
-            v[i] = Value<long>(a[i] ?? throw new FormatException($"'{item}' is null."), item);
-            if (v[i] < 0)
-                throw new FormatException($"'{item}' must not be negative, got {v[i]}.");
-        }
-        return v;
-    }
+    private static long[] Counts(JsonNode node, string path, int length) => Numbers<long>(node, path, length, "counts", v => v >= 0);
 
-    private static double[] Reals(JsonNode node, string path, int length)
+    private static double[] Reals(JsonNode node, string path, int length) => Numbers<double>(node, path, length, "numbers", v => double.IsFinite(v) && v >= 0);
+
+    /// <summary>An array of <paramref name="length"/> values (one per expert), each accepted by <paramref name="valid"/>.</summary>
+    private static T[] Numbers<T>(JsonNode node, string path, int length, string what, Func<T, bool> valid)
     {
         if (node is not JsonArray a || a.Count != length)
-            throw new FormatException($"'{path}' must be an array of {length} numbers (one per expert).");
-        var v = new double[length];
+            throw new FormatException($"'{path}' must be an array of {length} {what} (one per expert).");
+        var v = new T[length];
         for (var i = 0; i < length; i++)
         {
             var item = string.Create(CultureInfo.InvariantCulture, $"{path}[{i}]");
-            v[i] = Value<double>(a[i] ?? throw new FormatException($"'{item}' is null."), item);
-            if (!double.IsFinite(v[i]) || v[i] < 0)
-                throw new FormatException($"'{item}' must be a finite number ≥ 0, got {v[i]}.");
+            v[i] = Value<T>(a[i] ?? throw new FormatException($"'{item}' is null."), item);
+            if (!valid(v[i]))
+                throw new FormatException($"'{item}' must be ≥ 0, got {v[i]}.");
         }
         return v;
     }

@@ -28,6 +28,21 @@ public static class BenchSmall
         MaxPositionEmbeddings = 4096,
     };
 
+    /// <summary>bench-small written as a Hugging Face checkpoint (float32, random weights, seed 1) under the temp
+    /// directory, once; the cluster-level benchmarks load it like any checkpoint.</summary>
+    public static string Checkpoint()
+    {
+        var dir = Path.Combine(Path.GetTempPath(), "moecluster-bench-small");
+        if (File.Exists(Path.Combine(dir, "model.safetensors"))) return dir;
+        Console.Error.WriteLine($"writing {Name} (random weights) to {dir} …");
+        using var m = new MoeTransformer(Config, MoeCluster.Model.Layers.ModuleOptions.Cpu32, 256);
+        ModuleWeights.InitializeRandom(m, seed: 1);
+        Directory.CreateDirectory(dir);
+        Config.Save(dir);
+        MoeCluster.Model.Checkpoints.SafetensorsWriter.Write(Path.Combine(dir, "model.safetensors"), ModuleWeights.Named(m));
+        return dir;
+    }
+
     public static string Describe(ModelConfig c) =>
         $"{c.Architecture} layout, vocab {c.VocabSize}, hidden {c.HiddenSize}, {c.NumLayers} layers, {c.NumHeads} heads / " +
         $"{c.NumKvHeads} KV heads (head dim {c.HeadDim}), {c.NumExperts} experts top-{c.TopK}, expert width {c.ExpertIntermediateSize}, " +
