@@ -27,7 +27,7 @@ public class ResidentExpertsSpec
     {
         var loads = new List<ExpertKey>();
         var disposed = new List<ExpertKey>();
-        using var resident = new ResidentExperts(2, k => { lock (loads) loads.Add(k); return new FakeExpert(k, disposed); });
+        using var resident = new ResidentExperts(2, k => { lock (loads) loads.Add(k); return new FakeExpert(k, disposed); });   // one layer: plain LRU
 
         resident.Acquire(E(0)).Dispose();
         resident.Acquire(E(1)).Dispose();
@@ -43,6 +43,21 @@ public class ResidentExpertsSpec
         Assert.Equal([E(0), E(1), E(2), E(3)], loads);
         Assert.Equal(2, resident.Hits);                        // E0, twice
         Assert.Equal(4, resident.Misses);
+    }
+
+    [Fact]
+    public void Of_the_experts_not_in_use_the_one_whose_layer_comes_back_last_is_released()
+    {
+        var disposed = new List<ExpertKey>();
+        // Four layers, read 0, 1, 2, 3, 0, 1, … with room for three experts.
+        using var resident = new ResidentExperts(3, k => new FakeExpert(k, disposed), layers: 4);
+        resident.Acquire(new ExpertKey(0, 0)).Dispose();
+        resident.Acquire(new ExpertKey(1, 0)).Dispose();
+        resident.Acquire(new ExpertKey(2, 0)).Dispose();
+        resident.Acquire(new ExpertKey(3, 0)).Dispose();   // now at layer 3: layer 0 comes next, layer 2 last
+        Assert.Equal([new ExpertKey(2, 0)], disposed);     // least-recently-used would have released layer 0's
+        resident.Acquire(new ExpertKey(0, 0)).Dispose();
+        Assert.Equal(0, resident.Misses - 4);               // layer 0's expert was still there
     }
 
     [Fact]

@@ -17,7 +17,7 @@ public sealed class ExpertLoader
     {
         Model = model;
         this.int8 = int8 ?? new HashSet<ExpertId>();
-        Resident = residentExperts > 0 ? new ResidentExperts(residentExperts, Load) : null;
+        Resident = residentExperts > 0 ? new ResidentExperts(residentExperts, Load, model.Config.NumLayers) : null;
     }
 
     public ModelSource Model { get; }

@@ -11,6 +11,10 @@ namespace MoeCluster.Runtime.Experts;
 /// demand (the computation waits, like a page fault) or ahead of time by <see cref="Prefetch"/>, which the look-ahead
 /// (the next layer's gate applied one layer early) calls while the current layer computes.
 /// </summary>
+/// <remarks>Which expert to release: the one whose layer comes back last. A model is read layer by layer, round and
+/// round, so after layer L the next use of layer ℓ's experts is (ℓ − L) mod layers layers away; releasing the
+/// farthest is Belady's optimal choice for that cycle, where least-recently-used is the worst (it releases each
+/// layer's experts just before they are needed again). Within a layer, the least recently used goes first.</remarks>
 /// <remarks>Thread-safe: the node's expert entities compute on the thread pool. A computing expert holds a lease and is
 /// never released under it; when every resident expert is leased, one more is loaded beyond the capacity until a lease
 /// ends. Counters: <c>moecluster_expert_residency_total{result}</c> — hit (in memory), late (a prefetch still loading),
@@ -36,11 +40,18 @@ public sealed class ResidentExperts : IDisposable
     readonly System.Collections.Concurrent.BlockingCollection<(ExpertKey Key, Entry Entry)> prefetches = new();
     readonly Thread loader;
 
-    public ResidentExperts(int capacity, Func<ExpertKey, IExpertCompute> load)
+    readonly int layers;
+    /// <summary>The layer computing now (the last one acquired).</summary>
+    int current;
+
+    /// <param name="layers">Decoder layers of the model (the cycle experts are read in).</param>
+    public ResidentExperts(int capacity, Func<ExpertKey, IExpertCompute> load, int layers = 1)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(layers, 1);
         Capacity = capacity;
         this.load = load;
+        this.layers = layers;
         loader = new Thread(() => { foreach (var (key, entry) in prefetches.GetConsumingEnumerable()) Fill(key, entry); })
         {
             IsBackground = true, Name = "expert-prefetch",
@@ -86,6 +97,7 @@ public sealed class ResidentExperts : IDisposable
             }
             entry.Used = true;
             entry.Leases++;
+            current = key.Layer;
             Touch(key, entry);
         }
         if (loadHere) Fill(key, entry);
@@ -159,23 +171,25 @@ public sealed class ResidentExperts : IDisposable
         }
     }
 
-    /// <summary>Releases least recently used, unleased, loaded experts while over capacity.</summary>
+    /// <summary>While over capacity, releases unleased loaded experts: the layer needed last first, then the least
+    /// recently used.</summary>
     void EvictOverCapacity()
     {
-        var node = recency.First;
-        while (entries.Count > Capacity && node is not null)
+        if (entries.Count > Capacity)
         {
-            var next = node.Next;
-            var entry = entries[node.Value];
-            if (entry.Leases == 0 && entry.Loaded)
+            int rank = 0;
+            var candidates = recency.Select(key => (Key: key, Rank: rank++)).Where(c => entries[c.Key] is { Leases: 0, Loaded: true })
+                .OrderByDescending(c => ((c.Key.Layer - current) % layers + layers) % layers).ThenBy(c => c.Rank).ToList();
+            foreach (var (key, _) in candidates)
             {
+                if (entries.Count <= Capacity) break;
+                var entry = entries[key];
                 if (entry.Prefetched && !entry.Used) MoeMetrics.ExpertPrefetches.WithLabels("unused").Inc();
-                Forget(node.Value, entry);
+                Forget(key, entry);
                 entry.Ready.Task.Result.Dispose();
                 Evictions++;
                 MoeMetrics.ExpertEvictions.Inc();
             }
-            node = next;
         }
         MoeMetrics.ExpertsResident.Set(entries.Count(e => e.Value.Loaded));
     }
