@@ -75,6 +75,7 @@ public class CoactivationPlacementSpec
         {
             var other = config with { NumExperts = 8 };
             Assert.Contains("8 and top-2", Assert.Throws<ArgumentException>(() => PlacementStrategy.From(o with { Placement = "coactivation", RoutingProfile = profile }, other)).Message);
+            Assert.Contains("--placement-load-slack", Assert.Throws<ArgumentException>(() => PlacementStrategy.From(o with { Placement = "coactivation", RoutingProfile = profile, PlacementLoadSlack = -1 }, config)).Message);
             File.WriteAllText(profile, "{ \"experts\": 6 }");
             Assert.Contains("'top_k' is missing", Assert.Throws<ArgumentException>(() => PlacementStrategy.From(o with { Placement = "coactivation", RoutingProfile = profile }, config)).Message);
         }
