@@ -94,6 +94,7 @@ foreach (var (name, roles) in new[]
 var calibration = MoeCluster.Node.Commands.MachineCalibration.Measure(config.HiddenSize, config.ExpertIntermediateSize,
     MoeCluster.Node.Commands.PlanCommand.ShapeOf(config, "float32").AllExpertBytes, ScalarType.Float32);
 var shape = MoeCluster.Node.Commands.PlanCommand.ShapeOf(config, "float32");
+var blocks = MoeCluster.Node.Commands.BlockCalibration.Measure(config, ScalarType.Float32, concurrency, [promptTokens], promptTokens + maxTokens / 2);
 var validation = new StringBuilder();
 validation.AppendLine($"Rates measured in this run: weights stream at {calibration.Machine.WeightStreamBytesPerSecond / 1e9:0.0} GB/s (matrix–vector over bench-small's experts), {calibration.Machine.MatmulFlopsPerSecond / 1e9:0.0} GFLOP/s (32 rows), {calibration.Machine.OpSeconds * 1e6:0.0} µs per small op, {calibration.LocalHopSeconds * 1e6:0} µs per local actor hop, {calibration.MessageSeconds * 1e3:0.00} ms per loopback round trip, {calibration.LoopbackBytesPerSecond / 1e9:0.00} GB/s over loopback.");
 validation.AppendLine();
@@ -104,7 +105,7 @@ foreach (var r in results.Where(r => !r.Setup.StartsWith("(a)")))
 {
     int nodes = r.Setup.StartsWith("(b)") ? 1 : 3;
     var cluster = new MoeCluster.Placement.ClusterShape(nodes, 16L << 30, calibration.LoopbackBytesPerSecond, calibration.MessageSeconds, calibration.LocalHopSeconds, SharedMachine: true);
-    double predicted = r.Concurrency * maxTokens / MoeCluster.Placement.CostModel.RunSeconds(shape, cluster, calibration.Machine, r.Concurrency, promptTokens, maxTokens);
+    double predicted = r.Concurrency * maxTokens / MoeCluster.Placement.CostModel.RunSeconds(shape, cluster, blocks, r.Concurrency, promptTokens, maxTokens);
     errors.Add(predicted / r.TokensPerSecond - 1);
     validation.AppendLine($"| {r.Setup} | {r.Concurrency} | {predicted:0.0} | {r.TokensPerSecond:0.0} | {predicted / r.TokensPerSecond - 1:+0%;-0%} |");
 }

@@ -61,6 +61,96 @@ public sealed record ModelShape
 /// <param name="Cores">Cores of one node.</param>
 public sealed record MachineCeilings(double WeightStreamBytesPerSecond, double MatmulFlopsPerSecond, double OpSeconds, int Cores);
 
+/// <summary>What each block of a step costs on the machine, in seconds: the parts <see cref="CostModel"/> adds up.</summary>
+public interface IBlockCosts
+{
+    /// <summary>One layer's attention block (norms, projections, attention over <paramref name="context"/> cached tokens)
+    /// for <paramref name="sequences"/> sequences of <paramref name="tokensEach"/> new tokens (1 = decode).</summary>
+    double Attention(int sequences, int tokensEach, int context);
+
+    /// <summary>One routed expert on <paramref name="rows"/> rows.</summary>
+    double Expert(int rows);
+
+    /// <summary>A MoE layer's router stage: gate, grouping by expert, combine (and the shared expert) for <paramref name="rows"/> rows.</summary>
+    double Router(int rows);
+
+    /// <summary>Final norm and LM head on <paramref name="sequences"/> rows.</summary>
+    double Head(int sequences);
+}
+
+/// <summary>Block costs at the hardware ceilings: bytes at the streaming rate or FLOPs at the matmul rate, whichever is
+/// larger, plus a fixed cost per small operation. What a step would cost if every block ran at the measured ceilings —
+/// the limit to compare a measured step with.</summary>
+public sealed class RooflineCosts(ModelShape m, MachineCeilings h) : IBlockCosts
+{
+    double Roofline(double bytes, double flops) => Math.Max(bytes / h.WeightStreamBytesPerSecond, flops / h.MatmulFlopsPerSecond);
+
+    /// <inheritdoc/>
+    public double Attention(int sequences, int tokensEach, int context)
+    {
+        int rows = sequences * tokensEach;
+        double keys = tokensEach == 1 ? context : context + tokensEach / 2.0;
+        double flops = 2.0 * rows * m.AttentionWeights + 4.0 * rows * m.Heads * m.HeadDim * keys;
+        double bytes = m.BytesPerElement * (m.AttentionWeights + (double)sequences * keys * 2 * m.KvHeads * m.HeadDim);
+        return Roofline(bytes, flops) + CostModel.AttentionOps * h.OpSeconds;
+    }
+
+    /// <inheritdoc/>
+    public double Expert(int rows) => Roofline(m.BytesPerElement * m.ExpertWeights, 2.0 * rows * m.ExpertWeights) + CostModel.ExpertOps * h.OpSeconds;
+
+    /// <inheritdoc/>
+    public double Router(int rows) => Roofline(m.BytesPerElement * m.MoeFixedWeights, 2.0 * rows * m.MoeFixedWeights) + CostModel.RouterOps * h.OpSeconds;
+
+    /// <inheritdoc/>
+    public double Head(int sequences) => Roofline(m.BytesPerElement * m.HeadWeights, 2.0 * sequences * m.HeadWeights) + CostModel.StepOps * h.OpSeconds;
+}
+
+/// <summary>Block costs measured on the machine at a few sizes (<c>moecluster plan</c> times the model's own blocks
+/// with its shapes), linearly interpolated between them and extrapolated beyond from the last two — MoE-Lens profiles
+/// its kernels the same way rather than trusting peak rates.</summary>
+/// <param name="AttentionPoints">Per new-tokens-per-sequence (1 = decode, or a prompt length): (sequences, seconds) measured.</param>
+/// <param name="ExpertPoints">(rows, seconds) of one expert.</param>
+/// <param name="RouterPoints">(rows, seconds) of one MoE layer's router stage.</param>
+/// <param name="HeadPoints">(sequences, seconds) of the head.</param>
+public sealed record MeasuredCosts(
+    IReadOnlyDictionary<int, IReadOnlyList<(int Count, double Seconds)>> AttentionPoints,
+    IReadOnlyList<(int Count, double Seconds)> ExpertPoints,
+    IReadOnlyList<(int Count, double Seconds)> RouterPoints,
+    IReadOnlyList<(int Count, double Seconds)> HeadPoints) : IBlockCosts
+{
+    /// <inheritdoc/>
+    public double Attention(int sequences, int tokensEach, int context)
+    {
+        // The measured prompt length nearest to this one, scaled by tokens (prefill is linear in tokens to first order).
+        var nearest = AttentionPoints.Keys.OrderBy(t => Math.Abs(t - tokensEach)).ThenBy(t => t).First();
+        return Interpolate(AttentionPoints[nearest], sequences) * (tokensEach == nearest ? 1 : (double)tokensEach / nearest);
+    }
+
+    /// <inheritdoc/>
+    public double Expert(int rows) => Interpolate(ExpertPoints, rows);
+
+    /// <inheritdoc/>
+    public double Router(int rows) => Interpolate(RouterPoints, rows);
+
+    /// <inheritdoc/>
+    public double Head(int sequences) => Interpolate(HeadPoints, sequences);
+
+    /// <summary>Piecewise linear through the points (sorted by count); beyond them, the line through the last two.</summary>
+    public static double Interpolate(IReadOnlyList<(int Count, double Seconds)> points, double x)
+    {
+        if (points.Count == 0)
+            throw new ArgumentException("No measured point to interpolate.", nameof(points));
+        var p = points.OrderBy(q => q.Count).ToList();
+        if (p.Count == 1 || x <= p[0].Count)
+            return p[0].Seconds * (p.Count == 1 ? Math.Max(1, x) / Math.Max(1, p[0].Count) : 1);
+        int i = 1;
+        while (i < p.Count - 1 && p[i].Count < x) i++;
+        var (x0, y0) = p[i - 1];
+        var (x1, y1) = p[i];
+        return Math.Max(0, y0 + (y1 - y0) * (x - x0) / (x1 - x0));
+    }
+}
+
 /// <summary>The cluster to predict: <paramref name="Nodes"/> = 1 is one node with every role; more is one gateway and
 /// attention node plus Nodes − 1 expert nodes, as the cluster benchmark and the demo run them.</summary>
 /// <param name="Nodes">Nodes in the cluster.</param>
@@ -89,10 +179,11 @@ public sealed record NodeCost(string Node, string Roles, int Experts, long Weigh
 public sealed record CostPrediction(IReadOnlyList<NodeCost> Nodes, bool Fits, string? Problem, IReadOnlyList<(int Sequences, StepCost Step)> Decode);
 
 /// <summary>
-/// A throughput model of serving a MoE model on a cluster in the spirit of MoE-Lens: every part of a step costs its
-/// bytes read at the streaming rate or its FLOPs at the matmul rate, whichever is larger, plus a fixed cost per small
-/// tensor operation and per message, with rates measured on the machine (<see cref="MachineCeilings"/>), not taken
-/// from a datasheet — a decode step of a small model is mostly tiny operations and messages.
+/// A throughput model of serving a MoE model on a cluster in the spirit of MoE-Lens: a step is its blocks — attention
+/// per layer, the experts a batch touches, the router stage, the head — each costing what was measured for that block
+/// on this machine (<see cref="MeasuredCosts"/>), plus a fixed cost per actor message and the bytes each MoE layer
+/// sends between nodes. <see cref="RooflineCosts"/> prices the same blocks at the hardware ceilings instead, which is
+/// the limit a measured step is compared with.
 /// </summary>
 /// <remarks>
 /// <para>Per decode step of B sequences at context c, for each layer: attention reads its weights and B·c cached
@@ -100,9 +191,9 @@ public sealed record CostPrediction(IReadOnlyList<NodeCost> Nodes, bool Fits, st
 /// once for B·k/u rows; the router and shared expert read theirs. With more than one node every MoE layer is one round
 /// trip to the expert nodes: a token's row goes once to each distinct node holding one of its experts,
 /// ν = N·(1 − (1 − 1/N)^k) nodes for N expert nodes, and comes back once (top-2 nodes combine). Then the LM head.</para>
-/// <para>Small operations per layer are counted from the code (attention ≈ 40 in decode, router/grouping/combine ≈ 20,
-/// an expert ≈ 6, a step's embedding, head and sampling ≈ 20) and actor hops from the message flow (one node: 8 local
-/// hops per layer; more: 4 local and one remote round trip). On one machine (loopback) all nodes share its memory
+/// <para>For the roofline, small operations per layer are counted from the code (attention ≈ 40 in decode,
+/// router/grouping/combine ≈ 20, an expert ≈ 6, a step's embedding, head and sampling ≈ 20). Actor hops come from the
+/// message flow (one node: 8 local hops per layer; more: 4 local and one remote round trip). On one machine (loopback) all nodes share its memory
 /// bandwidth, so expert work adds up; on separate machines the busiest expert node sets the pace.</para>
 /// <para>Prefill of T tokens costs the same parts with T rows in the matmul regime.</para>
 /// </remarks>
@@ -114,15 +205,15 @@ public static class CostModel
     /// <summary>Memory and placement on <paramref name="cluster"/> and decode cost for each batch size.</summary>
     /// <param name="model">The model's sizes.</param>
     /// <param name="cluster">Nodes, memory, network.</param>
-    /// <param name="machine">Rates measured on the machine.</param>
+    /// <param name="costs">What each block costs on the machine (<see cref="MeasuredCosts"/> or <see cref="RooflineCosts"/>).</param>
     /// <param name="batches">Sequences decoded together, one prediction each.</param>
     /// <param name="contextTokens">Context length every sequence is served with (KV cache size and attention reads).</param>
     /// <param name="slots">Sequences the KV cache holds (the largest batch).</param>
-    public static CostPrediction Predict(ModelShape model, ClusterShape cluster, MachineCeilings machine, IReadOnlyList<int> batches, int contextTokens, int slots)
+    public static CostPrediction Predict(ModelShape model, ClusterShape cluster, IBlockCosts costs, IReadOnlyList<int> batches, int contextTokens, int slots)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(cluster);
-        ArgumentNullException.ThrowIfNull(machine);
+        ArgumentNullException.ThrowIfNull(costs);
         ArgumentOutOfRangeException.ThrowIfLessThan(cluster.Nodes, 1);
         long kv = model.KvBytesPerToken * contextTokens * slots;
         long expertBytes = model.ExpertWeights * model.BytesPerElement;
@@ -156,34 +247,27 @@ public static class CostModel
         var over = nodes.FirstOrDefault(n => n.Bytes > cluster.NodeMemoryBytes);
         if (problem is null && over is not null)
             problem = $"{over.Node} needs {over.Bytes / 1e9:0.00} GB ({over.WeightBytes / 1e9:0.00} GB weights, {over.KvCacheBytes / 1e9:0.00} GB KV cache) of its {cluster.NodeMemoryBytes / 1e9:0.00} GB";
-        var decode = batches.Select(b => (b, Step(model, cluster, machine, b, 1, contextTokens / 2))).ToList();
+        var decode = batches.Select(b => (b, Step(model, cluster, costs, b, 1, contextTokens / 2))).ToList();
         return new CostPrediction(nodes, problem is null, problem, decode);
     }
 
     /// <summary>One step over <paramref name="sequences"/> sequences of <paramref name="tokensEach"/> new tokens each
     /// (1 = decode), attending to <paramref name="context"/> cached tokens on average.</summary>
-    public static StepCost Step(ModelShape m, ClusterShape cluster, MachineCeilings h, int sequences, int tokensEach, int context)
+    public static StepCost Step(ModelShape m, ClusterShape cluster, IBlockCosts costs, int sequences, int tokensEach, int context)
     {
         int rows = sequences * tokensEach;
-        double b = m.BytesPerElement;
-        double Roofline(double bytes, double flops) => Math.Max(bytes / h.WeightStreamBytesPerSecond, flops / h.MatmulFlopsPerSecond);
-
-        // Attention: projections, then scores and values over the cache (decode) or causally within the prompt.
-        double keys = tokensEach == 1 ? context : context + tokensEach / 2.0;
-        double attentionFlops = 2.0 * rows * m.AttentionWeights + 4.0 * rows * m.Heads * m.HeadDim * keys;
-        double attentionBytes = b * (m.AttentionWeights + (double)sequences * keys * 2 * m.KvHeads * m.HeadDim);
-        double attention = m.Layers * (Roofline(attentionBytes, attentionFlops) + AttentionOps * h.OpSeconds);
+        double attention = m.Layers * costs.Attention(sequences, tokensEach, context);
 
         int moeLayers = m.MoeLayers.Count, expertNodes = Math.Max(1, cluster.Nodes - 1);
         double touched = m.Experts * (1 - Math.Pow(1 - (double)m.TopK / m.Experts, rows));
-        double rowsPerExpert = rows * m.TopK / Math.Max(1e-9, touched);
-        double oneExpert = Roofline(b * m.ExpertWeights, 2.0 * rowsPerExpert * m.ExpertWeights) + ExpertOps * h.OpSeconds;
+        int rowsPerExpert = (int)Math.Ceiling(rows * m.TopK / Math.Max(1e-9, touched));
+        double oneExpert = costs.Expert(rowsPerExpert);
         // On one machine every expert's weights stream through the same memory; on separate machines the busiest node
         // sets the pace (touched experts spread evenly over the expert nodes).
         double expertsPerLayer = cluster.SharedMachine || cluster.Nodes == 1 ? touched * oneExpert : Math.Ceiling(touched / expertNodes) * oneExpert;
         double experts = moeLayers * expertsPerLayer;
-        double routing = moeLayers * (Roofline(b * m.MoeFixedWeights, 2.0 * rows * m.MoeFixedWeights) + RouterOps * h.OpSeconds)
-            + (m.Layers - moeLayers) * Roofline(b * 3.0 * m.Hidden * m.DenseWidth, 6.0 * rows * m.Hidden * m.DenseWidth);
+        // Dense layers (Qwen2-MoE's mlp_only_layers) cost about one expert of their width on all rows.
+        double routing = moeLayers * costs.Router(rows) + (m.Layers - moeLayers) * costs.Expert(rows) * m.DenseWidth / Math.Max(1, m.ExpertWidth);
 
         double network = 0, bytes = 0, messages;
         if (cluster.Nodes == 1) messages = m.Layers * 8 * cluster.LocalHopSeconds;
@@ -191,20 +275,20 @@ public static class CostModel
         {
             double nodesPerToken = expertNodes * (1 - Math.Pow(1 - 1.0 / expertNodes, m.TopK));
             double rowsBack = m.TopK <= 2 ? nodesPerToken : m.TopK;
-            bytes = moeLayers * rows * (nodesPerToken + rowsBack) * m.Hidden * b;
+            bytes = moeLayers * rows * (nodesPerToken + rowsBack) * m.Hidden * (double)m.BytesPerElement;
             network = bytes / cluster.NetworkBytesPerSecond;
             messages = m.Layers * 4 * cluster.LocalHopSeconds + moeLayers * cluster.MessageSeconds;
         }
-        double head = Roofline(b * m.HeadWeights, 2.0 * sequences * m.HeadWeights) + StepOps * h.OpSeconds;
+        double head = costs.Head(sequences);
         return new StepCost(rows, attention, experts, routing, network, messages, head, bytes);
     }
 
     /// <summary>Seconds to serve <paramref name="sequences"/> requests together: one prefill step of their prompts, then
     /// one decode step per further token (the first token comes from the prefill).</summary>
-    public static double RunSeconds(ModelShape model, ClusterShape cluster, MachineCeilings machine, int sequences, int promptTokens, int newTokens)
+    public static double RunSeconds(ModelShape model, ClusterShape cluster, IBlockCosts costs, int sequences, int promptTokens, int newTokens)
     {
-        double seconds = Step(model, cluster, machine, sequences, promptTokens, 0).Seconds;
-        for (int t = 1; t < newTokens; t++) seconds += Step(model, cluster, machine, sequences, 1, promptTokens + t).Seconds;
+        double seconds = Step(model, cluster, costs, sequences, promptTokens, 0).Seconds;
+        for (int t = 1; t < newTokens; t++) seconds += Step(model, cluster, costs, sequences, 1, promptTokens + t).Seconds;
         return seconds;
     }
 }

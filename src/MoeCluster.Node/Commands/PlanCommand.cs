@@ -63,24 +63,26 @@ public static class PlanCommand
         var scalar = MoeCluster.Model.Layers.ModuleOptions.Parse(dtype, "cpu").DType;
         var shape = ShapeOf(config, dtype);
 
-        Console.Error.WriteLine("measuring this machine (matrix–vector and small matrix products at the model's shapes, tensor op, actor messages) …");
+        Console.Error.WriteLine("measuring this machine (the model's blocks at its shapes, streaming and matmul rates, actor messages) …");
         var m = MachineCalibration.Measure(config.HiddenSize, config.ExpertIntermediateSize, shape.AllExpertBytes, scalar);
+        var blocks = BlockCalibration.Measure(config, scalar, batches, [], p.GetValue(Context) / 2);
         bool loopback = p.GetValue(Loopback) || p.GetValue(Bandwidth) is null;
         var cluster = new ClusterShape(nodes, (long)(p.GetValue(NodeMemory) * 1e9), (p.GetValue(Bandwidth) ?? m.LoopbackBytesPerSecond / 1e9) * 1e9,
             (p.GetValue(MessageMs) ?? m.MessageSeconds * 1e3) / 1e3, m.LocalHopSeconds, loopback);
-        var prediction = CostModel.Predict(shape, cluster, m.Machine, batches, p.GetValue(Context), batches.Max());
+        var prediction = CostModel.Predict(shape, cluster, blocks, batches, p.GetValue(Context), batches.Max());
+        var roofline = CostModel.Predict(shape, cluster, new RooflineCosts(shape, m.Machine), batches, p.GetValue(Context), batches.Max());
         if (p.GetValue(Json)) Console.WriteLine(JsonSerializer.Serialize(new
         {
             model = dir, nodes, loopback, fits = prediction.Fits, problem = prediction.Problem,
             measured = new { stream_gbs = m.Machine.WeightStreamBytesPerSecond / 1e9, matmul_gflops = m.Machine.MatmulFlopsPerSecond / 1e9, op_us = m.Machine.OpSeconds * 1e6, local_hop_us = m.LocalHopSeconds * 1e6, message_ms = cluster.MessageSeconds * 1e3, bandwidth_gbs = cluster.NetworkBytesPerSecond / 1e9 },
             per_node = prediction.Nodes.Select(n => new { node = n.Node, roles = n.Roles, experts = n.Experts, weight_bytes = n.WeightBytes, kv_cache_bytes = n.KvCacheBytes }),
-            decode = prediction.Decode.Select(d => new { sequences = d.Sequences, tokens_per_second = d.Sequences / d.Step.Seconds, step_ms = d.Step.Seconds * 1e3, bytes_between_nodes_per_token = d.Step.NetworkBytes / d.Step.Tokens }),
+            decode = prediction.Decode.Zip(roofline.Decode, (d, r) => new { sequences = d.Sequences, tokens_per_second = d.Sequences / d.Step.Seconds, at_ceilings_tokens_per_second = r.Sequences / r.Step.Seconds, step_ms = d.Step.Seconds * 1e3, bytes_between_nodes_per_token = d.Step.NetworkBytes / d.Step.Tokens }),
         }, new JsonSerializerOptions { WriteIndented = true }));
-        else Print(dir, cluster, m, prediction);
+        else Print(dir, cluster, m, prediction, roofline);
         return prediction.Fits ? 0 : 3;
     }
 
-    static void Print(string dir, ClusterShape cluster, MachineCalibration.Result m, CostPrediction prediction)
+    static void Print(string dir, ClusterShape cluster, MachineCalibration.Result m, CostPrediction prediction, CostPrediction roofline)
     {
         var inv = CultureInfo.InvariantCulture;
         Console.WriteLine(string.Create(inv, $"{dir}: {cluster.Nodes} node(s){(cluster.SharedMachine ? " sharing this machine" : "")}, {cluster.NodeMemoryBytes / 1e9:0.##} GB each, {cluster.NetworkBytesPerSecond / 1e9:0.##} GB/s between nodes"));
@@ -91,8 +93,9 @@ public static class PlanCommand
             Console.WriteLine(string.Create(inv, $"{n.Node,-8} {n.Roles,-28} {n.Experts,7} {n.WeightBytes / 1e6,8:0.0} MB {n.KvCacheBytes / 1e6,8:0.0} MB"));
         Console.WriteLine(prediction.Fits ? "fits" : $"does not fit: {prediction.Problem}");
         Console.WriteLine();
-        Console.WriteLine("sequences  tokens/s  ms/step  attention  experts  router  network  messages  head   (ms)   bytes between nodes per token");
-        foreach (var (b, s) in prediction.Decode)
-            Console.WriteLine(string.Create(inv, $"{b,9} {b / s.Seconds,9:0.0} {s.Seconds * 1e3,8:0.00} {s.Attention * 1e3,10:0.00} {s.Experts * 1e3,8:0.00} {s.Routing * 1e3,7:0.00} {s.Network * 1e3,8:0.00} {s.Messages * 1e3,9:0.00} {s.Head * 1e3,5:0.00}          {s.NetworkBytes / s.Tokens,8:0}"));
+        Console.WriteLine("sequences  tokens/s  at ceilings  ms/step  attention  experts  router  network  messages  head   (ms)   bytes between nodes per token");
+        foreach (var ((b, s), (_, r)) in prediction.Decode.Zip(roofline.Decode))
+            Console.WriteLine(string.Create(inv, $"{b,9} {b / s.Seconds,9:0.0} {b / r.Seconds,12:0.0} {s.Seconds * 1e3,8:0.00} {s.Attention * 1e3,10:0.00} {s.Experts * 1e3,8:0.00} {s.Routing * 1e3,7:0.00} {s.Network * 1e3,8:0.00} {s.Messages * 1e3,9:0.00} {s.Head * 1e3,5:0.00}          {s.NetworkBytes / s.Tokens,8:0}"));
+        Console.WriteLine("(tokens/s from this machine's measured block times; \"at ceilings\": the same steps at the measured streaming and matmul rates)");
     }
 }
