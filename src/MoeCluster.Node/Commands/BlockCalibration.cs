@@ -7,10 +7,10 @@ using static TorchSharp.torch;
 namespace MoeCluster.Node.Commands;
 
 /// <summary>Times the model's own blocks — the attention block with its KV cache, one routed expert, the router stage
-/// (gate, grouping, combine, shared expert), the head — built with the model's shapes and random weights, at the batch
-/// sizes to predict, on this machine (<see cref="MeasuredCosts"/> for <see cref="CostModel"/>). Medians of repeated
-/// runs; experts cycle through a pool as large as the model's experts (up to 256 MB) so caches help only as much as
-/// serving gets.</summary>
+/// (gate, grouping, combine, shared expert), the head with the logits' softmax and argmax — built with the model's
+/// shapes and random weights, at the batch sizes to predict, on this machine (<see cref="MeasuredCosts"/> for
+/// <see cref="CostModel"/>). Medians of repeated runs; attention cycles through one block per layer and experts through
+/// a pool as large as the model's experts (up to 256 MB), so caches help only as much as serving gets.</summary>
 public static class BlockCalibration
 {
     const long PoolBytes = 256L << 20;
@@ -25,9 +25,15 @@ public static class BlockCalibration
         int maxSequences = sequences.Max(), maxPrompt = promptLengths.DefaultIfEmpty(1).Max();
         int capacity = context + maxPrompt + 8;
         using var rotary = new RotaryEmbedding(c.HeadDim, capacity, c.RopeTheta, o);
-        using var cache = new KvCache(maxSequences, c.NumKvHeads, capacity, c.HeadDim, o);
-        using var attention = new AttentionBlock(c, o);
-        ModuleWeights.InitializeRandom(attention, seed: 1);
+        // One block and cache per layer, used in turn as a step does: each finds its weights as far from the cache as
+        // serving leaves them.
+        var layers = Enumerable.Range(0, c.NumLayers).Select(l =>
+        {
+            var block = new AttentionBlock(c, o);
+            ModuleWeights.InitializeRandom(block, seed: 1 + l);
+            return (Block: block, Cache: new KvCache(maxSequences, c.NumKvHeads, capacity, c.HeadDim, o));
+        }).ToList();
+        int layer = 0;
 
         var attentionPoints = new Dictionary<int, IReadOnlyList<(int, double)>>();
         foreach (int tokens in new[] { 1 }.Concat(promptLengths).Distinct())
@@ -36,8 +42,14 @@ public static class BlockCalibration
                 var layout = new StepLayout(Enumerable.Range(0, b).Select(i => new SequenceSegment(i, tokens == 1 ? context / 2 : 0, tokens)).ToList());
                 using var step = StepContext.Create(layout, rotary, c, CPU);
                 using var x = randn([layout.TokenCount, c.HiddenSize]).to(dtype);
-                return (b, Median(tokens == 1 ? 12 : 5, () => { using var scope = NewDisposeScope(); attention.Forward(x, step, cache); }));
+                return (b, Median(tokens == 1 ? 16 : 6, () =>
+                {
+                    using var scope = NewDisposeScope();
+                    var (block, cache) = layers[layer++ % layers.Count];
+                    block.Forward(x, step, cache);
+                }));
             }).ToList();
+        foreach (var (block, cache) in layers) { block.Dispose(); cache.Dispose(); }
 
         using var router = new MoeBlock(c, o, routedExperts: false);
         ModuleWeights.InitializeRandom(router, seed: 2);
@@ -83,7 +95,8 @@ public static class BlockCalibration
         var headPoints = sequences.Select(b =>
         {
             using var x = randn([b, c.HiddenSize]).to(dtype);
-            return (b, Median(8, () => { using var y = head.forward(x); }));
+            // The head, then what the gateway does with the logits: a softmax and the choice of each row's token.
+            return (b, Median(8, () => { using var scope = NewDisposeScope(); head.forward(x).softmax(-1).argmax(-1); }));
         }).ToList();
         return new MeasuredCosts(attentionPoints, expertPoints, routerPoints, headPoints);
     }
