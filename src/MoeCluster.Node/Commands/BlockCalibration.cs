@@ -101,17 +101,5 @@ public static class BlockCalibration
         return new MeasuredCosts(attentionPoints, expertPoints, routerPoints, headPoints);
     }
 
-    static double Median(int runs, Action body)
-    {
-        for (int i = 0; i < 2; i++) body();
-        var t = new double[runs];
-        for (int i = 0; i < runs; i++)
-        {
-            long start = Stopwatch.GetTimestamp();
-            body();
-            t[i] = Stopwatch.GetElapsedTime(start).TotalSeconds;
-        }
-        Array.Sort(t);
-        return t[runs / 2];
-    }
+    static double Median(int runs, Action body) => MachineCalibration.Median(2, runs, body);
 }
