@@ -21,9 +21,9 @@ namespace MoeCluster.Runtime.Routing;
 /// experts work, gather and combine (the same sum the single-process model computes). With top-k ≤ 2 the nodes combine
 /// their own experts' outputs and send one row per token back: a token's sum then has at most two terms, one from each
 /// of at most two nodes, and adding two numbers does not depend on their order, so this is the single-process sum
-/// exactly. With larger k each expert's output comes back and the combine runs here in ascending expert order. A share that does not come back within the
-/// expert timeout is re-sent through the shard region, which reaches the expert's primary wherever it lives now; a
-/// second timeout fails the step (the gateway retries it). Dense layers (Qwen2-MoE's mlp_only_layers) are computed here.
+/// exactly. With larger k each expert's output comes back and the combine runs here in ascending expert order. A share
+/// that does not come back within the expert timeout is re-sent through the shard region, which reaches the expert's
+/// primary wherever it lives now; a second timeout fails the step (the gateway retries it). Dense layers (Qwen2-MoE's mlp_only_layers) are computed here.
 /// Failures are answered, not waited out: an expert that throws (<see cref="ExpertFailed"/>), a host that reports failed
 /// or evicted items (<see cref="DispatchFailed"/>), a malformed answer, or an exception here ends the layer at once with
 /// <see cref="FeedForwardFailed"/> naming the rows concerned.
