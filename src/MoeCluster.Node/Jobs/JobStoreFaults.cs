@@ -1,0 +1,52 @@
+using System.Data.Common;
+using System.Net.Sockets;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Data.Sqlite;
+using MoeCluster.Node.Http;
+using Npgsql;
+
+namespace MoeCluster.Node.Jobs;
+
+/// <summary>Names what is wrong with the job store from the exception a write or read threw, in words an operator acts
+/// on (disk full, locked by another connection, corrupt, unreachable), with the file or server it concerns.</summary>
+public static class JobStoreFaults
+{
+    const int Enospc = 28;
+
+    /// <summary>The exception is the store failing (database, disk), not a bad request.</summary>
+    public static bool IsStoreFault(Exception e) => e.GetBaseException() is DbException or SocketException || IsDiskFull(e);
+
+    public static bool IsDiskFull(Exception e) => e.GetBaseException() switch
+    {
+        SqliteException s => s.SqliteErrorCode == 13,
+        PostgresException p => p.SqlState == PostgresErrorCodes.DiskFull,
+        IOException io => io.HResult == Enospc || (io.HResult & 0xFFFF) == 0x70 || io.Message.Contains("No space left", StringComparison.OrdinalIgnoreCase),
+        _ => false,
+    };
+
+    /// <summary>"disk full (…)", "locked by another connection (…)", …: what the store's failure means.</summary>
+    public static string Describe(Exception e, string where)
+    {
+        var b = e.GetBaseException();
+        string detail = $"{where}: {b.Message.TrimEnd('.')}";
+        if (IsDiskFull(b)) return $"disk full ({detail})";
+        return b switch
+        {
+            SqliteException { SqliteErrorCode: 5 or 6 } => $"locked by another connection ({detail})",
+            SqliteException { SqliteErrorCode: 11 or 26 } => $"corrupt: {where} is not a readable SQLite database ({b.Message.TrimEnd('.')})",
+            SqliteException { SqliteErrorCode: 8 } => $"read-only ({detail})",
+            SqliteException { SqliteErrorCode: 14 } => $"cannot be opened ({detail})",
+            SqliteException { SqliteErrorCode: 10 } => $"I/O error ({detail})",
+            PostgresException => $"PostgreSQL refused the write ({detail})",
+            NpgsqlException or SocketException or TimeoutException => $"PostgreSQL unreachable ({detail})",
+            _ => $"failing ({detail})",
+        };
+    }
+
+    public const string Code = "job_store_unavailable";
+
+    /// <summary>The HTTP answer while the store is unusable: 507 when the disk is full, else 503 (retry later).</summary>
+    public static ApiException Unusable(string detail, bool diskFull = false) =>
+        new(diskFull ? StatusCodes.Status507InsufficientStorage : StatusCodes.Status503ServiceUnavailable,
+            $"job store unusable: {detail}; retry when it recovers", null, Code, "server_error");
+}
