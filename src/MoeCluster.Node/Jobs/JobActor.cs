@@ -332,7 +332,7 @@ public sealed class JobActor : ReceivePersistentActor, IWithTimers
     /// again when the directory wakes the job after the store recovers, so none is answered twice.</summary>
     protected override void OnPersistFailure(Exception cause, object @event, long sequenceNr)
     {
-        health.ReportFailure(cause, "the job journal");
+        health.ReportFailure(cause, health.Journal, "write");
         log.Warning("Job {0}: the journal failed to write {1} ({2}); stopping until the job store recovers", jobId, @event.GetType().Name, health.Current.Detail);
         TellWriteFailed();
         Context.Stop(Self);
@@ -342,7 +342,7 @@ public sealed class JobActor : ReceivePersistentActor, IWithTimers
     /// from what is stored instead of running on with a line that has no result.</summary>
     protected override void OnPersistRejected(Exception cause, object @event, long sequenceNr)
     {
-        health.ReportFailure(cause, "the job journal");
+        health.ReportFailure(cause, health.Journal, "write");
         log.Warning("Job {0}: the journal rejected {1} ({2}); stopping", jobId, @event.GetType().Name, cause.GetBaseException().Message);
         TellWriteFailed();
         Context.Stop(Self);
@@ -350,7 +350,7 @@ public sealed class JobActor : ReceivePersistentActor, IWithTimers
 
     protected override void OnRecoveryFailure(Exception reason, object? message = null)
     {
-        health.ReportFailure(reason, "the job journal");
+        health.ReportFailure(reason, health.Journal, "recovery");
         log.Warning("Job {0}: reading its journal failed ({1}); it resumes when the job store recovers", jobId, health.Current.Detail);
         Context.Stop(Self);
     }

@@ -123,7 +123,7 @@ public sealed class JobDirectoryActor : ReceivePersistentActor, IWithTimers
     /// is told why at once instead of waiting out its ask.</summary>
     protected override void OnPersistFailure(Exception cause, object @event, long sequenceNr)
     {
-        health.ReportFailure(cause, "the job journal");
+        health.ReportFailure(cause, health.Journal, "write");
         log.Warning("The job directory could not write {0} ({1}); restarting once the journal answers", @event.GetType().Name, health.Current.Detail);
         var state = health.Current;
         awaitingWrite?.Tell(new JobRejected((@event as JobRegistered)?.JobId ?? "", state.DiskFull ? 507 : 503, JobStoreFaults.Unusable(state.Detail).Message, null, JobStoreFaults.Code));
@@ -133,7 +133,7 @@ public sealed class JobDirectoryActor : ReceivePersistentActor, IWithTimers
 
     protected override void OnRecoveryFailure(Exception reason, object? message = null)
     {
-        health.ReportFailure(reason, "the job journal");
+        health.ReportFailure(reason, health.Journal, "recovery");
         log.Error("The job directory cannot read the job journal: {0}; retrying with backoff", health.Current.Detail);
         Context.Stop(Self);
     }

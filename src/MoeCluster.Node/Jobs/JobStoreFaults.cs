@@ -4,6 +4,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.Data.Sqlite;
 using MoeCluster.Node.Http;
 using Npgsql;
+using Prometheus;
 
 namespace MoeCluster.Node.Jobs;
 
@@ -24,22 +25,38 @@ public static class JobStoreFaults
         _ => false,
     };
 
+    /// <summary>The kind of failure, as the <c>kind</c> label of <see cref="Failures"/>.</summary>
+    public static string Kind(Exception e) => IsDiskFull(e) ? "disk_full" : e.GetBaseException() switch
+    {
+        SqliteException { SqliteErrorCode: 5 or 6 } => "locked",
+        SqliteException { SqliteErrorCode: 11 or 26 } => "corrupt",
+        NpgsqlException and not PostgresException or SocketException or TimeoutException => "unreachable",
+        _ => "other",
+    };
+
+    public static readonly Counter Failures = Metrics.CreateCounter("moecluster_job_store_failures_total",
+        "Failures of the job store (journal and uploaded files), by kind (disk_full, locked, corrupt, unreachable, other) and operation (write: a journal write; recovery: a journal read; request: a file-store call of the API; probe: the health probe, about once a second while it fails).",
+        "kind", "operation");
+
     /// <summary>"disk full (…)", "locked by another connection (…)", …: what the store's failure means.</summary>
     public static string Describe(Exception e, string where)
     {
         var b = e.GetBaseException();
-        string detail = $"{where}: {b.Message.TrimEnd('.')}";
-        if (IsDiskFull(b)) return $"disk full ({detail})";
-        return b switch
+        string message = b.Message.TrimEnd('.'), detail = $"{where}: {message}";
+        return Kind(b) switch
         {
-            SqliteException { SqliteErrorCode: 5 or 6 } => $"locked by another connection ({detail})",
-            SqliteException { SqliteErrorCode: 11 or 26 } => $"corrupt: {where} is not a readable SQLite database ({b.Message.TrimEnd('.')})",
-            SqliteException { SqliteErrorCode: 8 } => $"read-only ({detail})",
-            SqliteException { SqliteErrorCode: 14 } => $"cannot be opened ({detail})",
-            SqliteException { SqliteErrorCode: 10 } => $"I/O error ({detail})",
-            PostgresException => $"PostgreSQL refused the write ({detail})",
-            NpgsqlException or SocketException or TimeoutException => $"PostgreSQL unreachable ({detail})",
-            _ => $"failing ({detail})",
+            "disk_full" => $"disk full ({detail})",
+            "locked" => $"locked by another connection ({detail})",
+            "corrupt" => $"corrupt: {where} is not a readable SQLite database ({message})",
+            "unreachable" => $"PostgreSQL unreachable ({detail})",
+            _ => b switch
+            {
+                SqliteException { SqliteErrorCode: 8 } => $"read-only ({detail})",
+                SqliteException { SqliteErrorCode: 14 } => $"cannot be opened ({detail})",
+                SqliteException { SqliteErrorCode: 10 } => $"I/O error ({detail})",
+                PostgresException => $"PostgreSQL refused the write ({detail})",
+                _ => $"failing ({detail})",
+            },
         };
     }
 

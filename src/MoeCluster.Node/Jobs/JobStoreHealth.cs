@@ -43,6 +43,9 @@ public sealed class JobStoreHealth
         return new([($"PostgreSQL {server.Host}:{server.Port}/{server.Database}", () => new NpgsqlConnection(probe))], null);
     }
 
+    /// <summary>Where the journal lives (its SQLite file, or the PostgreSQL server and database), for messages.</summary>
+    public string Journal => stores[0].Name;
+
     /// <summary>The last known state, without probing.</summary>
     public JobStoreState Current => current;
 
@@ -64,8 +67,11 @@ public sealed class JobStoreHealth
     }
 
     /// <summary>A journal write or a file-store call failed: the store counts as unusable until the next probe.</summary>
-    public void ReportFailure(Exception e, string where) =>
+    public void ReportFailure(Exception e, string where, string operation)
+    {
+        JobStoreFaults.Failures.WithLabels(JobStoreFaults.Kind(e), operation).Inc();
         current = new JobStoreState(false, JobStoreFaults.Describe(e, where), JobStoreFaults.IsDiskFull(e), DateTimeOffset.UtcNow);
+    }
 
     async Task<JobStoreState> ProbeAsync(CancellationToken cancellation)
     {
@@ -74,13 +80,17 @@ public sealed class JobStoreHealth
         {
             long free = new DriveInfo(sqliteDirectory).AvailableFreeSpace;
             if (free < MinFreeBytes)
+            {
+                JobStoreFaults.Failures.WithLabels("disk_full", "probe").Inc();
                 return new JobStoreState(false, $"disk full ({free} bytes free on the filesystem holding {sqliteDirectory}, under the {MinFreeBytes} the job store keeps in reserve)", true, now);
+            }
         }
         foreach (var (name, connect) in stores)
         {
             try { await WriteProbeAsync(connect, cancellation); }
             catch (Exception e) when (JobStoreFaults.IsStoreFault(e) || e is TimeoutException or InvalidOperationException)
             {
+                JobStoreFaults.Failures.WithLabels(JobStoreFaults.Kind(e), "probe").Inc();
                 return new JobStoreState(false, JobStoreFaults.Describe(e, name), JobStoreFaults.IsDiskFull(e), now);
             }
         }
