@@ -4,9 +4,11 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Microsoft.Data.Sqlite;
+using Npgsql;
 using MoeCluster.Node.Http;
 using MoeCluster.Node.Jobs;
 using MoeCluster.Node.Tests.Support;
+using MoeCluster.TestSupport;
 
 namespace MoeCluster.Node.Tests;
 
@@ -124,6 +126,42 @@ public sealed class JobStoreFaultSpec(ServingFixture f, Xunit.Abstractions.ITest
         await WaitReadyAsync(host.Http, ready: true);
         output.WriteLine($"corrupt file moved aside: ready again after {clock.Elapsed.TotalSeconds:0.0} s");
         await AssertJobCompletesOnceAsync(host.Http, options.DataDirectory);
+    }
+
+    [Fact]
+    public async Task A_stopped_PostgreSQL_journal_stops_the_job_with_503s_and_the_job_finishes_each_line_once_when_it_is_back()
+    {
+        const int total = 40;
+        using var postgres = new PrivatePostgres();   // its own server: the shared one other tests use is never stopped
+        var options = new ServingOptions { DataDirectory = ServingHost.TempDirectory(), JobConcurrency = 2, JournalConnectionString = postgres.ConnectionString };
+        await using var host = await ServingHost.StartAsync(f.Model, options);
+        await WaitReadyAsync(host.Http, ready: true);
+        long Events(string id) => postgres.Scalar($"SELECT COUNT(*) FROM journal WHERE persistence_id = 'job-{id}'");
+
+        var id = (string)(await host.Http.SubmitAsync(Lines(total)))["id"]!;
+        await host.Http.WaitForAsync(id, s => (int)s["completed"]! >= 1, Deadline, "a line done");
+        Assert.InRange(Events(id) - 1, 1, total - 1);
+        var writesFailed = JobStoreFaults.Failures.WithLabels("unreachable", "write");
+        double failedBefore = writesFailed.Value;
+        postgres.Stop();
+        NpgsqlConnection.ClearAllPools();   // this test's own reads; the node's connections find out by themselves
+
+        await HttpJson.PollAsync(() => Task.FromResult(writesFailed.Value), v => v > failedBefore, Deadline, "a journal write failing with PostgreSQL stopped");
+        var readiness = await WaitReadyAsync(host.Http, ready: false);
+        output.WriteLine($"PostgreSQL stopped: /readyz: {readiness["detail"]}");
+        Assert.Contains("job store unusable: PostgreSQL unreachable", (string)readiness["detail"]!);
+        output.WriteLine($"GET /v1/jobs/{{id}}: {await AssertUnusableAsync(host.Http, $"v1/jobs/{id}", 503, $"127.0.0.1:{postgres.Port}")}");
+        await AssertUnusableAsync(host.Http, "v1/files", 503, "PostgreSQL unreachable");
+
+        var clock = Stopwatch.StartNew();
+        postgres.Start();
+        await WaitReadyAsync(host.Http, ready: true);
+        output.WriteLine($"PostgreSQL started: ready again after {clock.Elapsed.TotalSeconds:0.0} s");
+        var status = await host.Http.WaitUntilEndedAsync(id, Deadline);
+        Assert.Equal("completed", (string)status["status"]!);
+        JobsClient.AssertOneResultPerLineInOrder(await host.Http.ResultsAsync(id), total);
+        Assert.Equal(1 + total, Events(id));
+        output.WriteLine($"job completed {clock.Elapsed.TotalSeconds:0.0} s after PostgreSQL started; journal events {Events(id)} = 1 + {total}");
     }
 
     async Task AssertJobCompletesOnceAsync(HttpClient http, string dataDirectory)

@@ -98,7 +98,7 @@ public sealed class JobActor : ReceivePersistentActor, IWithTimers
             var replyTo = Sender;
             files.ReadAllAsync(submit.InputFileId, CancellationToken.None).PipeTo(Self, Self,
                 bytes => new InputRead(submit, replyTo, bytes),
-                e => new InputUnreadable(submit, replyTo, new JobRejected(jobId, 500, $"the input file could not be read: {e.GetBaseException().Message}", "input_file_id", "file_unreadable")));
+                e => new InputUnreadable(submit, replyTo, Unreadable(e)));
             Become(Loading);
         });
         Command<WakeJob>(_ => { Sender.Tell(new JobNotFound(jobId)); Leave(); });
@@ -353,6 +353,16 @@ public sealed class JobActor : ReceivePersistentActor, IWithTimers
         health.ReportFailure(reason, health.Journal, "recovery");
         log.Warning("Job {0}: reading its journal failed ({1}); it resumes when the job store recovers", jobId, health.Current.Detail);
         Context.Stop(Self);
+    }
+
+    /// <summary>The input file could not be read: the store failing is a 503 naming it, anything else a 500.</summary>
+    JobRejected Unreadable(Exception e)
+    {
+        if (!JobStoreFaults.IsStoreFault(e))
+            return new JobRejected(jobId, 500, $"the input file could not be read: {e.GetBaseException().Message}", "input_file_id", "file_unreadable");
+        health.ReportFailure(e, "the file store", "request");
+        var state = health.Current;
+        return new JobRejected(jobId, state.DiskFull ? 507 : 503, JobStoreFaults.Unusable(state.Detail).Message, "input_file_id", JobStoreFaults.Code);
     }
 
     void TellWriteFailed()

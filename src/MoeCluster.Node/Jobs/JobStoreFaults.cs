@@ -15,9 +15,23 @@ public static class JobStoreFaults
     const int Enospc = 28;
 
     /// <summary>The exception is the store failing (database, disk), not a bad request.</summary>
-    public static bool IsStoreFault(Exception e) => e.GetBaseException() is DbException or SocketException || IsDiskFull(e);
+    public static bool IsStoreFault(Exception e) => Root(e) is DbException or SocketException || IsDiskFull(e);
 
-    public static bool IsDiskFull(Exception e) => e.GetBaseException() switch
+    /// <summary>The database, socket or I/O error inside whatever the journal or a data library wrapped it in
+    /// (linq2db wraps a failed rollback, Akka an aggregate), else the innermost exception.</summary>
+    public static Exception Root(Exception e)
+    {
+        var pending = new Stack<Exception>([e]);
+        while (pending.TryPop(out var x))
+        {
+            if (x is DbException or SocketException or IOException or TimeoutException) return x;
+            if (x is AggregateException a) foreach (var inner in a.InnerExceptions.Reverse()) pending.Push(inner);
+            else if (x.InnerException is { } inner) pending.Push(inner);
+        }
+        return e.GetBaseException();
+    }
+
+    public static bool IsDiskFull(Exception e) => Root(e) switch
     {
         SqliteException s => s.SqliteErrorCode == 13,
         PostgresException p => p.SqlState == PostgresErrorCodes.DiskFull,
@@ -26,11 +40,13 @@ public static class JobStoreFaults
     };
 
     /// <summary>The kind of failure, as the <c>kind</c> label of <see cref="Failures"/>.</summary>
-    public static string Kind(Exception e) => IsDiskFull(e) ? "disk_full" : e.GetBaseException() switch
+    public static string Kind(Exception e) => IsDiskFull(e) ? "disk_full" : Root(e) switch
     {
         SqliteException { SqliteErrorCode: 5 or 6 } => "locked",
         SqliteException { SqliteErrorCode: 11 or 26 } => "corrupt",
-        NpgsqlException and not PostgresException or SocketException or TimeoutException => "unreachable",
+        // 08: connection exceptions; 57P01-03: the server is shutting down, crashed, or not accepting connections yet.
+        PostgresException p => p.SqlState.StartsWith("08", StringComparison.Ordinal) || p.SqlState.StartsWith("57P", StringComparison.Ordinal) ? "unreachable" : "other",
+        NpgsqlException or SocketException or TimeoutException => "unreachable",
         _ => "other",
     };
 
@@ -41,7 +57,7 @@ public static class JobStoreFaults
     /// <summary>"disk full (…)", "locked by another connection (…)", …: what the store's failure means.</summary>
     public static string Describe(Exception e, string where)
     {
-        var b = e.GetBaseException();
+        var b = Root(e);
         string message = b.Message.TrimEnd('.'), detail = $"{where}: {message}";
         return Kind(b) switch
         {

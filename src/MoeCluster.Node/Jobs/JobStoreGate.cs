@@ -21,7 +21,7 @@ public sealed class JobStoreGate(RequestDelegate next)
         try { await next(context); }
         catch (Exception e) when (JobStoreFaults.IsStoreFault(e) && !context.Response.HasStarted)
         {
-            bool upload = JobStoreFaults.IsDiskFull(e) && e.GetBaseException() is IOException;
+            bool upload = JobStoreFaults.IsDiskFull(e) && JobStoreFaults.Root(e) is IOException;
             health.ReportFailure(e, upload ? "the upload's temporary file" : "the job store", "request");
             throw JobStoreFaults.Unusable(health.Current.Detail + (upload ? "; nothing of the upload was kept" : ""), health.Current.DiskFull);
         }
