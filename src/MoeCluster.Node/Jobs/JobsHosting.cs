@@ -36,7 +36,7 @@ public static class JobsHosting
             var health = resolver.GetService<JobStoreHealth>();
             IActorRef? directory = null;
             Props Job(string id) => JobActor.Props(id, runner, files, health, options.JobConcurrency, () => directory!);
-            Props JobDirectory(IActorRef jobs) => DirectoryProps(JobDirectoryActor.Props(jobs, files, health, options.Retention));
+            Props JobDirectory(IActorRef jobs) => SupervisedDirectory(JobDirectoryActor.Props(jobs, files, health, options.Retention));
             IActorRef jobs;
             if (cluster)
             {
@@ -61,7 +61,7 @@ public static class JobsHosting
     /// <summary>The directory stops when the journal fails a write or its recovery (Akka.Persistence's rule: its state
     /// would no longer match the journal); a backoff supervisor starts it again, 0.5 s doubling to 10 s, so it is back
     /// within seconds of the store recovering, without hammering a store that is down.</summary>
-    static Props DirectoryProps(Props directory) =>
+    public static Props SupervisedDirectory(Props directory) =>
         BackoffSupervisor.Props(Backoff.OnStop(directory, "directory", TimeSpan.FromMilliseconds(500), TimeSpan.FromSeconds(10), 0.2, maxNrOfRetries: -1)
             .WithDefaultStoppingStrategy());
 
