@@ -4,7 +4,6 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Microsoft.Data.Sqlite;
-using Npgsql;
 using MoeCluster.Node.Http;
 using MoeCluster.Node.Jobs;
 using MoeCluster.Node.Tests.Support;
@@ -144,7 +143,6 @@ public sealed class JobStoreFaultSpec(ServingFixture f, Xunit.Abstractions.ITest
         var writesFailed = JobStoreFaults.Failures.WithLabels("unreachable", "write");
         double failedBefore = writesFailed.Value;
         postgres.Stop();
-        NpgsqlConnection.ClearAllPools();   // this test's own reads; the node's connections find out by themselves
 
         await HttpJson.PollAsync(() => Task.FromResult(writesFailed.Value), v => v > failedBefore, Deadline, "a journal write failing with PostgreSQL stopped");
         var readiness = await WaitReadyAsync(host.Http, ready: false);

@@ -7,7 +7,7 @@ namespace MoeCluster.TestSupport;
 /// loopback port), so a test can stop and start it without touching the shared server other tests use. Needs the
 /// PostgreSQL binaries deploy/install-test-deps.sh installs and root (to act as postgres); a machine without them fails
 /// the test, saying so.</summary>
-public sealed class PrivatePostgres : IDisposable
+public sealed class PrivatePostgres : IJournalDatabase
 {
     readonly string root;
     readonly string bin;
@@ -37,7 +37,8 @@ public sealed class PrivatePostgres : IDisposable
 
     public long Scalar(string sql)
     {
-        using var connection = new NpgsqlConnection(ConnectionString);
+        // Unpooled: a pooled connection would outlive a Stop and fail its next command.
+        using var connection = new NpgsqlConnection(ConnectionString + ";Pooling=false");
         connection.Open();
         using var command = new NpgsqlCommand(sql, connection);
         return Convert.ToInt64(command.ExecuteScalar());
