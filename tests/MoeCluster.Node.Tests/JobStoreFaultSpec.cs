@@ -54,7 +54,7 @@ public sealed class JobStoreFaultSpec(ServingFixture f, Xunit.Abstractions.ITest
         Assert.InRange(persistedAtFull, 1, total - 1);
 
         // The lines in flight finish, their writes fail: the job stops, and everything job-related says why.
-        await HttpJson.PollAsync(() => Task.FromResult(writesFailed.Value), v => v > failedBefore, Deadline, "a journal write failing on the full disk");
+        await Poll.UntilAsync(() => writesFailed.Value > failedBefore, Deadline, "a journal write failing on the full disk");
         var readiness = await WaitReadyAsync(host.Http, ready: false);
         Assert.Contains("job store unusable: disk full", (string)readiness["detail"]!);
         output.WriteLine($"disk filled after {persistedAtFull} of {total} lines; /readyz: {readiness["detail"]}");
@@ -144,7 +144,7 @@ public sealed class JobStoreFaultSpec(ServingFixture f, Xunit.Abstractions.ITest
         double failedBefore = writesFailed.Value;
         postgres.Stop();
 
-        await HttpJson.PollAsync(() => Task.FromResult(writesFailed.Value), v => v > failedBefore, Deadline, "a journal write failing with PostgreSQL stopped");
+        await Poll.UntilAsync(() => writesFailed.Value > failedBefore, Deadline, "a journal write failing with PostgreSQL stopped");
         var readiness = await WaitReadyAsync(host.Http, ready: false);
         output.WriteLine($"PostgreSQL stopped: /readyz: {readiness["detail"]}");
         Assert.Contains("job store unusable: PostgreSQL unreachable", (string)readiness["detail"]!);
@@ -166,7 +166,7 @@ public sealed class JobStoreFaultSpec(ServingFixture f, Xunit.Abstractions.ITest
     {
         const int total = 6;
         // The directory restarts with a backoff after the store returns: the submission is retried until it is back.
-        var submitted = await HttpJson.PollAsync(() => PostJsonlAsync(http, string.Join("\n", Lines(total, 8)) + "\n"),
+        var submitted = await Poll.UntilAsync(() => PostJsonlAsync(http, string.Join("\n", Lines(total, 8)) + "\n"),
             r => r.Status == 200, Deadline, "a job submission accepted after recovery");
         var id = (string)submitted.Body!["id"]!;
         var status = await http.WaitUntilEndedAsync(id, Deadline);
@@ -205,6 +205,6 @@ public sealed class JobStoreFaultSpec(ServingFixture f, Xunit.Abstractions.ITest
     }
 
     static async Task<JsonNode> WaitReadyAsync(HttpClient http, bool ready) =>
-        (await HttpJson.PollAsync(() => http.GetJsonAsync("readyz"), r => r.Status == (ready ? 200 : 503), Deadline,
+        (await Poll.UntilAsync(() => http.GetJsonAsync("readyz"), r => r.Status == (ready ? 200 : 503), Deadline,
             ready ? "/readyz answering 200" : "/readyz answering 503")).Body!;
 }
