@@ -58,8 +58,10 @@ public sealed class JobStoreHealth
         {
             if (DateTimeOffset.UtcNow - current.At < Fresh) return current;
             var state = await ProbeAsync(cancellation);
-            // A replaced or unlocked file must not be read through connections pooled while it was broken.
-            if (!state.Usable) SqliteConnection.ClearAllPools();
+            // A replaced file must not be read through connections pooled while it was broken: pooled connections
+            // keep the old file open (a corrupt jobs.db moved aside would be read forever). Cleared on every change
+            // of state, so also once the replacement is in place; connections in use are discarded when returned.
+            if (state.Usable != current.Usable || !state.Usable) SqliteConnection.ClearAllPools();
             current = state;
             return state;
         }
@@ -88,7 +90,8 @@ public sealed class JobStoreHealth
         foreach (var (name, connect) in stores)
         {
             try { await WriteProbeAsync(connect, cancellation); }
-            catch (Exception e) when (JobStoreFaults.IsStoreFault(e) || e is TimeoutException or InvalidOperationException)
+            // Whatever the probe's write throws, the store is not writable now (a cancelled probe is not an answer).
+            catch (Exception e) when (e is not OperationCanceledException)
             {
                 JobStoreFaults.Failures.WithLabels(JobStoreFaults.Kind(e), "probe").Inc();
                 return new JobStoreState(false, JobStoreFaults.Describe(e, name), JobStoreFaults.IsDiskFull(e), now);
