@@ -29,7 +29,12 @@ public sealed record PromptLogits(string RequestId, float[] Logits) : Generation
 /// <summary>Log-probabilities of prompt tokens [<see cref="First"/>, First + Count) given the tokens before each.</summary>
 public sealed record PromptTokensScored(string RequestId, int First, IReadOnlyList<TokenLogprob> Logprobs) : GenerationEvent(RequestId);
 public sealed record SequenceFinished(string RequestId, FinishReason Reason, int PromptTokens, IReadOnlyList<int> Generated, string? Error = null)
-    : GenerationEvent(RequestId);
+    : GenerationEvent(RequestId)
+{
+    /// <summary>Prompt tokens whose KV cache came from the prefix cache instead of being prefilled (OpenAI's
+    /// usage.prompt_tokens_details.cached_tokens).</summary>
+    public int CachedPromptTokens { get; init; }
+}
 
 /// <summary>Thrown for a request that can never run (too long for the context, empty prompt, bad sampling options).</summary>
 public sealed class InvalidGenerationRequestException(string field, string message) : Exception(message)
