@@ -17,7 +17,7 @@ public sealed record PreparedCompletion(CompletionRequest Request, IReadOnlyList
 /// counts, and the log-probabilities asked for.</summary>
 public sealed record CompletionOutcome(
     int Index, string Text, string FinishReason, int PromptTokens, int CompletionTokens, IReadOnlyList<int> TokenIds,
-    IReadOnlyList<TokenLogprob>? Logprobs, IReadOnlyList<TokenLogprob?>? PromptLogprobs, IReadOnlyList<ToolCall> ToolCalls);
+    IReadOnlyList<TokenLogprob>? Logprobs, IReadOnlyList<TokenLogprob?>? PromptLogprobs, IReadOnlyList<ToolCall> ToolCalls, int CachedPromptTokens = 0);
 
 /// <summary>A piece of one choice to stream: text safe to show, the log-probabilities of the tokens it came from,
 /// prompt log-probabilities (first delta with echo), and tool calls completed in it.</summary>
@@ -168,6 +168,7 @@ public sealed class CompletionRunner(IGenerationService generation, ModelTokeniz
         List<TokenLogprob?>? promptLogprobs = c.Generation.PromptLogprobs is null ? null : [null];
         bool echoed = c.EchoText.Length == 0 && promptLogprobs is null;
         string? finish = null;
+        int cached = 0;
         for (; any; any = await events.MoveNextAsync())
         {
             switch (events.Current)
@@ -182,6 +183,7 @@ public sealed class CompletionRunner(IGenerationService generation, ModelTokeniz
                     break;
                 case SequenceFinished f:
                     ended();
+                    cached = f.CachedPromptTokens;
                     switch (f.Reason)
                     {
                         case FinishReason.Cancelled: return null;
@@ -197,7 +199,7 @@ public sealed class CompletionRunner(IGenerationService generation, ModelTokeniz
         }
         if (finish is null) return null;
         if (calls.Count > 0) finish = "tool_calls";
-        return new CompletionOutcome(c.Index, text.ToString(), finish, c.Generation.PromptTokens.Count, tokens.Count, tokens, logprobs, promptLogprobs, calls);
+        return new CompletionOutcome(c.Index, text.ToString(), finish, c.Generation.PromptTokens.Count, tokens.Count, tokens, logprobs, promptLogprobs, calls, cached);
 
         async ValueTask<bool> Emit(string piece)
         {

@@ -144,7 +144,8 @@ public static class OpenAiEndpoints
 /// <summary>The non-streaming response object for a finished request (HTTP and batch jobs).</summary>
 public static class CompletionResponses
 {
-    public static Usage UsageOf(IReadOnlyList<CompletionOutcome> outcomes) => new(outcomes.Sum(o => o.PromptTokens), outcomes.Sum(o => o.CompletionTokens));
+    public static Usage UsageOf(IReadOnlyList<CompletionOutcome> outcomes) =>
+        new(outcomes.Sum(o => o.PromptTokens), outcomes.Sum(o => o.CompletionTokens), new PromptTokensDetails(outcomes.Sum(o => o.CachedPromptTokens)));
 
     public static object Build(PreparedCompletion p, IReadOnlyList<CompletionOutcome> outcomes, LogprobShapes shapes)
     {
