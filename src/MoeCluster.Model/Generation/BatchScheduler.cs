@@ -361,6 +361,8 @@ public sealed class BatchScheduler(BatchingOptions options, int vocabSize)
         {
             s.Prefilled = 0;
             s.PendingCopy = null;
+            // Its prompt is computed whole after all: usage must not claim a reuse that did not happen.
+            if (s.Generated.Count == 0) s.CachedPromptTokens = 0;
             lost.Add(s.Slot);
             n++;
         }
