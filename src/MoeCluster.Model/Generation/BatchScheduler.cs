@@ -185,21 +185,29 @@ public sealed class BatchScheduler(BatchingOptions options, int vocabSize)
     void Admit()
     {
         waiting.Sort((a, b) => a.Rank.CompareTo(b.Rank));
-        while (waiting.Count > 0)
+        int at = 0;
+        while (at < waiting.Count)
         {
-            var next = waiting[0];
+            var next = waiting[at];
+            if (WaitsForGroupPrefill(next)) { at++; continue; }
             if (freeSlots.Count == 0)
             {
                 var victim = running.Values.Where(r => r.Rank.CompareTo(next.Rank) > 0 && r.Request.Priority > next.Request.Priority)
                     .OrderByDescending(r => r.Rank).FirstOrDefault();
                 if (victim is null) return;
-                Preempt(victim);
+                Preempt(victim);   // it ranks after next, so next keeps its place in the queue
             }
             if (!TryTakeSlot(next)) return;
-            waiting.RemoveAt(0);
+            waiting.Remove(next);
             running[next.Request.Id] = next;
         }
     }
+
+    /// <summary>A choice of an n &gt; 1 request waits while another choice of its group prefills the shared prompt, so it
+    /// copies those blocks instead of computing them too (only with prefix caching: without it there is nothing to share).</summary>
+    bool WaitsForGroupPrefill(Sequence s) =>
+        prefixes is not null && s.Request.PrefillGroup is { } group && s.Generated.Count == 0
+        && running.Values.Any(r => r.Request.PrefillGroup == group && r.Generated.Count == 0);
 
     /// <summary>Gives the sequence a free slot and its cached prefix: a free slot holding the longest prefix is taken as
     /// it is; a longer prefix held by a running sequence is copied into the least recently used free slot. At least one

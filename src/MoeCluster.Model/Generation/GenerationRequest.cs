@@ -18,6 +18,9 @@ public sealed record GenerationRequest(string Id, IReadOnlyList<int> PromptToken
     public int Priority { get; init; }
     /// <summary>Restricts the tokens this sequence may generate (structured output, forced tool calls); null = none.</summary>
     public Func<ITokenConstraint>? Constraint { get; init; }
+    /// <summary>Requests with the same prompt and group (the choices of one request with n &gt; 1) share its prefill: with
+    /// prefix caching on, the others wait while one prefills the prompt, then copy its KV blocks. Null = none.</summary>
+    public string? PrefillGroup { get; init; }
 }
 
 public enum FinishReason { Stop, Length, Cancelled, Error }
