@@ -30,19 +30,12 @@ public sealed class ChoicesSpec(ServingFixture f)
     IReadOnlyList<int> ChatPrompt(string user) => f.Model.Tokenizer.Encode(
         $"<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n", addSpecialTokens: false);
 
-    async Task<double> Metric(string name)
-    {
-        var text = await f.Host.Http.GetStringAsync("metrics");
-        var line = text.Split('\n').FirstOrDefault(l => l.StartsWith(name + " "));
-        return line is null ? 0 : double.Parse(line[(name.Length + 1)..], System.Globalization.CultureInfo.InvariantCulture);
-    }
-
     [Fact]
     public async Task Official_client_chat_with_n_3_returns_three_indexed_choices_each_the_model_core_output_for_seed_plus_index()
     {
         string user = "Tell me about experts " + Guid.NewGuid().ToString("N")[..6];
         var body = new { model = f.Model.Name, messages = new[] { new { role = "user", content = user } }, n = 3, seed = 40, temperature = 1.0, max_tokens = 8 };
-        double hitsBefore = await Metric("moecluster_prefix_cache_hits_tokens_total");
+        double hitsBefore = await f.Host.Http.MetricAsync("moecluster_prefix_cache_hits_tokens_total");
         ClientResult result = await f.Chat().CompleteChatAsync(BinaryContent.Create(BinaryData.FromObjectAsJson(body)));
         var json = JsonNode.Parse(result.GetRawResponse().Content.ToString())!;
 
@@ -56,7 +49,7 @@ public sealed class ChoicesSpec(ServingFixture f)
         // The prompt was prefilled once: the two other choices copied its full blocks.
         int blocks = (prompt.Count - 1) / TinyServingModel.Batching.PrefixCacheBlockSize * TinyServingModel.Batching.PrefixCacheBlockSize;
         Assert.True(blocks > 0);
-        Assert.True(await Metric("moecluster_prefix_cache_hits_tokens_total") - hitsBefore >= 2 * blocks);
+        Assert.True(await f.Host.Http.MetricAsync("moecluster_prefix_cache_hits_tokens_total") - hitsBefore >= 2 * blocks);
 
         // The typed client reads the first choice.
         var typed = new OpenAI.Chat.ChatCompletionOptions { Temperature = 1.0f, MaxOutputTokenCount = 8 };

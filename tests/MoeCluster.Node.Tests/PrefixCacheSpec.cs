@@ -53,8 +53,8 @@ public sealed class PrefixCacheSpec(ServingFixture f)
     public async Task Completions_report_cached_tokens_and_the_metrics_count_queries_and_hits()
     {
         string prompt = SystemPrompt("glaciers " + Guid.NewGuid().ToString("N")[..6]);
-        double hitsBefore = await Metric("moecluster_prefix_cache_hits_tokens_total");
-        double queriesBefore = await Metric("moecluster_prefix_cache_queries_tokens_total");
+        double hitsBefore = await f.Host.Http.MetricAsync("moecluster_prefix_cache_hits_tokens_total");
+        double queriesBefore = await f.Host.Http.MetricAsync("moecluster_prefix_cache_queries_tokens_total");
         var body = new { model = f.Host.Options.ModelName, prompt, max_tokens = 4, temperature = 0 };
         var (s1, first) = await f.Host.Http.PostJsonAsync("v1/completions", body);
         var (s2, second) = await f.Host.Http.PostJsonAsync("v1/completions", body);
@@ -67,14 +67,7 @@ public sealed class PrefixCacheSpec(ServingFixture f)
         Assert.Equal((string)first["choices"]![0]!["text"]!, (string)second["choices"]![0]!["text"]!);
 
         // The engine advances the counters after each step, before it hands the step's tokens to the requests.
-        Assert.True(await Metric("moecluster_prefix_cache_hits_tokens_total") - hitsBefore >= cached);
-        Assert.True(await Metric("moecluster_prefix_cache_queries_tokens_total") - queriesBefore >= 2 * promptTokens);
-    }
-
-    async Task<double> Metric(string name)
-    {
-        var text = await f.Host.Http.GetStringAsync("metrics");
-        var line = text.Split('\n').FirstOrDefault(l => l.StartsWith(name + " "));
-        return line is null ? 0 : double.Parse(line[(name.Length + 1)..], System.Globalization.CultureInfo.InvariantCulture);
+        Assert.True(await f.Host.Http.MetricAsync("moecluster_prefix_cache_hits_tokens_total") - hitsBefore >= cached);
+        Assert.True(await f.Host.Http.MetricAsync("moecluster_prefix_cache_queries_tokens_total") - queriesBefore >= 2 * promptTokens);
     }
 }
