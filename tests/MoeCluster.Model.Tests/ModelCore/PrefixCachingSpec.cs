@@ -120,6 +120,32 @@ public class PrefixCachingSpec
     }
 
     [Fact]
+    public void The_choices_of_one_prompt_prefill_it_once_and_copy_its_blocks_each_with_its_own_seeded_tokens()
+    {
+        using var model = TinyModels.Random(Architecture.Mixtral);
+        var prompt = Prompt(28, 9);
+        var choices = Enumerable.Range(0, 3).Select(j => new GenerationRequest($"c{j}", prompt, 6)
+        {
+            Sampling = new SamplingOptions { Temperature = 1.0, Seed = 40 + j },
+            PrefillGroup = "request",
+        }).ToArray();
+        using var engine = new LocalEngine(model, Options);
+        var plans = new List<StepPlan>();
+        foreach (var c in choices) Assert.True(engine.Scheduler.TryEnqueue(c));
+        var events = new List<GenerationEvent>();
+        while (engine.Step(events, plans.Add)) { }
+
+        var finished = events.OfType<SequenceFinished>().ToDictionary(f => f.RequestId);
+        Assert.Equal(2, plans.SelectMany(p => p.Copies).Count());
+        Assert.Equal([0, 24, 24], choices.Select(c => finished[c.Id].CachedPromptTokens));
+        // Prefilled: the whole prompt once, then the 4 tokens after the 3 copied blocks for each other choice.
+        int prefilled = plans.Sum(p => p.Layout.Segments.Where(s => s.Length > 1 || s.Start < prompt.Length).Sum(s => s.Length));
+        Assert.Equal(prompt.Length + 2 * (prompt.Length - 24), prefilled);
+        foreach (var c in choices) Assert.Equal(Uncached(model, c), finished[c.Id].Generated);
+        Assert.NotEqual(finished["c0"].Generated, finished["c1"].Generated);     // each its own generator
+    }
+
+    [Fact]
     public void Block_hashes_are_chained_so_a_block_matches_only_after_the_same_tokens()
     {
         var cache = new PrefixCache(slots: 2, blockSize: 4);
