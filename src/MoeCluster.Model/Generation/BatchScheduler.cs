@@ -204,9 +204,10 @@ public sealed class BatchScheduler(BatchingOptions options, int vocabSize)
     }
 
     /// <summary>A choice of an n &gt; 1 request waits while another choice of its group prefills the shared prompt, so it
-    /// copies those blocks instead of computing them too (only with prefix caching: without it there is nothing to share).</summary>
+    /// copies those blocks instead of computing them too (only with prefix caching, and not for a choice that scores its
+    /// prompt, which computes it whole anyway).</summary>
     bool WaitsForGroupPrefill(Sequence s) =>
-        prefixes is not null && s.Request.PrefillGroup is { } group && s.Generated.Count == 0
+        prefixes is not null && s.Request.PrefillGroup is { } group && s.Generated.Count == 0 && s.Request.PromptLogprobs is null
         && running.Values.Any(r => r.Request.PrefillGroup == group && r.Generated.Count == 0);
 
     /// <summary>Gives the sequence a free slot and its cached prefix: a free slot holding the longest prefix is taken as
