@@ -17,8 +17,12 @@ public class ClusterPrefixCacheSpec
 
     static GenerationRequest Request(string id, int maxTokens, params int[] suffix) => new(id, [.. Shared, .. suffix], maxTokens);
 
-    [Fact]
-    public async Task A_cluster_reuses_cached_prefixes_copies_them_between_slots_and_prefills_again_after_an_entity_lost_its_cache()
+    /// <summary>One node with every role, or three (gateway | attention | experts) so every attention step, its KV
+    /// copies included, crosses the network.</summary>
+    [Theory]
+    [InlineData(1)]
+    [InlineData(3)]
+    public async Task A_cluster_reuses_cached_prefixes_copies_them_between_slots_and_prefills_again_after_an_entity_lost_its_cache(int nodeCount)
     {
         using var model = TinyModels.Random(Architecture.Qwen2Moe);
         var checkpoint = TinyCheckpoint.Write(model);
@@ -31,7 +35,9 @@ public class ClusterPrefixCacheSpec
                 expected[r.Id] = engine.Run([r])[r.Id].Generated;
             }
 
-        var nodes = await InProcessNode.StartClusterAsync(checkpoint, new RuntimeOptions { ModelDirectory = checkpoint, Batching = Batching }, 1);
+        var runtime = new RuntimeOptions { ModelDirectory = checkpoint, Batching = Batching };
+        string[][] roles = [[NodeRoles.Gateway], [NodeRoles.Attention], [NodeRoles.Expert]];
+        var nodes = await InProcessNode.StartClusterAsync(checkpoint, runtime, nodeCount, i => nodeCount == 1 ? runtime : runtime with { Roles = roles[i] });
         try
         {
             var service = await nodes[0].WaitUntilReadyAsync();
@@ -54,7 +60,7 @@ public class ClusterPrefixCacheSpec
 
             // Layer 1's attention entity stops: the next sequence that reuses a prefix finds that entity's cache empty.
             double reprefills = MoeMetrics.Recoveries.WithLabels("kv_cache_reprefill").Value;
-            await StopAttentionEntity(nodes[0].System, layer: 1);
+            await StopAttentionEntity(nodes[nodeCount == 1 ? 0 : 1].System, layer: 1);
             var after = await service.GenerateToEndAsync(requests[4]);
             Assert.Equal(expected["after loss"], after.Generated);
             Assert.Equal(0, after.CachedPromptTokens);
