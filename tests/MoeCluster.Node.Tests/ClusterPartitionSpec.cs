@@ -108,39 +108,75 @@ public sealed class ClusterPartitionSpec(ITestOutputHelper output)
             Assert.Equal(expected, await cluster.GenerateAsync(prompt, ClusterLoad.MaxTokens));
             Assert.Equal(expected, await cluster.GenerateAsync(prompt, ClusterLoad.MaxTokens, via: other));   // both gateways serve
 
-            double splitAt = Environment.TickCount64 / 1000.0;
+            var clock = System.Diagnostics.Stopwatch.StartNew();
             network.Split();
-            // A request to the losing side's gateway right after the split must end (answered or refused), not hang.
+            // A request to the losing half's gateway right after the split must end (refused or failed), not hang, and
+            // must not be served: that half cannot reach the winner's experts.
             using var limit = new CancellationTokenSource(Deadline);
-            var onLosingSide = Outcome(() => cluster.GenerateAsync(prompt, ClusterLoad.MaxTokens, limit.Token, via: other));
+            var onLosingSide = Outcome(() => cluster.GenerateAsync(prompt, ClusterLoad.MaxTokens, limit.Token, via: other), clock);
+            var refusals = new List<string>();
+            var losingStopped = LosingGatewayStopsServingAsync(cluster, other, clock, refusals);
 
             await cluster.WaitUntilMemberAsync(cluster.AddressOf(other), null, Deadline);
             await cluster.WaitUntilMemberAsync(cluster.AddressOf(2), null, Deadline);
-            double downedAt = Environment.TickCount64 / 1000.0;
-            await Poll.UntilAsync(() => cluster[other].HasExited && cluster[2].HasExited, Deadline, "the losing half downing itself and exiting");
-            double exitedAt = Environment.TickCount64 / 1000.0;
-            var losing = await onLosingSide;
+            double downedAt = clock.Elapsed.TotalSeconds;
             await cluster.WaitUntilPlacementAsync(p => p.Values.All(n => n == cluster.AddressOf(1)), ExpertCount, Deadline, "every expert on the winning half");
             var answer = await cluster.GenerateAsync(prompt, ClusterLoad.MaxTokens);
-            double servingAt = Environment.TickCount64 / 1000.0;
+            double servingAt = clock.Elapsed.TotalSeconds;
+            double refusingAt = await losingStopped;
+            var (losing, losingEndedAt) = await onLosingSide;
+            await Poll.UntilAsync(() => cluster[other].HasExited && cluster[2].HasExited, Deadline, "the losing half downing itself and exiting");
+            double exitedAt = clock.Elapsed.TotalSeconds;
             var members = await cluster.MembersAsync();
-            cluster.Log($"split 2|2: the losing half removed from the winner's membership {downedAt - splitAt:0.0}s after the split, its processes exited " +
-                        $"{exitedAt - splitAt:0.0}s after it; the winner served again {servingAt - splitAt:0.0}s after it; " +
-                        $"a request sent to the losing gateway at the split: {losing}; members now {string.Join(", ", members.Select(m => $"{m.Key}={m.Value}"))}");
+            cluster.Log($"split 2|2: the losing half removed from the winner's membership {downedAt:0.0}s after the split; the winner served again at {servingAt:0.0}s; " +
+                        $"the losing gateway refused /v1 from {refusingAt:0.0}s, its processes exited at {exitedAt:0.0}s; the request sent to it at the split {losing} at {losingEndedAt:0.0}s; " +
+                        $"members now {string.Join(", ", members.Select(m => $"{m.Key}={m.Value}"))}; the losing gateway's answers: {string.Join(" | ", refusals)}");
 
             Assert.Equal(expected, answer);
             Assert.Equal([cluster.AddressOf(0), cluster.AddressOf(1)], members.Keys.Order());
-            // The losing gateway serves nothing now: its process is gone, so /v1 cannot answer there.
+            // Downed, the losing gateway ended the request it held with an error answer, before its process exited.
+            Assert.StartsWith("answered 5", losing);
+            Assert.True(losingEndedAt < exitedAt, $"the request held by the losing gateway ended only when its process exited ({losingEndedAt:0.0}s)");
+            Assert.DoesNotContain(cluster[other].ErrorLines(), l => l.Contains("Unhandled error", StringComparison.Ordinal));
             await Assert.ThrowsAnyAsync<HttpRequestException>(() => cluster.GenerateAsync(prompt, ClusterLoad.MaxTokens, via: other));
         });
     }
 
-    /// <summary>What became of a request: its tokens, or the error that ended it.</summary>
-    static async Task<string> Outcome(Func<Task<IReadOnlyList<int>>> request)
+    /// <summary>Seconds on <paramref name="clock"/> when the gateway of node <paramref name="node"/> stops taking /v1
+    /// requests: it answers a POST /v1/generate with an error at once (503 once it has stopped; a request it held when
+    /// it was downed ends with an error), or no longer accepts connections. Serving one fails the test. The error
+    /// answers go to <paramref name="answers"/>.</summary>
+    static async Task<double> LosingGatewayStopsServingAsync(ClusterOfProcesses cluster, int node, System.Diagnostics.Stopwatch clock, List<string> answers)
     {
-        try { return $"answered [{string.Join(",", await request())}]"; }
+        double at = 0;
+        await Poll.UntilAsync(async () =>
+        {
+            using var quick = new CancellationTokenSource(TimeSpan.FromSeconds(2));
+            try
+            {
+                using var r = await cluster[node].PostJsonAsync(cluster.Http, "v1/generate",
+                    new System.Text.Json.Nodes.JsonObject { ["prompt_token_ids"] = new System.Text.Json.Nodes.JsonArray(1, 2), ["max_tokens"] = 1 }, quick.Token);
+                if (r.IsSuccessStatusCode) throw new Xunit.Sdk.XunitException($"the losing gateway served a request {clock.Elapsed.TotalSeconds:0.0}s after the split");
+                answers.Add($"{(int)r.StatusCode} at {clock.Elapsed.TotalSeconds:0.0}s: {await r.Content.ReadAsStringAsync()}");
+            }
+            catch (OperationCanceledException) { return false; }          // accepted and waiting: not refusing yet
+            catch (HttpRequestException) { }                               // no longer listening
+            at = clock.Elapsed.TotalSeconds;
+            return true;
+        }, Deadline, "the losing gateway refusing /v1");
+        return at;
+    }
+
+    /// <summary>What became of a request: its tokens, or the error that ended it.</summary>
+    static async Task<(string What, double At)> Outcome(Func<Task<IReadOnlyList<int>>> request, System.Diagnostics.Stopwatch clock)
+    {
+        try { return ($"served tokens [{string.Join(",", await request())}]", clock.Elapsed.TotalSeconds); }
         catch (OperationCanceledException) { throw new TimeoutException("a request to the losing gateway hung past the deadline"); }
-        catch (Exception e) { return $"ended with {e.GetType().Name}: {e.Message}"; }
+        catch (HttpRequestException e) when (e.Message.StartsWith("POST /v1/generate answered ", StringComparison.Ordinal))
+        {
+            return (e.Message["POST /v1/generate ".Length..], clock.Elapsed.TotalSeconds);
+        }
+        catch (HttpRequestException e) { return ($"connection failed: {e.Message}", clock.Elapsed.TotalSeconds); }
     }
 
     /// <summary>The test's own namespaces; where they cannot be made, a failure saying why (or, opted out, a NOT RUN line
