@@ -37,11 +37,11 @@ public sealed class ClusterPartitionSpec(ITestOutputHelper output)
 
             // A slow, lossy link to one expert node: every step waits on it.
             double cleanFrom = load.Now;
-            await load.WaitForCompletionsAsync(30, Deadline);
+            await load.WaitForCompletionsAsync(20, Deadline);
             double impairedFrom = load.Now, cleanRate = load.Rate(cleanFrom, impairedFrom);
             var impairment = new ImpairedLink.Impairment(TimeSpan.FromMilliseconds(20), 0.05);
             network.Impair(minorityNode, impairment);
-            await load.WaitForCompletionsAsync(30, Deadline);
+            await load.WaitForCompletionsAsync(20, Deadline);
             double impairedTo = load.Now, impairedRate = load.Rate(impairedFrom, impairedTo);
             network.Impair(minorityNode, ImpairedLink.Impairment.None);
             var members = await cluster.MembersAsync();

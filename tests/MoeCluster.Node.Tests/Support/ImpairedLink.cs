@@ -67,7 +67,7 @@ public sealed class ImpairedLink : IDisposable
         return [reader, writer];
     }
 
-    const int CloneNewNet = 0x40000000, ReadWrite = 2, PollIn = 1;
+    const int ReadWrite = 2, PollIn = 1;
     const uint TunSetIff = 0x400454ca;
     const short TapNoPacketInfo = 0x0002 | 0x1000;   // IFF_TAP | IFF_NO_PI
 
@@ -82,7 +82,6 @@ public sealed class ImpairedLink : IDisposable
         [MarshalAs(UnmanagedType.ByValArray, SizeConst = 22)] public byte[] Padding;
     }
 
-    [DllImport("libc", SetLastError = true)] static extern int setns(int fd, int nstype);
     [DllImport("libc", SetLastError = true)] static extern int open(string path, int flags);
     [DllImport("libc", SetLastError = true)] static extern int close(int fd);
     [DllImport("libc", SetLastError = true)] static extern int ioctl(int fd, uint request, ref InterfaceRequest ifr);
@@ -90,37 +89,17 @@ public sealed class ImpairedLink : IDisposable
     [DllImport("libc", SetLastError = true)] static extern nint write(int fd, byte[] buffer, nint count);
     [DllImport("libc", SetLastError = true)] static extern int poll([In, Out] PollFd[] fds, uint count, int timeoutMs);
 
-    /// <summary>A TAP device is created in the network namespace of the thread that asks for it: ask on a thread of
-    /// its own that enters the namespace and then ends.</summary>
-    static int OpenTap(string ns, string device)
+    /// <summary>A TAP device is created in the network namespace of the thread that asks for it.</summary>
+    static int OpenTap(string ns, string device) => NetworkNamespaces.OnThreadIn(ns, () =>
     {
-        int fd = -1;
-        string? error = null;
-        var thread = new Thread(() =>
-        {
-            using var handle = OpenNamespace(ns, ref error);
-            if (handle is null) return;
-            if (setns((int)handle.DangerousGetHandle(), CloneNewNet) != 0) { error = $"setns into {ns}: errno {Marshal.GetLastPInvokeError()}"; return; }
-            fd = open("/dev/net/tun", ReadWrite);
-            if (fd < 0) { error = $"open /dev/net/tun: errno {Marshal.GetLastPInvokeError()}"; return; }
-            var request = new InterfaceRequest { Name = device, Flags = TapNoPacketInfo, Padding = new byte[22] };
-            if (ioctl(fd, TunSetIff, ref request) != 0)
-            {
-                error = $"TUNSETIFF {device} in {ns}: errno {Marshal.GetLastPInvokeError()}";
-                close(fd);
-                fd = -1;
-            }
-        });
-        thread.Start();
-        thread.Join();
-        return fd >= 0 ? fd : throw new InvalidOperationException($"no TAP device: {error}");
-    }
-
-    static Microsoft.Win32.SafeHandles.SafeFileHandle? OpenNamespace(string ns, ref string? error)
-    {
-        try { return File.OpenHandle($"/var/run/netns/{ns}"); }
-        catch (IOException e) { error = e.Message; return null; }
-    }
+        int fd = open("/dev/net/tun", ReadWrite);
+        if (fd < 0) throw new IOException($"open /dev/net/tun: errno {Marshal.GetLastPInvokeError()}");
+        var request = new InterfaceRequest { Name = device, Flags = TapNoPacketInfo, Padding = new byte[22] };
+        if (ioctl(fd, TunSetIff, ref request) == 0) return fd;
+        var errno = Marshal.GetLastPInvokeError();
+        close(fd);
+        throw new IOException($"TUNSETIFF {device}: errno {errno}");
+    });
 
     public void Dispose()
     {

@@ -141,11 +141,16 @@ public sealed class NetworkNamespaces : IDisposable
     [DllImport("libc", SetLastError = true)]
     static extern int setns(int fd, int nstype);
 
-    /// <summary>A TCP socket belongs to the network namespace of the thread that creates it: create it on a thread of
-    /// its own that enters the namespace and then ends, so no thread of the test process stays switched.</summary>
-    static Socket SocketInside(string ns)
+    /// <summary>A TCP socket belongs to the network namespace of the thread that creates it.</summary>
+    static Socket SocketInside(string ns) =>
+        OnThreadIn(ns, () => new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true });
+
+    /// <summary>Runs <paramref name="action"/> on a thread of its own that enters network namespace
+    /// <paramref name="ns"/> and then ends, so no thread of the test process stays switched; what it creates there
+    /// (a socket, a TAP device) belongs to that namespace.</summary>
+    internal static T OnThreadIn<T>(string ns, Func<T> action)
     {
-        Socket? socket = null;
+        T? result = default;
         Exception? error = null;
         var thread = new Thread(() =>
         {
@@ -153,14 +158,14 @@ public sealed class NetworkNamespaces : IDisposable
             {
                 using var handle = File.OpenHandle($"/var/run/netns/{ns}");
                 if (setns((int)handle.DangerousGetHandle(), CloneNewNet) != 0)
-                    throw new IOException($"setns into {ns} failed: errno {Marshal.GetLastPInvokeError()}");
-                socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+                    throw new IOException($"setns failed: errno {Marshal.GetLastPInvokeError()}");
+                result = action();
             }
             catch (Exception e) { error = e; }
         });
         thread.Start();
         thread.Join();
-        return socket ?? throw new IOException($"no socket in namespace {ns}", error);
+        return error is null ? result! : throw new IOException($"in network namespace {ns}: {error.Message}", error);
     }
 
     /// <summary>Removes namespaces of earlier runs whose test process is gone, with whatever still runs in them.</summary>
