@@ -15,6 +15,7 @@ public static class BenchCommands
         usage: moecluster-bench model-core [--quick] [--no-write] [--doc PATH]
                moecluster-bench profile [--quick] [--dtype float32|bfloat16] [--batch N]
                moecluster-bench ceilings [--quick]
+               moecluster-bench gemv [--quick]
                moecluster-bench priority [--no-write] [--doc PATH]
           model-core  hardware ceilings, prefill and decode throughput of bench-small (float32 and bfloat16),
                       continuous batching and the decode profile; prints Markdown and writes it into
@@ -22,6 +23,8 @@ public static class BenchCommands
                       (not in --quick runs, whose few iterations are a smoke check only)
           profile     time per part (attention, router, experts, LM head, …) of a decode step (default 32 sequences)
           ceilings    matmul GFLOP/s and memory bandwidth only
+          gemv        small-batch products (1–32 rows) of bench-small's weights by each path: linear, matmul on a
+                      transposed copy, mv, MKL packed SGEMM, the SmallMatMul kernel; prints a Markdown table
           priority    time to first token of interactive requests with and without a running batch job, with and
                       without priorities; writes docs/BENCHMARKS.md between <!-- priority:begin --> and <!-- priority:end -->
         """;
@@ -43,6 +46,7 @@ public static class BenchCommands
                 "model-core" => ModelCore(settings, writeDoc: !noWrite && !settings.Quick, doc),
                 "profile" => Profile(settings, dtype, batch),
                 "ceilings" => Ceilings(settings.Quick),
+                "gemv" => Gemv(settings.Quick),
                 "priority" => PriorityRun(!noWrite, doc),
                 _ => Fail($"unknown command '{args[0]}'"),
             };
@@ -122,6 +126,16 @@ public static class BenchCommands
     {
         Console.WriteLine($"torch threads: {UseAllCores()}");
         HardwareCeilings.Measure(quick, Console.WriteLine);
+        return 0;
+    }
+
+    static int Gemv(bool quick)
+    {
+        Console.WriteLine($"torch threads: {UseAllCores()}, load {MachineInfo.CurrentLoad()}");
+        var results = GemvBenchmark.Run(quick, Console.WriteLine);
+        Console.WriteLine();
+        Console.WriteLine(GemvBenchmark.Markdown(results));
+        Console.WriteLine($"load at end: {MachineInfo.CurrentLoad()}");
         return 0;
     }
 

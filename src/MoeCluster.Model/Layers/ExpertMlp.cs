@@ -1,3 +1,4 @@
+using MoeCluster.Model.Kernels;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -35,7 +36,11 @@ public sealed class ExpertMlp : nn.Module<Tensor, Tensor>, IExpertCompute
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        return down.forward(nn.functional.silu(gate.forward(x)) * up.forward(x)).MoveToOuterDisposeScope();
+        // Few rows: gate and up in one pass over both weights, silu·up applied as each output is produced.
+        var h = SmallMatMul.Applies(x, gate.weight)
+            ? SmallMatMul.Run(x, [new MatMulSegment(gate.weight, Up: up.weight)])
+            : nn.functional.silu(gate.forward(x)) * up.forward(x);
+        return down.forward(h).MoveToOuterDisposeScope();
     }
 
     public Tensor Forward(Tensor rows) => forward(rows);
