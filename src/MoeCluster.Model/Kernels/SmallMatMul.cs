@@ -56,7 +56,9 @@ public static unsafe class SmallMatMul
     /// <summary>Most rows <see cref="Run"/> takes at all (its per-thread tile results live on the stack).</summary>
     public const int RowLimit = 64;
 
-    static readonly int Threads = Math.Max(1, Math.Min(Environment.ProcessorCount, get_num_threads()));
+    /// <summary>Threads one call splits its output rows over (MOECLUSTER_SMALL_MATMUL_THREADS, default 1).</summary>
+    public static int Threads { get; set; } =
+        int.TryParse(Environment.GetEnvironmentVariable("MOECLUSTER_SMALL_MATMUL_THREADS"), out var t) && t > 0 ? Math.Min(t, Environment.ProcessorCount) : 1;
 
     /// <summary>Whether <see cref="Run"/> takes x [M, K] against these weights: CPU, float32 or bfloat16 throughout,
     /// M ≤ <see cref="MaxRows"/>, K a multiple of 32, contiguous weights, and no gradient wanted.</summary>
