@@ -29,8 +29,10 @@ public enum KernelPath { Vector512, Scalar }
 /// </summary>
 public static unsafe class SmallMatMul
 {
-    /// <summary>Largest M the kernel takes; above it the weights are reused enough that MKL/oneDNN GEMMs win.</summary>
-    public static int MaxRows { get; set; } = 16;
+    /// <summary>Largest M the kernel takes. Measured (`bench … gemv`, docs/BENCHMARKS.md): on one thread it beats
+    /// every libtorch path at 1–4 rows of an expert's weights and loses from 8 rows on, where libtorch's two threads
+    /// (and oneDNN's bfloat16 dot-product instructions) win on compute.</summary>
+    public static int MaxRows { get; set; } = 4;
 
     /// <summary>Off: every product goes to libtorch (set with MOECLUSTER_SMALL_MATMUL=0 for A/B runs).</summary>
     public static bool Enabled { get; set; } = Environment.GetEnvironmentVariable("MOECLUSTER_SMALL_MATMUL") != "0";
