@@ -1,3 +1,4 @@
+using MoeCluster.TestSupport;
 using System.Net.Http.Json;
 using MoeCluster.Node.Tests.Support;
 
@@ -24,9 +25,9 @@ public sealed class CancellationSpec(ServingFixture f)
             Assert.StartsWith("data: ", await reader.ReadLineAsync());
         } // disposing the response mid-stream closes the connection
 
-        var outcomes = await HttpJson.PollAsync(() => Task.FromResult(recorder.Outcomes.Values.ToArray()), a => a.Length == 1, TimeSpan.FromSeconds(30), "the request to end");
+        var outcomes = await Poll.UntilAsync(() => Task.FromResult(recorder.Outcomes.Values.ToArray()), a => a.Length == 1, TimeSpan.FromSeconds(30), "the request to end");
         Assert.Equal("cancelled", outcomes[0]);
-        await HttpJson.PollAsync(() => host.Http.GetJsonAsync("readyz"), s => (int)s.Body!["running"]! == 0, TimeSpan.FromSeconds(30), "the gateway to have no running sequence");
+        await Poll.UntilAsync(() => host.Http.GetJsonAsync("readyz"), s => (int)s.Body!["running"]! == 0, TimeSpan.FromSeconds(30), "the gateway to have no running sequence");
     }
 
     [Fact]
@@ -43,7 +44,7 @@ public sealed class CancellationSpec(ServingFixture f)
         Assert.Equal(200, status);
         Assert.Equal("stop", (string)body!["choices"]![0]!["finish_reason"]!);
         Assert.True((int)body["usage"]!["completion_tokens"]! < 40);
-        var outcomes = await HttpJson.PollAsync(() => Task.FromResult(recorder.Outcomes.Values.ToArray()), a => a.Length == 2, TimeSpan.FromSeconds(30), "both requests to end");
+        var outcomes = await Poll.UntilAsync(() => Task.FromResult(recorder.Outcomes.Values.ToArray()), a => a.Length == 2, TimeSpan.FromSeconds(30), "both requests to end");
         Assert.Equal(["cancelled", "length"], outcomes.Order().ToArray());
     }
 }

@@ -1,3 +1,4 @@
+using MoeCluster.TestSupport;
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
@@ -76,7 +77,7 @@ public sealed class JobKillSpec(ServingFixture f)
             node.process.BeginErrorReadLine();
             try
             {
-                await HttpJson.PollAsync(async () =>
+                await Poll.UntilAsync(async () =>
                 {
                     if (node.process.HasExited) throw new InvalidOperationException($"moecluster serve exited with {node.process.ExitCode}:\n{node.Output}");
                     try { return (int)(await node.Http.GetAsync("readyz")).StatusCode; }

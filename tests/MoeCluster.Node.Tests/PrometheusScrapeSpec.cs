@@ -4,6 +4,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text.Json.Nodes;
 using MoeCluster.Node.Tests.Support;
+using MoeCluster.TestSupport;
 
 namespace MoeCluster.Node.Tests;
 
@@ -57,25 +58,20 @@ public sealed class PrometheusScrapeSpec(ServingFixture f)
     /// <summary>Polls the Prometheus query API (1 s scrape interval) until the query returns a value above zero.</summary>
     static async Task<double> QueryUntilPositive(HttpClient api, string query, Process process, System.Text.StringBuilder log)
     {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
         string last = "";
-        while (DateTime.UtcNow < deadline)
+        async Task<double> Probe()
         {
             if (process.HasExited) throw new InvalidOperationException($"prometheus exited with {process.ExitCode}:\n{log}");
             try
             {
                 last = await api.GetStringAsync("api/v1/query?query=" + Uri.EscapeDataString(query));
                 var result = JsonNode.Parse(last)!["data"]!["result"]!.AsArray();
-                if (result.Count > 0)
-                {
-                    double value = double.Parse((string)result[0]!["value"]![1]!, CultureInfo.InvariantCulture);
-                    if (value > 0) return value;
-                }
+                return result.Count > 0 ? double.Parse((string)result[0]!["value"]![1]!, CultureInfo.InvariantCulture) : 0;
             }
-            catch (HttpRequestException) { /* still starting */ }
-            await Task.Delay(250);
+            catch (HttpRequestException) { return 0; /* still starting */ }
         }
-        throw new TimeoutException($"Prometheus never returned a positive value for {query}; last answer: {last}\n{log}");
+        try { return await Poll.UntilAsync(Probe, value => value > 0, TimeSpan.FromSeconds(60), $"Prometheus returning a positive value for {query}"); }
+        catch (TimeoutException e) { throw new TimeoutException($"{e.Message}; last answer: {last}\n{log}"); }
     }
 
     static int FreePort()

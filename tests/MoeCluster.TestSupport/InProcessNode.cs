@@ -61,15 +61,8 @@ public sealed class InProcessNode : IAsyncDisposable
     public async Task<IGenerationService> WaitUntilReadyAsync(TimeSpan? timeout = null)
     {
         var service = GenerationService();
-        var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(60));
-        GatewayStatus? status = null;
-        while (DateTime.UtcNow < deadline)
-        {
-            status = await service.GetStatusAsync();
-            if (status.Ready) return service;
-            await Task.Delay(100);
-        }
-        throw new TimeoutException($"gateway not ready: {status?.Detail}");
+        await Poll.UntilAsync(() => service.GetStatusAsync(), status => status.Ready, timeout ?? TimeSpan.FromSeconds(60), "the gateway to be ready");
+        return service;
     }
 
     public async ValueTask DisposeAsync()

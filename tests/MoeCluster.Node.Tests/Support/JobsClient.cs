@@ -1,3 +1,4 @@
+using MoeCluster.TestSupport;
 using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json.Nodes;
@@ -25,7 +26,7 @@ public static class JobsClient
     }
 
     public static Task<JsonNode> WaitForAsync(this HttpClient http, string id, Func<JsonNode, bool> condition, TimeSpan deadline, string what) =>
-        HttpJson.PollAsync(() => http.StatusAsync(id), condition, deadline, what);
+        Poll.UntilAsync(() => http.StatusAsync(id), condition, deadline, what);
 
     public static Task<JsonNode> WaitUntilEndedAsync(this HttpClient http, string id, TimeSpan deadline) =>
         http.WaitForAsync(id, s => (string)s["status"]! != "in_progress", deadline, $"job {id} to end");

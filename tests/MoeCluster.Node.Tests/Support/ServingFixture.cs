@@ -60,18 +60,4 @@ public static class HttpJson
         try { return JsonNode.Parse(text); }
         catch (JsonException) { return JsonValue.Create(text); }
     }
-
-    /// <summary>Polls until <paramref name="condition"/> holds or the deadline passes (no fixed sleeps in assertions).</summary>
-    public static async Task<T> PollAsync<T>(Func<Task<T>> probe, Func<T, bool> condition, TimeSpan deadline, string what)
-    {
-        var until = DateTime.UtcNow + deadline;
-        T last;
-        while (true)
-        {
-            last = await probe();
-            if (condition(last)) return last;
-            if (DateTime.UtcNow > until) throw new TimeoutException($"{what} did not happen within {deadline.TotalSeconds:0} s; last value: {last}");
-            await Task.Delay(100);
-        }
-    }
 }
