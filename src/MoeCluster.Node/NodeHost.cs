@@ -105,6 +105,13 @@ public static class NodeHost
     {
         app.Services.GetRequiredService<NodeLifecycle>().StartDraining();
         if (o.Engine != "cluster" || !o.Runtime.Roles.Contains(NodeRoles.Gateway)) return;
+        // Downed by the split-brain resolver, the actor system stops first and the host follows: the gateway is gone
+        // with it (its requests already ended with an error), so waiting for its drain would only delay the exit.
+        if (app.Services.GetRequiredService<ActorSystem>().WhenTerminated.IsCompleted)
+        {
+            log("the actor system has already stopped (this node left the cluster or was downed): nothing to drain");
+            return;
+        }
         var registry = app.Services.GetRequiredService<ActorRegistry>();
         if (!registry.TryGet<GatewayKey>(out var gateway)) return;
         try

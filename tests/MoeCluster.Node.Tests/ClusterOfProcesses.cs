@@ -3,6 +3,7 @@ using System.Text.Json.Nodes;
 using MoeCluster.Model;
 using MoeCluster.Model.Generation;
 using MoeCluster.Model.Layers;
+using MoeCluster.Node.Tests.Support;
 using MoeCluster.TestSupport;
 using Xunit.Abstractions;
 
@@ -10,7 +11,9 @@ namespace MoeCluster.Node.Tests;
 
 /// <summary>A cluster of separate `moecluster serve` processes on loopback: node 0 is gateway + attention (and the
 /// seed), nodes 1… are expert nodes. Every expert call crosses a process boundary. Each node logs to a file in
-/// <see cref="Directory"/>; <see cref="Diagnostics"/> gathers their tails for a failing assertion.</summary>
+/// <see cref="Directory"/>; <see cref="Diagnostics"/> gathers their tails for a failing assertion. Given
+/// <see cref="NetworkNamespaces"/>, each node runs in a namespace of its own instead, with remoting on its private
+/// address (`--trusted-network`: the network is the test's own), so the test can cut and impair its links.</summary>
 public sealed class ClusterOfProcesses : IAsyncDisposable
 {
     /// <summary>Flags every node gets: one compute thread each (this machine has 2 cores), a small batch and context,
@@ -21,36 +24,44 @@ public sealed class ClusterOfProcesses : IAsyncDisposable
         "--downing-stable-after", "3", "--expert-timeout", "2", "--step-timeout", "30",
     ];
 
+    /// <summary>Remoting and HTTP ports of a node in a namespace of its own: every node can use the same.</summary>
+    const int NamespacePort = 4053, NamespaceHttpPort = 8080;
+
     static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(180);
 
+    sealed record Slot(string Host, int Port, int Http, string Roles);
+
     readonly List<NodeProcess?> nodes = new();
-    readonly List<(int port, int http)> ports = new();
+    readonly List<Slot> slots = new();
     readonly ITestOutputHelper? output;
+    readonly NetworkNamespaces? network;
 
     public string Model { get; }
     public string Directory { get; }
-    public HttpClient Http { get; } = new() { Timeout = TimeSpan.FromSeconds(300) };
+    public HttpClient Http { get; }
     public NodeProcess Gateway => nodes[0]!;
     public NodeProcess this[int i] => nodes[i] ?? throw new InvalidOperationException($"node {i} is not running");
-    public string Seed => $"akka.tcp://moecluster@127.0.0.1:{ports[0].port}";
+    public string Seed => AddressOf(0);
 
-    ClusterOfProcesses(string model, ITestOutputHelper? output)
+    ClusterOfProcesses(string model, ITestOutputHelper? output, NetworkNamespaces? network)
     {
         Model = model;
         this.output = output;
+        this.network = network;
+        Http = new HttpClient(network is null ? new SocketsHttpHandler() : NetworkNamespaces.HttpHandler()) { Timeout = TimeSpan.FromSeconds(300) };
         Directory = Path.Combine(Path.GetTempPath(), "moecluster-process-tests", DateTime.UtcNow.ToString("HHmmss") + "-" + Guid.NewGuid().ToString("N")[..6]);
         System.IO.Directory.CreateDirectory(Directory);
     }
 
     /// <summary>Starts node 0 and <paramref name="expertNodes"/> expert nodes and waits until the gateway is ready
     /// (every attention layer and expert loaded, spread over the expert nodes).</summary>
-    public static async Task<ClusterOfProcesses> StartAsync(string model, int expertNodes = 2, ITestOutputHelper? output = null)
+    public static async Task<ClusterOfProcesses> StartAsync(string model, int expertNodes = 2, ITestOutputHelper? output = null,
+        NetworkNamespaces? network = null)
     {
-        var cluster = new ClusterOfProcesses(model, output);
+        var cluster = new ClusterOfProcesses(model, output, network);
         try
         {
-            cluster.ports.Add((FreePorts.Next(), FreePorts.Next()));
-            cluster.nodes.Add(cluster.Launch(0, "gateway,attention"));
+            await cluster.AddNodeAsync("gateway,attention", waitUntilUp: false);
             for (int i = 0; i < expertNodes; i++) await cluster.AddExpertNodeAsync(waitUntilUp: false);
             await cluster.Gateway.WaitForAsync(cluster.Http, "readyz", StartTimeout);
             cluster.Log($"cluster of {expertNodes + 1} processes ready; logs in {cluster.Directory}");
@@ -64,19 +75,28 @@ public sealed class ClusterOfProcesses : IAsyncDisposable
         }
     }
 
-    NodeProcess Launch(int i, string roles)
+    NodeProcess Launch(int i)
     {
-        var (port, http) = ports[i];
-        return NodeProcess.Serve($"node {i}", Model, roles, port, http, Seed, Path.Combine(Directory, $"data-{i}"),
-            Path.Combine(Directory, $"node-{i}.log"), TestFlags);
+        var slot = slots[i];
+        string[] flags = network is null ? TestFlags : [.. TestFlags, "--trusted-network"];
+        return NodeProcess.Serve($"node {i}", Model, slot.Roles, slot.Port, slot.Http, Seed, Path.Combine(Directory, $"data-{i}"),
+            Path.Combine(Directory, $"node-{i}.log"), flags, slot.Host, network?.Namespace(i));
     }
 
     /// <summary>Starts one more expert node on fresh ports; returns its index.</summary>
-    public async Task<int> AddExpertNodeAsync(bool waitUntilUp = true)
+    public Task<int> AddExpertNodeAsync(bool waitUntilUp = true) => AddNodeAsync("expert", waitUntilUp);
+
+    /// <summary>Starts one more node with <paramref name="roles"/> (on fresh ports, or in a new namespace); returns its index.</summary>
+    public async Task<int> AddNodeAsync(string roles, bool waitUntilUp = true)
     {
-        ports.Add((FreePorts.Next(), FreePorts.Next()));
         int i = nodes.Count;
-        nodes.Add(Launch(i, "expert"));
+        if (network is null) slots.Add(new Slot("127.0.0.1", FreePorts.Next(), FreePorts.Next(), roles));
+        else
+        {
+            network.AddNode(i);
+            slots.Add(new Slot(NetworkNamespaces.AddressOf(i), NamespacePort, NamespaceHttpPort, roles));
+        }
+        nodes.Add(Launch(i));
         if (waitUntilUp) await WaitUntilMemberAsync(nodes[i]!.Address, "up", StartTimeout);
         return i;
     }
@@ -86,14 +106,14 @@ public sealed class ClusterOfProcesses : IAsyncDisposable
     {
         if (nodes[i] is { HasExited: false }) throw new InvalidOperationException($"node {i} is still running");
         nodes[i]?.Dispose();
-        nodes[i] = Launch(i, i == 0 ? "gateway,attention" : "expert");
+        nodes[i] = Launch(i);
     }
 
     public void Kill(int i) => this[i].Kill();
 
     public async Task TerminateAsync(int i) => await this[i].TerminateAsync(TimeSpan.FromSeconds(90));
 
-    public string AddressOf(int i) => $"akka.tcp://moecluster@127.0.0.1:{ports[i].port}";
+    public string AddressOf(int i) => $"akka.tcp://moecluster@{slots[i].Host}:{slots[i].Port}";
 
     /// <summary>GET /v1/cluster/placement on the gateway: expert id → node address.</summary>
     public async Task<Dictionary<string, string>> PlacementAsync()
@@ -104,12 +124,13 @@ public sealed class ClusterOfProcesses : IAsyncDisposable
 
     /// <summary>Experts per node, in the listing's order, for logs.</summary>
     public static string Describe(IReadOnlyDictionary<string, string> placement) =>
-        string.Join(", ", placement.GroupBy(p => p.Value).OrderBy(g => g.Key).Select(g => $"{g.Key[(g.Key.LastIndexOf(':') + 1)..]}: {g.Count()}"));
+        string.Join(", ", placement.GroupBy(p => p.Value).OrderBy(g => g.Key).Select(g => $"{g.Key[(g.Key.IndexOf('@') + 1)..]}: {g.Count()}"));
 
-    /// <summary>GET /v1/cluster/members on the gateway: address → status (up, joining, leaving, unreachable, …).</summary>
-    public async Task<Dictionary<string, string>> MembersAsync()
+    /// <summary>GET /v1/cluster/members on the gateway (or on node <paramref name="via"/>): address → status (up,
+    /// joining, leaving, unreachable, …).</summary>
+    public async Task<Dictionary<string, string>> MembersAsync(int via = 0)
     {
-        var m = await Gateway.GetJsonAsync(Http, "v1/cluster/members");
+        var m = await this[via].GetJsonAsync(Http, "v1/cluster/members");
         return m.AsArray().ToDictionary(x => x!["address"]!.GetValue<string>(), x => x!["status"]!.GetValue<string>());
     }
 
@@ -127,8 +148,8 @@ public sealed class ClusterOfProcesses : IAsyncDisposable
             return p.Count == expertCount && condition(p);
         }, timeout, what);
 
-    /// <summary>POST /v1/generate, greedy.</summary>
-    public async Task<IReadOnlyList<int>> GenerateAsync(IReadOnlyList<int> prompt, int maxTokens, CancellationToken ct = default)
+    /// <summary>POST /v1/generate, greedy, on the gateway (or on node <paramref name="via"/>).</summary>
+    public async Task<IReadOnlyList<int>> GenerateAsync(IReadOnlyList<int> prompt, int maxTokens, CancellationToken ct = default, int via = 0)
     {
         var body = new JsonObject
         {
@@ -136,7 +157,7 @@ public sealed class ClusterOfProcesses : IAsyncDisposable
             ["max_tokens"] = maxTokens,
             ["temperature"] = 0,
         };
-        using var r = await Gateway.PostJsonAsync(Http, "v1/generate", body, ct);
+        using var r = await this[via].PostJsonAsync(Http, "v1/generate", body, ct);
         var text = await r.Content.ReadAsStringAsync(ct);
         if (!r.IsSuccessStatusCode) throw new HttpRequestException($"POST /v1/generate answered {(int)r.StatusCode}: {text}");
         return JsonNode.Parse(text)!["token_ids"]!.AsArray().Select(t => t!.GetValue<int>()).ToArray();

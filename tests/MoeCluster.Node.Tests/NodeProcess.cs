@@ -8,7 +8,9 @@ namespace MoeCluster.Node.Tests;
 /// <summary>One `moecluster` node as a child process (`dotnet moecluster.dll serve …`), built by nobody here: the
 /// already-built program next to the test assembly (this project references the Node project) or under
 /// src/MoeCluster.Node/bin. Its stdout and stderr go to a log file for diagnostics. <see cref="Kill"/> is kill -9,
-/// <see cref="TerminateAsync"/> is SIGTERM (coordinated shutdown).</summary>
+/// <see cref="TerminateAsync"/> is SIGTERM (coordinated shutdown). A node may run inside a network namespace
+/// (`ip netns exec`, which execs dotnet: the process is the node itself); its HTTP address is then
+/// <c>http://{namespace}.netns:{port}</c>, which <see cref="Support.NetworkNamespaces.HttpHandler"/> connects to.</summary>
 public sealed class NodeProcess : IDisposable
 {
     readonly Process process;
@@ -18,14 +20,17 @@ public sealed class NodeProcess : IDisposable
     public int Port { get; }
     public int HttpPort { get; }
     public string LogPath { get; }
-    public string Address => $"akka.tcp://moecluster@127.0.0.1:{Port}";
-    public Uri BaseAddress => new($"http://127.0.0.1:{HttpPort}/");
+    public string Host { get; }
+    public string Address => $"akka.tcp://moecluster@{Host}:{Port}";
+    public Uri BaseAddress { get; }
     public int Pid => process.Id;
     public bool HasExited => process.HasExited;
 
-    NodeProcess(string name, Process process, StreamWriter log, string logPath, int port, int httpPort)
+    NodeProcess(string name, Process process, StreamWriter log, string logPath, int port, int httpPort, string host, string? netns)
     {
         Name = name;
+        Host = host;
+        BaseAddress = new($"http://{(netns is null ? "127.0.0.1" : netns + Support.NetworkNamespaces.HostSuffix)}:{httpPort}/");
         this.process = process;
         this.log = log;
         LogPath = logPath;
@@ -48,18 +53,20 @@ public sealed class NodeProcess : IDisposable
     }
 
     /// <summary>Starts `moecluster <paramref name="arguments"/>` with output to <paramref name="logPath"/> (appended, so a
-    /// restarted node keeps one log).</summary>
-    public static NodeProcess Start(string name, IEnumerable<string> arguments, string logPath, int port = 0, int httpPort = 0)
+    /// restarted node keeps one log), inside network namespace <paramref name="netns"/> if given.</summary>
+    public static NodeProcess Start(string name, IEnumerable<string> arguments, string logPath, int port = 0, int httpPort = 0,
+        string host = "127.0.0.1", string? netns = null)
     {
-        var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        var info = new ProcessStartInfo(netns is null ? "dotnet" : "ip") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        if (netns is not null) foreach (var a in new[] { "netns", "exec", netns, "dotnet" }) info.ArgumentList.Add(a);
         info.ArgumentList.Add(Program());
         foreach (var a in arguments) info.ArgumentList.Add(a);
         // Settings come from the arguments only, never from the environment the tests happen to run in.
         foreach (var key in info.Environment.Keys.Where(k => k.StartsWith("MOECLUSTER_", StringComparison.Ordinal)).ToList()) info.Environment.Remove(key);
         var log = new StreamWriter(new FileStream(logPath, FileMode.Append, FileAccess.Write, FileShare.ReadWrite)) { AutoFlush = true };
-        log.WriteLine($"==== {DateTime.UtcNow:HH:mm:ss.fff} dotnet {string.Join(' ', info.ArgumentList)}");
+        log.WriteLine($"==== {DateTime.UtcNow:HH:mm:ss.fff} {info.FileName} {string.Join(' ', info.ArgumentList)}");
         var process = Process.Start(info) ?? throw new InvalidOperationException("dotnet did not start");
-        var node = new NodeProcess(name, process, log, logPath, port, httpPort);
+        var node = new NodeProcess(name, process, log, logPath, port, httpPort, host, netns);
         process.OutputDataReceived += (_, e) => node.Write(e.Data);
         process.ErrorDataReceived += (_, e) => node.Write(e.Data);
         process.BeginOutputReadLine();
@@ -87,14 +94,15 @@ public sealed class NodeProcess : IDisposable
         return (process.ExitCode, await stdout, await stderr);
     }
 
-    /// <summary>`moecluster serve` on the given loopback ports.</summary>
+    /// <summary>`moecluster serve` with remoting on <paramref name="host"/> (loopback unless in a namespace) and HTTP on
+    /// the loopback interface of its namespace.</summary>
     public static NodeProcess Serve(string name, string model, string roles, int port, int httpPort, string seed, string dataDirectory,
-        string logPath, IEnumerable<string> extra) =>
+        string logPath, IEnumerable<string> extra, string host = "127.0.0.1", string? netns = null) =>
         Start(name,
         [
-            "serve", "--model", model, "--roles", roles, "--hostname", "127.0.0.1", "--port", port.ToString(),
+            "serve", "--model", model, "--roles", roles, "--hostname", host, "--port", port.ToString(),
             "--http-host", "127.0.0.1", "--http-port", httpPort.ToString(), "--seed-nodes", seed, "--data-dir", dataDirectory, .. extra,
-        ], logPath, port, httpPort);
+        ], logPath, port, httpPort, host, netns);
 
     bool closed;
 

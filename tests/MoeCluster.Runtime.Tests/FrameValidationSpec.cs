@@ -36,6 +36,7 @@ public sealed class FrameValidationSpec : IDisposable
             new DispatchTokens(10, 1, Rows(2, 4), [new ExpertRows(2, [0, 1], [0.5f, 0.25f]), new ExpertRows(5, [1], [0.75f])], Combine: true),
             new TokensComputed(10, 1, [], Rows(2, 4)),
             new AttentionStep("gw@L0", 3, new StepLayout([new SequenceSegment(0, 0, 2), new SequenceSegment(1, 5, 1)]), Rows(3, 4)),
+            new AttentionStep("gw@L0", 4, StepLayout.Single(2, 16, 1), Rows(1, 4)) { Copies = [new Model.Generation.KvCopy(0, 2, 16)] },
             new AttentionComputed(3, 0, Rows(3, 4), Rows(3, 4)),
         ];
         return messages.Select(m => (serializer.Manifest(m), serializer.ToBinary(m))).ToArray();

@@ -5,7 +5,7 @@ namespace MoeCluster.TestSupport;
 /// <summary>A fresh database on the PostgreSQL server that deploy/install-test-deps.sh installs and starts
 /// (127.0.0.1:5432, role moecluster_test), dropped again on dispose. A missing server fails the test, loudly: the
 /// shared-journal path must never be skipped into a green run.</summary>
-public sealed class PostgresDatabase : IDisposable
+public sealed class PostgresDatabase : IJournalDatabase
 {
     const string Server = "Host=127.0.0.1;Port=5432;Username=moecluster_test;Password=moecluster_test;Timeout=5";
 

@@ -11,7 +11,16 @@ public sealed record BatchingOptions
     public int ContextLength { get; init; } = 512;
     public int MaxPrefillTokensPerStep { get; init; } = 512;
     public int MaxQueuedRequests { get; init; } = 256;
+    /// <summary>Reuse the KV cache of prompt prefixes other requests already computed (<see cref="PrefixCache"/>); on
+    /// by default, as vLLM's automatic prefix caching. Greedy output is the same with and without it.</summary>
+    public bool PrefixCaching { get; init; } = true;
+    /// <summary>Tokens per prefix-cache block (vLLM's default block size, 16).</summary>
+    public int PrefixCacheBlockSize { get; init; } = 16;
 }
+
+/// <summary>Before a step runs, copy the KV cache of positions [0, <see cref="Tokens"/>) of slot <see cref="FromSlot"/>
+/// into slot <see cref="ToSlot"/> in every layer (a cached prefix another running sequence holds).</summary>
+public sealed record KvCopy(int FromSlot, int ToSlot, int Tokens);
 
 /// <summary>One planned step: the flat token batch, its layout, the sequence behind each segment, whether each segment
 /// samples, and which token positions need logits. Segment i owns <see cref="RowsPerSegment"/>[i] consecutive rows of
@@ -20,6 +29,9 @@ public sealed record BatchingOptions
 public sealed record StepPlan(int[] Tokens, StepLayout Layout, IReadOnlyList<string> SegmentRequests, IReadOnlyList<bool> SamplesAfterStep,
     IReadOnlyList<int> RowsPerSegment)
 {
+    /// <summary>KV-cache copies to make before the step's own writes, in order (prefix-cache hits on running slots).</summary>
+    public IReadOnlyList<KvCopy> Copies { get; init; } = [];
+
     /// <summary>Index in the flat token batch of every logits row, in row order (what the LM head runs on).</summary>
     public long[] LogitRows()
     {
@@ -51,6 +63,10 @@ public sealed class BatchScheduler(BatchingOptions options, int vocabSize)
         public int Slot = -1;
         /// <summary>Tokens of this sequence already in the KV cache.</summary>
         public int Prefilled;
+        /// <summary>Prompt tokens found in the prefix cache when the sequence was first admitted.</summary>
+        public int? CachedPromptTokens;
+        /// <summary>The cached prefix this sequence copies from another slot, until a step that made the copy completes.</summary>
+        public KvCopy? PendingCopy;
         /// <summary>Prompt tokens scored so far (echo with logprobs): positions [1, PromptScored] have their logprob.</summary>
         public int PromptScored;
         public readonly List<int> Generated = new();
@@ -70,6 +86,7 @@ public sealed class BatchScheduler(BatchingOptions options, int vocabSize)
     readonly Dictionary<string, Sequence> running = new();
     readonly HashSet<string> cancelled = new();
     readonly Stack<int> freeSlots = new(Enumerable.Range(0, options.MaxBatchSize).Reverse());
+    readonly PrefixCache? prefixes = options.PrefixCaching ? new PrefixCache(options.MaxBatchSize, options.PrefixCacheBlockSize) : null;
     long arrivals;
 
     public BatchingOptions Options => options;
@@ -80,6 +97,10 @@ public sealed class BatchScheduler(BatchingOptions options, int vocabSize)
     public long CachedTokens => running.Values.Sum(s => (long)s.Prefilled);
     /// <summary>Sequences sent back to the queue for a higher-priority request since start.</summary>
     public long Preemptions { get; private set; }
+    /// <summary>Prompt tokens looked up in the prefix cache, and those found, since start (vLLM's prefix_cache_queries
+    /// and prefix_cache_hits, in tokens).</summary>
+    public long PrefixCacheQueriedTokens { get; private set; }
+    public long PrefixCacheHitTokens { get; private set; }
 
     /// <summary>Checks a request can ever run here; throws <see cref="InvalidGenerationRequestException"/> naming the field.</summary>
     public void Validate(GenerationRequest r)
@@ -157,33 +178,96 @@ public sealed class BatchScheduler(BatchingOptions options, int vocabSize)
             rows.Add(s.ScoresPrompt && s.Prefilled + n > s.PromptScored ? n : 1);
             budget -= n;
         }
-        return new StepPlan(tokens.ToArray(), new StepLayout(segments), ids, samples, rows);
+        var copies = running.Values.Where(s => s.PendingCopy is not null).Select(s => s.PendingCopy!).ToArray();
+        return new StepPlan(tokens.ToArray(), new StepLayout(segments), ids, samples, rows) { Copies = copies };
     }
 
     void Admit()
     {
         waiting.Sort((a, b) => a.Rank.CompareTo(b.Rank));
-        while (waiting.Count > 0)
+        int at = 0;
+        while (at < waiting.Count)
         {
-            var next = waiting[0];
+            var next = waiting[at];
+            if (WaitsForGroupPrefill(next)) { at++; continue; }
             if (freeSlots.Count == 0)
             {
                 var victim = running.Values.Where(r => r.Rank.CompareTo(next.Rank) > 0 && r.Request.Priority > next.Request.Priority)
                     .OrderByDescending(r => r.Rank).FirstOrDefault();
                 if (victim is null) return;
-                Preempt(victim);
+                Preempt(victim);   // it ranks after next, so next keeps its place in the queue
             }
-            waiting.RemoveAt(0);
-            next.Slot = freeSlots.Pop();
-            next.Prefilled = 0;
+            if (!TryTakeSlot(next)) return;
+            waiting.Remove(next);
             running[next.Request.Id] = next;
         }
+    }
+
+    /// <summary>A choice of an n &gt; 1 request waits while another choice of its group prefills the shared prompt, so it
+    /// copies those blocks instead of computing them too (only with prefix caching, and not for a choice that scores its
+    /// prompt, which computes it whole anyway).</summary>
+    bool WaitsForGroupPrefill(Sequence s) =>
+        prefixes is not null && s.Request.PrefillGroup is { } group && s.Generated.Count == 0 && s.Request.PromptLogprobs is null
+        && running.Values.Any(r => r.Request.PrefillGroup == group && r.Generated.Count == 0);
+
+    /// <summary>Gives the sequence a free slot and its cached prefix: a free slot holding the longest prefix is taken as
+    /// it is; a longer prefix held by a running sequence is copied into the least recently used free slot. At least one
+    /// token is left to compute when the sequence still needs its first logits (vLLM does the same). Requests that
+    /// score their prompt (echo with logprobs) compute it whole. False when every free slot is the source of a copy
+    /// not yet made.</summary>
+    bool TryTakeSlot(Sequence s)
+    {
+        s.Prefilled = 0;
+        s.PendingCopy = null;
+        if (prefixes is null)
+        {
+            s.Slot = freeSlots.Pop();
+            return true;
+        }
+        var pinned = running.Values.Where(r => r.PendingCopy is not null).Select(r => r.PendingCopy!.FromSlot).ToHashSet();
+        var free = freeSlots.Where(f => !pinned.Contains(f)).ToList();
+        if (free.Count == 0) return false;
+        var runningSlots = running.Values.Where(r => r.PendingCopy is null).Select(r => r.Slot).ToHashSet();
+        int wanted = s.Generated.Count == 0 ? s.CacheTarget - 1 : s.CacheTarget;
+        var (blocks, holders) = s.Request.PromptLogprobs is null
+            ? prefixes.Match(s.TokenAt, wanted, slot => free.Contains(slot) || runningSlots.Contains(slot))
+            : (0, []);
+        int cached = Math.Min(blocks * prefixes.BlockSize, wanted);
+        int slot;
+        if (holders.FirstOrDefault(free.Contains, -1) is var own and >= 0) slot = own;
+        else
+        {
+            slot = prefixes.Evictable(free);
+            if (cached > 0) s.PendingCopy = new KvCopy(holders.First(), slot, cached);
+        }
+        TakeFree(slot);
+        prefixes.Truncate(slot, s.PendingCopy is null ? cached / prefixes.BlockSize : 0);
+        prefixes.Touch(slot);
+        if (s.PendingCopy is not null) prefixes.Touch(s.PendingCopy.FromSlot);
+        s.Slot = slot;
+        s.Prefilled = cached;
+        if (s.CachedPromptTokens is null)
+        {
+            s.CachedPromptTokens = Math.Min(cached, s.Request.PromptTokens.Count);
+            PrefixCacheQueriedTokens += s.Request.PromptTokens.Count;
+            PrefixCacheHitTokens += s.CachedPromptTokens.Value;
+        }
+        return true;
+    }
+
+    void TakeFree(int slot)
+    {
+        var rest = freeSlots.Where(f => f != slot).Reverse().ToArray();
+        freeSlots.Clear();
+        foreach (var f in rest) freeSlots.Push(f);
     }
 
     void Preempt(Sequence s)
     {
         running.Remove(s.Request.Id);
         freeSlots.Push(s.Slot);
+        if (s.PendingCopy is not null) prefixes?.Truncate(s.Slot, 0);
+        s.PendingCopy = null;
         s.Slot = -1;
         s.Prefilled = 0;
         waiting.Add(s);
@@ -197,6 +281,7 @@ public sealed class BatchScheduler(BatchingOptions options, int vocabSize)
     public void CompleteStep(StepPlan plan, Tensor logits, List<GenerationEvent> events)
     {
         using var scope = NewDisposeScope();
+        ConfirmCopies(plan);
         int v = (int)logits.shape[1];
         var due = new List<(Sequence Seq, SamplingRow Row)>();
         var scored = new List<(Sequence Seq, int First, int Rows)>();
@@ -210,6 +295,7 @@ public sealed class BatchScheduler(BatchingOptions options, int vocabSize)
             if (!running.TryGetValue(plan.SegmentRequests[i], out var s)) continue;
             var segment = plan.Layout.Segments[i];
             s.Prefilled = Math.Max(s.Prefilled, segment.End);
+            prefixes?.Extend(s.Slot, s.TokenAt, s.Prefilled);
             if (count > 1)
             {
                 // Row j scores the prompt token after position segment.Start + j.
@@ -262,18 +348,46 @@ public sealed class BatchScheduler(BatchingOptions options, int vocabSize)
         }
     }
 
+    /// <summary>The copies of a completed step were made: their targets hold the prefix now (and can be reused in turn).</summary>
+    void ConfirmCopies(StepPlan plan)
+    {
+        foreach (var c in plan.Copies)
+            if (running.Values.FirstOrDefault(s => s.PendingCopy == c) is { } s)
+            {
+                s.PendingCopy = null;
+                prefixes?.Extend(s.Slot, s.TokenAt, s.Prefilled);
+            }
+    }
+
     /// <summary>The KV cache of these sequences was lost (an attention actor restarted or moved): they are re-prefilled
-    /// from their prompt and generated tokens at the next step and then continue, producing the same tokens.</summary>
+    /// from their prompt and generated tokens at the next step and then continue, producing the same tokens. Prefixes
+    /// cached in these slots are forgotten, and a sequence that was to copy its prefix from one of them computes it.</summary>
     public int InvalidateCache(IEnumerable<int> slots)
     {
         var lost = slots.ToHashSet();
         int n = 0;
-        foreach (var s in running.Values.Where(s => lost.Contains(s.Slot))) { s.Prefilled = 0; n++; }
+        foreach (var s in running.Values.Where(s => lost.Contains(s.Slot) || s.PendingCopy is { } c && lost.Contains(c.FromSlot)))
+        {
+            s.Prefilled = 0;
+            s.PendingCopy = null;
+            // Its prompt is computed whole after all: usage must not claim a reuse that did not happen.
+            if (s.Generated.Count == 0) s.CachedPromptTokens = 0;
+            lost.Add(s.Slot);
+            n++;
+        }
+        foreach (var slot in lost.Where(s => s >= 0 && s < options.MaxBatchSize)) prefixes?.Truncate(slot, 0);
         return n;
     }
 
-    /// <summary>Every running sequence must be re-prefilled (all KV caches lost).</summary>
-    public void InvalidateAllCaches() => InvalidateCache(running.Values.Select(s => s.Slot));
+    /// <summary>Every running sequence must be re-prefilled and no cached prefix is left (all KV caches lost).</summary>
+    public void InvalidateAllCaches()
+    {
+        InvalidateCache(running.Values.Select(s => s.Slot));
+        prefixes?.Clear();
+    }
+
+    /// <summary>Forgets every cached prefix of the free slots too (an attention entity that restarted lost them all).</summary>
+    public void ForgetCachedPrefixes() => prefixes?.Clear();
 
     /// <summary>Ends every running request of a failed step with an error (they are not retried here).</summary>
     public void FailRunning(string error, List<GenerationEvent> events)
@@ -318,6 +432,9 @@ public sealed class BatchScheduler(BatchingOptions options, int vocabSize)
         running.Remove(s.Request.Id);
         cancelled.Remove(s.Request.Id);
         freeSlots.Push(s.Slot);
-        events.Add(new SequenceFinished(s.Request.Id, reason, s.Request.PromptTokens.Count, s.Generated.ToArray(), error));
+        events.Add(new SequenceFinished(s.Request.Id, reason, s.Request.PromptTokens.Count, s.Generated.ToArray(), error)
+        {
+            CachedPromptTokens = s.CachedPromptTokens ?? 0,
+        });
     }
 }

@@ -18,6 +18,9 @@ public sealed record GenerationRequest(string Id, IReadOnlyList<int> PromptToken
     public int Priority { get; init; }
     /// <summary>Restricts the tokens this sequence may generate (structured output, forced tool calls); null = none.</summary>
     public Func<ITokenConstraint>? Constraint { get; init; }
+    /// <summary>Requests with the same prompt and group (the choices of one request with n &gt; 1) share its prefill: with
+    /// prefix caching on, the others wait while one prefills the prompt, then copy its KV blocks. Null = none.</summary>
+    public string? PrefillGroup { get; init; }
 }
 
 public enum FinishReason { Stop, Length, Cancelled, Error }
@@ -29,7 +32,12 @@ public sealed record PromptLogits(string RequestId, float[] Logits) : Generation
 /// <summary>Log-probabilities of prompt tokens [<see cref="First"/>, First + Count) given the tokens before each.</summary>
 public sealed record PromptTokensScored(string RequestId, int First, IReadOnlyList<TokenLogprob> Logprobs) : GenerationEvent(RequestId);
 public sealed record SequenceFinished(string RequestId, FinishReason Reason, int PromptTokens, IReadOnlyList<int> Generated, string? Error = null)
-    : GenerationEvent(RequestId);
+    : GenerationEvent(RequestId)
+{
+    /// <summary>Prompt tokens whose KV cache came from the prefix cache instead of being prefilled (OpenAI's
+    /// usage.prompt_tokens_details.cached_tokens).</summary>
+    public int CachedPromptTokens { get; init; }
+}
 
 /// <summary>Thrown for a request that can never run (too long for the context, empty prompt, bad sampling options).</summary>
 public sealed class InvalidGenerationRequestException(string field, string message) : Exception(message)

@@ -28,6 +28,8 @@ public sealed class LocalEngine : IDisposable
         if (plan is null) return false;
         onPlan?.Invoke(plan);
         using var scope = NewDisposeScope();
+        foreach (var c in plan.Copies)
+            foreach (var cache in caches) cache.CopyPrefix(c.FromSlot, c.ToSlot, c.Tokens);
         var logits = model.ForwardTokens(plan.Tokens, plan.Layout, caches, TokensPerExpert, plan.LogitRows());
         Scheduler.CompleteStep(plan, logits, events);
         return true;

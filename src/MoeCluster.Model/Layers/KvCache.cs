@@ -35,5 +35,18 @@ public sealed class KvCache : IDisposable
         }
     }
 
+    /// <summary>Copies positions [0, <paramref name="tokens"/>) of one slot into another (a cached prompt prefix reused
+    /// by a new sequence). Both slots must be inside the cache.</summary>
+    public void CopyPrefix(int fromSlot, int toSlot, int tokens)
+    {
+        if (fromSlot < 0 || fromSlot >= Slots || toSlot < 0 || toSlot >= Slots)
+            throw new ArgumentOutOfRangeException(nameof(fromSlot), $"KV-cache copy from slot {fromSlot} to slot {toSlot} outside [0, {Slots})");
+        if (tokens < 0 || tokens > Capacity) throw new ArgumentOutOfRangeException(nameof(tokens), $"KV-cache copy of {tokens} positions; the cache holds {Capacity}");
+        if (tokens == 0 || fromSlot == toSlot) return;
+        using var scope = NewDisposeScope();
+        Keys[toSlot].narrow(1, 0, tokens).copy_(Keys[fromSlot].narrow(1, 0, tokens));
+        Values[toSlot].narrow(1, 0, tokens).copy_(Values[fromSlot].narrow(1, 0, tokens));
+    }
+
     public void Dispose() { Keys.Dispose(); Values.Dispose(); }
 }

@@ -24,6 +24,7 @@ public static class ServeCommand
     public static readonly Option<int?> ExpertSlots = new("--expert-slots") { Description = "most experts this node may hold (0 = no limit)" };
     public static readonly Option<int?> MaxBatch = new("--max-batch-size") { Description = "sequences decoded together (KV-cache slots), default 32" };
     public static readonly Option<int?> Context = new("--context-length") { Description = "longest prompt + completion, default 512" };
+    public static readonly Option<bool?> PrefixCache = new("--prefix-cache") { Description = "reuse the KV cache of prompt prefixes earlier requests computed (default true, as vLLM; --prefix-cache false turns it off)" };
     public static readonly Option<int?> MaxQueue = new("--max-queue") { Description = "requests waiting beyond the batch before 'overloaded', default 256" };
     public static readonly Option<int?> Threads = new("--threads") { Description = "TorchSharp compute threads (default: libtorch's choice)" };
     public static readonly Option<string?> Engine = new("--engine") { Description = "cluster (default) or local (one process, no cluster)" };
@@ -60,7 +61,7 @@ public static class ServeCommand
         var command = new Command("serve", "Run a MoeCluster node (or a whole single-node cluster) and its HTTP API.")
         {
             Config, Model, Roles, Hostname, PublicHostname, Port, HttpHost, HttpPort, SeedNodes, Device, DType, WireDType, ExpertSlots,
-            MaxBatch, Context, MaxQueue, Threads, Engine, DataDir, Journal, ApiKeysFile, TlsCertificate, TlsKey, TrustedNetwork, DowningStableAfter, MinExpertNodes,
+            MaxBatch, Context, PrefixCache, MaxQueue, Threads, Engine, DataDir, Journal, ApiKeysFile, TlsCertificate, TlsKey, TrustedNetwork, DowningStableAfter, MinExpertNodes,
             ExpertTimeout, StepTimeout, RequestTimeout,
             Replication, ReplicationInterval, JobRetention, JobBatchShare, MaxUploads, DrainGrace, ChatTemplate,
             RoutingStatistics, RoutingWindow, Placement, PlacementLoadSlack, RoutingProfile, Int8Experts, Int8Budget, ResidentExperts, ExpertLookahead,
@@ -162,6 +163,7 @@ public static class ServeCommand
                     MaxBatchSize = s.Get(MaxBatch, (int?)null) ?? 32,
                     ContextLength = s.Get(Context, (int?)null) ?? 512,
                     MaxQueuedRequests = s.Get(MaxQueue, (int?)null) ?? 256,
+                    PrefixCaching = s.Get(PrefixCache, (bool?)null) ?? true,
                 },
             },
         };

@@ -17,6 +17,11 @@ public sealed record CompletionRequest
     /// <summary>Chat: the conversation.</summary>
     public IReadOnlyList<ChatMessage>? Messages { get; init; }
     public int? MaxTokens { get; init; }
+    /// <summary>Choices returned per prompt.</summary>
+    public int N { get; init; } = 1;
+    /// <summary>Completions: choices generated per prompt, of which the <see cref="N"/> with the highest cumulative
+    /// log-probability are returned (vLLM's best_of); equals N when not given.</summary>
+    public int BestOf { get; init; } = 1;
     public SamplingOptions Sampling { get; init; } = new();
     public IReadOnlyList<string> Stop { get; init; } = [];
     public IReadOnlyList<int> StopTokenIds { get; init; } = [];
@@ -44,9 +49,11 @@ public sealed record CompletionRequest
     {
         RequestFields.Check(body, kind == CompletionKind.Chat ? RequestFields.Chat : RequestFields.Completion, extra: extraFields);
         string model = JsonFields.String(body, "model") ?? throw ApiException.MissingField("model");
-        int n = JsonFields.Int(body, "n", 1, 128) ?? 1;
-        if (n != 1) throw ApiException.BadRequest("n", $"n={n} is not supported yet (each choice needs its own KV slot sharing the prompt's prefill); send n=1", "unsupported_value");
-        if (JsonFields.Int(body, "best_of", 1, 128) is > 1) throw ApiException.BadRequest("best_of", "best_of > 1 is not supported yet (as n > 1)", "unsupported_value");
+        int n = JsonFields.Int(body, "n", 1, MaxChoices) ?? 1;
+        int bestOf = JsonFields.Int(body, "best_of", 1, MaxChoices) ?? n;
+        if (bestOf < n) throw ApiException.BadRequest("best_of", $"best_of ({bestOf}) must be at least n ({n})");
+        bool stream = JsonFields.Bool(body, "stream") ?? false;
+        if (stream && bestOf > n) throw ApiException.BadRequest("best_of", "best_of > n cannot be streamed: the best choices are known only when all have finished (as in OpenAI and vLLM)");
         JsonFields.String(body, "user");
         if (JsonFields.Bool(body, "store") == true) throw ApiException.BadRequest("store", "stored completions are not supported", "unsupported_value");
 
@@ -65,14 +72,22 @@ public sealed record CompletionRequest
             Stop = ParseStop(body),
             StopTokenIds = JsonFields.IntArray(body, "stop_token_ids", 0) ?? [],
             IgnoreEos = JsonFields.Bool(body, "ignore_eos") ?? false,
-            Stream = JsonFields.Bool(body, "stream") ?? false,
+            Stream = stream,
+            N = n,
+            BestOf = bestOf,
             IncludeUsage = ParseStreamOptions(body),
             Logprobs = ParseLogprobs(body, kind),
             Echo = kind == CompletionKind.Completion && (JsonFields.Bool(body, "echo") ?? false),
             Priority = JsonFields.Int(body, "priority", -1_000_000, 1_000_000) ?? 0,
             ResponseFormat = ResponseFormat.Parse(body),
         };
-        if (kind == CompletionKind.Completion) return request with { Prompts = ParsePrompts(body) };
+        if (kind == CompletionKind.Completion)
+        {
+            var prompts = ParsePrompts(body);
+            if (prompts.Count * bestOf > MaxChoices)
+                throw ApiException.BadRequest(bestOf > n ? "best_of" : "n", $"{prompts.Count} prompts × {bestOf} choices = {prompts.Count * bestOf} sequences; at most {MaxChoices} per request");
+            return request with { Prompts = prompts };
+        }
         JsonFields.String(body, "safety_identifier");
         if (JsonFields.Get(body, "modalities") is { } modalities && !(modalities.ValueKind == JsonValueKind.Array
                 && modalities.EnumerateArray().All(m => m.ValueKind == JsonValueKind.String && m.GetString() == "text")))
@@ -100,6 +115,9 @@ public sealed record CompletionRequest
 
     /// <summary>The maximum number of prompts in one /v1/completions request.</summary>
     public const int MaxPrompts = 64;
+
+    /// <summary>The maximum number of sequences one request generates (prompts × best_of, or n for chat).</summary>
+    public const int MaxChoices = 128;
 
     static bool ParseStreamOptions(JsonElement body)
     {

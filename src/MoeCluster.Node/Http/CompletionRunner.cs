@@ -7,8 +7,9 @@ using MoeCluster.Runtime.Gateway;
 
 namespace MoeCluster.Node.Http;
 
-/// <summary>One choice of a request, ready to run: its generation request and, for echo, the prompt text to repeat.</summary>
-public sealed record PreparedChoice(int Index, GenerationRequest Generation, string EchoText);
+/// <summary>One choice of a request, ready to run: its index (prompt × best_of + choice), the prompt it belongs to, its
+/// generation request and, for echo, the prompt text to repeat.</summary>
+public sealed record PreparedChoice(int Index, GenerationRequest Generation, string EchoText, int Prompt = 0);
 
 /// <summary>A request turned into token ids and one <see cref="GenerationRequest"/> per choice (one per prompt).</summary>
 public sealed record PreparedCompletion(CompletionRequest Request, IReadOnlyList<PreparedChoice> Choices, string Id, long Created);
@@ -17,7 +18,8 @@ public sealed record PreparedCompletion(CompletionRequest Request, IReadOnlyList
 /// counts, and the log-probabilities asked for.</summary>
 public sealed record CompletionOutcome(
     int Index, string Text, string FinishReason, int PromptTokens, int CompletionTokens, IReadOnlyList<int> TokenIds,
-    IReadOnlyList<TokenLogprob>? Logprobs, IReadOnlyList<TokenLogprob?>? PromptLogprobs, IReadOnlyList<ToolCall> ToolCalls);
+    IReadOnlyList<TokenLogprob>? Logprobs, IReadOnlyList<TokenLogprob?>? PromptLogprobs, IReadOnlyList<ToolCall> ToolCalls, int CachedPromptTokens = 0,
+    int Prompt = 0, double CumulativeLogprob = 0);
 
 /// <summary>A piece of one choice to stream: text safe to show, the log-probabilities of the tokens it came from,
 /// prompt log-probabilities (first delta with echo), and tool calls completed in it.</summary>
@@ -66,16 +68,22 @@ public sealed class CompletionRunner(IGenerationService generation, ModelTokeniz
                 throw ApiException.BadRequest(r.Kind == CompletionKind.Chat && r.MaxTokens is not null ? MaxTokensParam(r) : "max_tokens",
                     $"max_tokens ({asked}) + the prompt ({prompt.Count} tokens) exceeds the context length {context}; at most {room} tokens can be generated", "context_length_exceeded");
             int maxTokens = r.MaxTokens ?? Math.Min(room, r.Kind == CompletionKind.Chat ? options.DefaultChatMaxTokens : options.DefaultCompletionMaxTokens);
-            var request = new GenerationRequest($"{id}-{i}", prompt, maxTokens)
+            for (int j = 0; j < r.BestOf; j++)
             {
-                Sampling = r.Sampling,
-                StopTokenIds = stopIds.Order().ToArray(),
-                Logprobs = r.Logprobs,
-                PromptLogprobs = r.Echo ? r.Logprobs : null,
-                Priority = r.Priority,
-                Constraint = constraint,
-            };
-            choices.Add(new PreparedChoice(i, request, r.Echo ? echo : ""));
+                var request = new GenerationRequest(r.BestOf == 1 ? $"{id}-{i}" : $"{id}-{i}-{j}", prompt, maxTokens)
+                {
+                    // Each choice its own generator: seed + choice index, as vLLM seeds the choices of n > 1.
+                    Sampling = j == 0 || r.Sampling.Seed is null ? r.Sampling : r.Sampling with { Seed = r.Sampling.Seed + j },
+                    StopTokenIds = stopIds.Order().ToArray(),
+                    // best_of ranks by cumulative log-probability, so every token's own logprob is needed.
+                    Logprobs = r.Logprobs ?? (r.BestOf > r.N ? 0 : null),
+                    PromptLogprobs = r.Echo ? r.Logprobs : null,
+                    Priority = r.Priority,
+                    Constraint = constraint,
+                    PrefillGroup = r.BestOf > 1 ? $"{id}-{i}" : null,
+                };
+                choices.Add(new PreparedChoice(choices.Count, request, r.Echo ? echo : "", i));
+            }
         }
         return new PreparedCompletion(r, choices, id, DateTimeOffset.UtcNow.ToUnixTimeSeconds());
     }
@@ -143,7 +151,7 @@ public sealed class CompletionRunner(IGenerationService generation, ModelTokeniz
                 try { return await Consume(p, c, streams[i], any[i], () => ended[i] = true, Deliver); }
                 catch { await stop.CancelAsync(); throw; }
             }));
-            return outcomes.Any(o => o is null) ? null : outcomes.Select(o => o!).ToArray();
+            return outcomes.Any(o => o is null) ? null : Best(p.Request, outcomes.Select(o => o!).ToArray());
         }
         finally
         {
@@ -151,6 +159,17 @@ public sealed class CompletionRunner(IGenerationService generation, ModelTokeniz
             if (ended.Any(e => !e)) await stop.CancelAsync();
             foreach (var s in streams) await s.DisposeAsync();
         }
+    }
+
+    /// <summary>Per prompt, the n of its best_of choices with the highest cumulative log-probability, best first (vLLM's
+    /// best_of), indexed prompt × n + rank. With best_of = n every choice is kept in its order.</summary>
+    static IReadOnlyList<CompletionOutcome> Best(CompletionRequest r, IReadOnlyList<CompletionOutcome> all)
+    {
+        if (r.BestOf == r.N) return all;
+        return all.GroupBy(o => o.Prompt).OrderBy(g => g.Key)
+            .SelectMany(g => g.OrderByDescending(o => o.CumulativeLogprob).ThenBy(o => o.Index).Take(r.N)
+                .Select((o, rank) => o with { Index = g.Key * r.N + rank }))
+            .ToArray();
     }
 
     async Task<CompletionOutcome?> Consume(PreparedCompletion p, PreparedChoice c, IAsyncEnumerator<GenerationEvent> events, bool any,
@@ -168,6 +187,8 @@ public sealed class CompletionRunner(IGenerationService generation, ModelTokeniz
         List<TokenLogprob?>? promptLogprobs = c.Generation.PromptLogprobs is null ? null : [null];
         bool echoed = c.EchoText.Length == 0 && promptLogprobs is null;
         string? finish = null;
+        int cached = 0;
+        double cumulative = 0;
         for (; any; any = await events.MoveNextAsync())
         {
             switch (events.Current)
@@ -177,11 +198,12 @@ public sealed class CompletionRunner(IGenerationService generation, ModelTokeniz
                     break;
                 case TokenGenerated t:
                     tokens.Add(t.Token);
-                    if (t.Logprob is { } lp) { logprobs?.Add(lp); pending.Add(lp); }
+                    if (t.Logprob is { } lp) { logprobs?.Add(lp); pending.Add(lp); cumulative += lp.Logprob; }
                     if (await Emit(detokenizer?.Append(t.Token) ?? "")) finish = "stop";
                     break;
                 case SequenceFinished f:
                     ended();
+                    cached = f.CachedPromptTokens;
                     switch (f.Reason)
                     {
                         case FinishReason.Cancelled: return null;
@@ -197,7 +219,8 @@ public sealed class CompletionRunner(IGenerationService generation, ModelTokeniz
         }
         if (finish is null) return null;
         if (calls.Count > 0) finish = "tool_calls";
-        return new CompletionOutcome(c.Index, text.ToString(), finish, c.Generation.PromptTokens.Count, tokens.Count, tokens, logprobs, promptLogprobs, calls);
+        return new CompletionOutcome(c.Index, text.ToString(), finish, c.Generation.PromptTokens.Count, tokens.Count, tokens, logprobs, promptLogprobs, calls, cached,
+            c.Prompt, cumulative);
 
         async ValueTask<bool> Emit(string piece)
         {

@@ -6,7 +6,7 @@ using Microsoft.Extensions.DependencyInjection;
 namespace MoeCluster.Node.Http;
 
 /// <summary>GET /healthz (the process answers: 200) and GET /readyz (200 when <see cref="INodeReadiness"/> says this
-/// node can do its job, else 503 with the reason). Both stay open when API keys are configured, for probes.</summary>
+/// node can do its job and, where it serves jobs, their store can be written; else 503 with the reason). Both stay open when API keys are configured, for probes.</summary>
 public static class HealthEndpoints
 {
     static readonly TimeSpan ReadinessTimeout = TimeSpan.FromSeconds(5);
@@ -33,6 +33,9 @@ public static class HealthEndpoints
             {
                 report = new ReadinessReport("unavailable", false, 0, 0, $"the node did not answer within {ReadinessTimeout.TotalSeconds:0} s");
             }
+            if (report.Ready && context.RequestServices.GetService<Jobs.JobStoreHealth>() is { } store
+                && await store.CheckAsync(context.RequestAborted) is { Usable: false } state)
+                report = report with { Status = "store_unusable", Ready = false, Detail = $"job store unusable: {state.Detail}" };
             await ApiResults.WriteJsonAsync(context, report, report.Ready ? 200 : 503);
         });
     }

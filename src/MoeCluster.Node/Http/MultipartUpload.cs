@@ -60,7 +60,7 @@ public sealed class MultipartUpload : IDisposable
                 }
             }
         }
-        catch (Exception e) when (e is not ApiException && e is not OperationCanceledException)
+        catch (Exception e) when (e is not ApiException && e is not OperationCanceledException && !Jobs.JobStoreFaults.IsDiskFull(e))
         {
             File.Delete(path);
             throw e switch

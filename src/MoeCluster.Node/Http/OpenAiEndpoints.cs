@@ -144,7 +144,14 @@ public static class OpenAiEndpoints
 /// <summary>The non-streaming response object for a finished request (HTTP and batch jobs).</summary>
 public static class CompletionResponses
 {
-    public static Usage UsageOf(IReadOnlyList<CompletionOutcome> outcomes) => new(outcomes.Sum(o => o.PromptTokens), outcomes.Sum(o => o.CompletionTokens));
+    /// <summary>Each prompt counts once however many choices it has (as vLLM counts n &gt; 1), with the prompt tokens
+    /// every one of its choices found cached; completion tokens are those of the returned choices.</summary>
+    public static Usage UsageOf(IReadOnlyList<CompletionOutcome> outcomes)
+    {
+        var prompts = outcomes.GroupBy(o => o.Prompt).ToArray();
+        return new(prompts.Sum(g => g.First().PromptTokens), outcomes.Sum(o => o.CompletionTokens),
+            new PromptTokensDetails(prompts.Sum(g => g.Min(o => o.CachedPromptTokens))));
+    }
 
     public static object Build(PreparedCompletion p, IReadOnlyList<CompletionOutcome> outcomes, LogprobShapes shapes)
     {
@@ -160,7 +167,7 @@ public static class CompletionResponses
             CompletionLogprobs? lp = null;
             if (o.Logprobs is { } generated)
             {
-                var prompt = p.Choices[o.Index].Generation.PromptTokens;
+                var prompt = p.Choices.First(c => c.Prompt == o.Prompt).Generation.PromptTokens;
                 IReadOnlyList<TokenLogprob?> entries = [.. o.PromptLogprobs ?? [], .. generated];
                 IReadOnlyList<int> tokens = o.PromptLogprobs is not null ? [.. prompt, .. o.TokenIds.Take(generated.Count)] : o.TokenIds.Take(generated.Count).ToArray();
                 lp = shapes.Completion(entries, tokens, 0);

@@ -5,10 +5,13 @@ namespace MoeCluster.Node.Http;
 
 // Response shapes of the OpenAI API (serialised with snake_case names by OpenAiJson.Options).
 
-public sealed record Usage(int PromptTokens, int CompletionTokens)
+public sealed record Usage(int PromptTokens, int CompletionTokens, PromptTokensDetails PromptTokensDetails)
 {
     public int TotalTokens => PromptTokens + CompletionTokens;
 }
+
+/// <summary>Prompt tokens whose KV cache came from the prefix cache (OpenAI's and vLLM's <c>cached_tokens</c>).</summary>
+public sealed record PromptTokensDetails(int CachedTokens);
 
 /// <summary>Legacy completions logprobs: parallel lists per token (prompt tokens first with echo; the first prompt
 /// token has null logprob and top_logprobs, as in OpenAI's answers).</summary>

@@ -27,6 +27,7 @@ public static class ServingExtensions
         services.AddSingleton(new JobSlots(options.JobBatchShare, options.MaxBatchSize));
         services.AddSingleton(new UploadSlots(options.MaxConcurrentUploads));
         services.AddSingleton(_ => JobsHosting.Files(options));
+        services.AddSingleton(_ => JobsHosting.StoreHealth(options));
         services.AddSingleton(sp => new LogprobShapes(sp.GetService<ModelTokenizer>()));
         services.AddSingleton<IJobLineRunner>(sp => new JobLineRunner(() => sp.GetRequiredService<CompletionRunner>(), () => sp.GetRequiredService<LogprobShapes>(),
             sp.GetRequiredService<JobSlots>(), options));
@@ -62,6 +63,7 @@ public static class ServingExtensions
     public static WebApplication MapMoeClusterApi(this WebApplication app)
     {
         app.MapMoeClusterNode();
+        app.UseMiddleware<JobStoreGate>();
         OpenAiEndpoints.Map(app);
         GenerateEndpoint.Map(app);
         TokenizeEndpoints.Map(app);

@@ -25,6 +25,7 @@ public sealed class JobActor : ReceivePersistentActor, IWithTimers
     readonly string jobId;
     readonly IJobLineRunner runner;
     readonly FileStore files;
+    readonly JobStoreHealth health;
     readonly int concurrency;
     readonly Func<IActorRef> directory;
     readonly string node;
@@ -44,21 +45,24 @@ public sealed class JobActor : ReceivePersistentActor, IWithTimers
     long? expiresAt;
     BatchError[]? errors;
     string state = JobStates.InProgress;
+    /// <summary>Who waits for the write in progress (a submission, a cancel): told why when the journal fails it.</summary>
+    IActorRef? awaitingWrite;
 
     public override string PersistenceId => "job-" + jobId;
 
-    public static Props Props(string jobId, IJobLineRunner runner, FileStore files, int concurrency, Func<IActorRef> directory) =>
-        Akka.Actor.Props.Create(() => new JobActor(jobId, runner, files, concurrency, directory));
+    public static Props Props(string jobId, IJobLineRunner runner, FileStore files, JobStoreHealth health, int concurrency, Func<IActorRef> directory) =>
+        Akka.Actor.Props.Create(() => new JobActor(jobId, runner, files, health, concurrency, directory));
 
     sealed record InputRead(SubmitJob Submit, IActorRef ReplyTo, byte[] Bytes);
     sealed record InputUnreadable(SubmitJob Submit, IActorRef ReplyTo, JobRejected Reason);
     sealed record RetryLine(int Line);
 
-    public JobActor(string jobId, IJobLineRunner runner, FileStore files, int concurrency, Func<IActorRef> directory)
+    public JobActor(string jobId, IJobLineRunner runner, FileStore files, JobStoreHealth health, int concurrency, Func<IActorRef> directory)
     {
         this.jobId = jobId;
         this.runner = runner;
         this.files = files;
+        this.health = health;
         this.concurrency = Math.Max(1, concurrency);
         this.directory = directory;
         node = Context.System.Settings.ProviderClass.Contains("Cluster", StringComparison.Ordinal)
@@ -94,7 +98,7 @@ public sealed class JobActor : ReceivePersistentActor, IWithTimers
             var replyTo = Sender;
             files.ReadAllAsync(submit.InputFileId, CancellationToken.None).PipeTo(Self, Self,
                 bytes => new InputRead(submit, replyTo, bytes),
-                e => new InputUnreadable(submit, replyTo, new JobRejected(jobId, 500, $"the input file could not be read: {e.GetBaseException().Message}", "input_file_id", "file_unreadable")));
+                e => new InputUnreadable(submit, replyTo, Unreadable(e)));
             Become(Loading);
         });
         Command<WakeJob>(_ => { Sender.Tell(new JobNotFound(jobId)); Leave(); });
@@ -122,10 +126,12 @@ public sealed class JobActor : ReceivePersistentActor, IWithTimers
                 var invalid = BatchInput.Validate(split, b.Endpoint);
                 if (invalid.Length > 0) events.Add(new JobFailed(invalid, Now));
             }
+            awaitingWrite = read.ReplyTo;
             PersistAll(events, e =>
             {
                 Apply(e);
                 if (!ReferenceEquals(e, events[^1])) return;
+                awaitingWrite = null;
                 read.ReplyTo.Tell(Status());
                 Stash.UnstashAll();
                 if (Terminal) { directory().Tell(new JobEnded(jobId, finishedAt ?? Now)); BecomeEnded(); }
@@ -200,8 +206,10 @@ public sealed class JobActor : ReceivePersistentActor, IWithTimers
 
     void End(object terminal)
     {
+        awaitingWrite = Sender;
         Persist(terminal, ev =>
         {
+            awaitingWrite = null;
             Apply(ev);
             stopping.Cancel();
             Sender.Tell(Status());
@@ -317,6 +325,51 @@ public sealed class JobActor : ReceivePersistentActor, IWithTimers
                     : new ApiErrorBody("the batch's completion window ended before this line ran", "expired", null, "batch_expired")).Result);
         }
         return list;
+    }
+
+    /// <summary>The journal failed a write: Akka.Persistence stops this entity (its state would no longer match the
+    /// journal). Whoever waits for the write is told why; the lines of a running job that had no persisted result run
+    /// again when the directory wakes the job after the store recovers, so none is answered twice.</summary>
+    protected override void OnPersistFailure(Exception cause, object @event, long sequenceNr)
+    {
+        health.ReportFailure(cause, health.Journal, "write");
+        log.Warning("Job {0}: the journal failed to write {1} ({2}); stopping until the job store recovers", jobId, @event.GetType().Name, health.Current.Detail);
+        TellWriteFailed();
+        Context.Stop(Self);
+    }
+
+    /// <summary>The journal refused an event (it did not store it): stopped like a failed write, so the job resumes
+    /// from what is stored instead of running on with a line that has no result.</summary>
+    protected override void OnPersistRejected(Exception cause, object @event, long sequenceNr)
+    {
+        health.ReportFailure(cause, health.Journal, "write");
+        log.Warning("Job {0}: the journal rejected {1} ({2}); stopping", jobId, @event.GetType().Name, cause.GetBaseException().Message);
+        TellWriteFailed();
+        Context.Stop(Self);
+    }
+
+    protected override void OnRecoveryFailure(Exception reason, object? message = null)
+    {
+        health.ReportFailure(reason, health.Journal, "recovery");
+        log.Warning("Job {0}: reading its journal failed ({1}); it resumes when the job store recovers", jobId, health.Current.Detail);
+        Context.Stop(Self);
+    }
+
+    /// <summary>The input file could not be read: the store failing is a 503 naming it, anything else a 500.</summary>
+    JobRejected Unreadable(Exception e)
+    {
+        if (!JobStoreFaults.IsStoreFault(e))
+            return new JobRejected(jobId, 500, $"the input file could not be read: {e.GetBaseException().Message}", "input_file_id", "file_unreadable");
+        health.ReportFailure(e, "the file store", "request");
+        var state = health.Current;
+        return new JobRejected(jobId, state.DiskFull ? 507 : 503, JobStoreFaults.Unusable(state.Detail).Message, "input_file_id", JobStoreFaults.Code);
+    }
+
+    void TellWriteFailed()
+    {
+        var state = health.Current;
+        awaitingWrite?.Tell(new JobRejected(jobId, state.DiskFull ? 507 : 503, JobStoreFaults.Unusable(state.Detail).Message, null, JobStoreFaults.Code));
+        awaitingWrite = null;
     }
 
     protected override void PostStop()

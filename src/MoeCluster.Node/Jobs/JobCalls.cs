@@ -45,13 +45,14 @@ public static class JobCalls
         try { reply = await target.Ask<object>(message, AskTimeout, context.RequestAborted); }
         catch (AskTimeoutException)
         {
+            if (context.RequestServices.GetService<JobStoreHealth>()?.Current is { Usable: false } down) throw JobStoreFaults.Unusable(down.Detail, down.DiskFull);
             throw new ApiException(503, $"the job store did not answer within {AskTimeout.TotalSeconds:0} s; retry later", null, "jobs_unavailable", "server_error");
         }
         return reply switch
         {
             T t => t,
             JobNotFound nf => throw new ApiException(404, $"no job or batch with id '{nf.JobId}'", "id", "not_found"),
-            JobRejected r => throw new ApiException(r.HttpStatus, r.Message, r.Param, r.Code),
+            JobRejected r => throw new ApiException(r.HttpStatus, r.Message, r.Param, r.Code, r.HttpStatus >= 500 ? "server_error" : ApiException.InvalidRequest),
             Status.Failure f => throw new ApiException(503, $"the job store failed: {f.Cause.GetBaseException().Message}", null, "jobs_unavailable", "server_error"),
             _ => throw new InvalidOperationException($"unexpected reply {reply.GetType().Name} from the jobs for {id}"),
         };

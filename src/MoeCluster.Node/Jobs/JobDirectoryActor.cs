@@ -10,7 +10,9 @@ namespace MoeCluster.Node.Jobs;
 /// <list type="bullet">
 /// <item>registers each submission before handing it to the job's entity (so it can be listed and resumed);</item>
 /// <item>wakes every unfinished job every <see cref="WakeInterval"/>: the entity starts wherever its shard lives now,
-/// so a job whose gateway died resumes on another one, and an expired batch notices it;</item>
+/// so a job whose gateway died resumes on another one, and an expired batch notices it; while the job store is
+/// unusable it wakes none (a job whose write failed has stopped, and resumes at the first wake after the store
+/// recovers);</item>
 /// <item>lists jobs newest first (GET /v1/batches);</item>
 /// <item>deletes jobs and uploaded files whose retention has passed.</item>
 /// </list>
@@ -23,26 +25,33 @@ public sealed class JobDirectoryActor : ReceivePersistentActor, IWithTimers
 
     readonly IActorRef jobs;
     readonly FileStore files;
+    readonly JobStoreHealth health;
     readonly TimeSpan retention;
     readonly ILoggingAdapter log = Context.GetLogger();
     /// <summary>Job ids in registration order (oldest first).</summary>
     readonly List<string> order = [];
     readonly HashSet<string> known = [];
     readonly Dictionary<string, long> ended = [];
+    /// <summary>Why the last wake found the store unusable (null while it is usable): logged once per outage.</summary>
+    string? storeDown;
+    /// <summary>The submission whose registration is being written: told why when the journal fails it.</summary>
+    IActorRef? awaitingWrite;
 
     public override string PersistenceId => "moecluster-jobs";
 
-    public static Props Props(IActorRef jobs, FileStore files, TimeSpan retention) =>
-        Akka.Actor.Props.Create(() => new JobDirectoryActor(jobs, files, retention));
+    public static Props Props(IActorRef jobs, FileStore files, JobStoreHealth health, TimeSpan retention) =>
+        Akka.Actor.Props.Create(() => new JobDirectoryActor(jobs, files, health, retention));
 
     sealed record Wake;
+    sealed record StoreChecked(JobStoreState State);
     sealed record Sweep;
     sealed record SweepDone(int Files);
 
-    public JobDirectoryActor(IActorRef jobs, FileStore files, TimeSpan retention)
+    public JobDirectoryActor(IActorRef jobs, FileStore files, JobStoreHealth health, TimeSpan retention)
     {
         this.jobs = jobs;
         this.files = files;
+        this.health = health;
         this.retention = retention;
         JournalPluginId = JobActor.JournalPlugin;
         SnapshotPluginId = JobActor.SnapshotPlugin;
@@ -61,8 +70,10 @@ public sealed class JobDirectoryActor : ReceivePersistentActor, IWithTimers
         {
             if (known.Contains(submit.JobId)) { jobs.Forward(submit); return; }
             var sender = Sender;
+            awaitingWrite = sender;
             Persist(new JobRegistered(submit.JobId), e =>
             {
+                awaitingWrite = null;
                 Register(e.JobId);
                 jobs.Tell(submit, sender);
             });
@@ -78,8 +89,17 @@ public sealed class JobDirectoryActor : ReceivePersistentActor, IWithTimers
             log.Warning("job {0} was registered but never accepted; forgetting it", nf.JobId);
             Persist(new JobDeleted(nf.JobId), e => Forget(e.JobId));
         });
-        Command<Wake>(_ =>
+        Command<Wake>(_ => health.CheckAsync(CancellationToken.None).PipeTo(Self, success: s => new StoreChecked(s), failure: e => new Status.Failure(e)));
+        Command<StoreChecked>(c =>
         {
+            if (!c.State.Usable)
+            {
+                if (storeDown is null) log.Warning("job store unusable ({0}); no job resumes until it recovers", c.State.Detail);
+                storeDown = c.State.Detail;
+                return;
+            }
+            if (storeDown is not null) log.Info("job store usable again (it was: {0}); resuming unfinished jobs", storeDown);
+            storeDown = null;
             foreach (var id in order) if (!ended.ContainsKey(id)) jobs.Tell(new WakeJob(id));
         });
         Command<Sweep>(_ =>
@@ -98,6 +118,25 @@ public sealed class JobDirectoryActor : ReceivePersistentActor, IWithTimers
     }
 
     static long Now => DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+
+    /// <summary>The journal failed a write: this actor stops (its backoff supervisor starts it again) and the submitter
+    /// is told why at once instead of waiting out its ask.</summary>
+    protected override void OnPersistFailure(Exception cause, object @event, long sequenceNr)
+    {
+        health.ReportFailure(cause, health.Journal, "write");
+        log.Warning("The job directory could not write {0} ({1}); restarting once the journal answers", @event.GetType().Name, health.Current.Detail);
+        var state = health.Current;
+        awaitingWrite?.Tell(new JobRejected((@event as JobRegistered)?.JobId ?? "", state.DiskFull ? 507 : 503, JobStoreFaults.Unusable(state.Detail).Message, null, JobStoreFaults.Code));
+        awaitingWrite = null;
+        Context.Stop(Self);
+    }
+
+    protected override void OnRecoveryFailure(Exception reason, object? message = null)
+    {
+        health.ReportFailure(reason, health.Journal, "recovery");
+        log.Error("The job directory cannot read the job journal: {0}; retrying with backoff", health.Current.Detail);
+        Context.Stop(Self);
+    }
 
     void Register(string id)
     {

@@ -71,5 +71,5 @@ public sealed record JobResults(JobStatus Status, IReadOnlyList<string> Lines);
 
 public sealed record JobNotFound(string JobId);
 
-/// <summary>The job was not accepted: its input file is missing or unreadable.</summary>
-public sealed record JobRejected(string JobId, int HttpStatus, string Message, string Param, string Code);
+/// <summary>The job was not accepted: its input file is missing or unreadable, or the job store failed the write.</summary>
+public sealed record JobRejected(string JobId, int HttpStatus, string Message, string? Param, string Code);

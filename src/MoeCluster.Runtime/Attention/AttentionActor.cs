@@ -12,7 +12,8 @@ namespace MoeCluster.Runtime.Attention;
 
 /// <summary>The attention half of one decoder layer for one gateway's batch (a sharding entity): the model's
 /// <see cref="AttentionBlock"/> (input norm, attention with its KV cache, residual, post-attention norm). It remembers how many positions of each slot it holds, so after a
-/// restart or move it answers <see cref="AttentionCacheMissing"/> instead of attending over an empty cache. A step it
+/// restart or move it answers <see cref="AttentionCacheMissing"/> instead of attending over an empty cache (or copying a
+/// cached prefix, <see cref="AttentionStep.Copies"/>, out of a slot it no longer holds). A step it
 /// cannot compute — malformed (a slot or position outside the cache, rows that do not match the layout) or one that
 /// throws (out of memory on a long prefill) — is answered with <see cref="AttentionFailed"/> at once; the entity keeps
 /// its cache and goes on, since a restart would drop every sequence's KV cache.</summary>
@@ -73,9 +74,7 @@ public sealed class AttentionActor : ReceiveActor
             Sender.Tell(new AttentionFailed(m.StepId, layer, $"malformed step: {problem}"));
             return;
         }
-        var missing = cache is null
-            ? m.Layout.Segments.Select(s => s.Slot).Distinct().ToList()
-            : m.Layout.Segments.Where(s => s.Slot >= cachedLength.Length || s.Start > cachedLength[s.Slot]).Select(s => s.Slot).Distinct().ToList();
+        var missing = Missing(m);
         if (missing.Count > 0)
         {
             m.Input.Take().Dispose();
@@ -88,6 +87,11 @@ public sealed class AttentionActor : ReceiveActor
         {
             var x = m.Input.Take(model.Options);
             faults?.ThrowIfArmed(FaultSite.Attention, entityId);
+            foreach (var c in m.Copies)
+            {
+                cache!.CopyPrefix(c.FromSlot, c.ToSlot, c.Tokens);
+                cachedLength[c.ToSlot] = c.Tokens;
+            }
             using var step = StepContext.Create(m.Layout, rotary!, model.Config, model.Options.Device);
             var (h, n) = block!.Forward(x, step, cache!);
             foreach (var s in m.Layout.Segments) cachedLength[s.Slot] = s.End;
@@ -100,6 +104,22 @@ public sealed class AttentionActor : ReceiveActor
         }
     }
 
+    /// <summary>Slots whose positions the step needs and this entity does not hold: the sources of copies longer than
+    /// what they hold (with their targets), and segments starting beyond what their slot holds once the copies are made.</summary>
+    List<int> Missing(AttentionStep m)
+    {
+        if (cache is null) return m.Layout.Segments.Select(s => s.Slot).Concat(m.Copies.Select(c => c.ToSlot)).Distinct().ToList();
+        var length = (int[])cachedLength.Clone();
+        var missing = new List<int>();
+        foreach (var c in m.Copies)
+        {
+            if (length[c.FromSlot] >= c.Tokens) length[c.ToSlot] = c.Tokens;
+            else missing.AddRange([c.FromSlot, c.ToSlot]);
+        }
+        missing.AddRange(m.Layout.Segments.Where(s => s.Start > length[s.Slot]).Select(s => s.Slot));
+        return missing.Distinct().ToList();
+    }
+
     /// <summary>What makes a step impossible to run against this cache and model (null when it is well formed). The
     /// serializer has checked the frame's own consistency; only this actor knows its slots, context and hidden size.</summary>
     string? Malformed(AttentionStep m)
@@ -110,6 +130,9 @@ public sealed class AttentionActor : ReceiveActor
         if (cache is null) return null;   // answered with AttentionCacheMissing
         try { cache.Validate(m.Layout); }
         catch (ArgumentOutOfRangeException e) { return e.Message; }
+        foreach (var c in m.Copies)
+            if (c.FromSlot >= cache.Slots || c.ToSlot >= cache.Slots || c.Tokens > cache.Capacity)
+                return $"KV-cache copy of {c.Tokens} positions from slot {c.FromSlot} to slot {c.ToSlot} outside the cache ({cache.Slots} slots of {cache.Capacity})";
         return null;
     }
 

@@ -8,7 +8,8 @@ namespace MoeCluster.Runtime.Gateway;
 
 /// <summary><see cref="IGenerationService"/> over the node's <see cref="GatewayActor"/>: one short-lived actor per
 /// request receives the gateway's events and feeds them to the caller's async stream. No caller waits forever: the
-/// listener watches the gateway (a gateway that stops ends the stream with an error), the gateway must accept or
+/// listener watches the gateway (a gateway that stops ends the stream with an error, and so does the listener stopping
+/// with the actor system, as when the split-brain resolver downs this node), the gateway must accept or
 /// refuse within <see cref="AcceptTimeout"/>, and a request not finished within the request deadline is cancelled and
 /// ends with an error.</summary>
 public sealed class ClusterGenerationService(ActorSystem system, IActorRef gateway, ModelConfig config, TimeSpan? requestDeadline = null) : IGenerationService
@@ -27,7 +28,12 @@ public sealed class ClusterGenerationService(ActorSystem system, IActorRef gatew
     public async IAsyncEnumerable<GenerationEvent> GenerateAsync(GenerationRequest request, [EnumeratorCancellation] CancellationToken cancellation = default)
     {
         var channel = Channel.CreateUnbounded<object>(new UnboundedChannelOptions { SingleReader = true });
-        var listener = system.ActorOf(Props.Create(() => new RequestListener(gateway, channel.Writer)));
+        IActorRef listener;
+        try { listener = system.ActorOf(Props.Create(() => new RequestListener(gateway, channel.Writer))); }
+        catch (InvalidOperationException) when (system.WhenTerminated.IsCompleted || CoordinatedShutdown.Get(system).ShutdownReason is not null)
+        {
+            throw new GatewayUnavailableException("this node is shutting down (left the cluster or was downed); send the request to another gateway");
+        }
         var generated = new List<int>();
         try
         {
@@ -90,9 +96,16 @@ public sealed class ClusterGenerationService(ActorSystem system, IActorRef gatew
     {
         public RequestListener(IActorRef gateway, ChannelWriter<object> writer)
         {
+            this.writer = writer;
             Context.Watch(gateway);
             Receive<Terminated>(_ => writer.TryWrite(new GatewayStopped()));   // only the gateway is watched
             ReceiveAny(m => writer.TryWrite(m));
         }
+
+        readonly ChannelWriter<object> writer;
+
+        // Stopped with the actor system (this node downed or shutting down) the gateway's Terminated never comes: the
+        // request ends here. After a request's normal end nobody reads the channel any more, so this is harmless then.
+        protected override void PostStop() => writer.TryWrite(new GatewayStopped());
     }
 }

@@ -381,7 +381,7 @@ public sealed class GatewayActor : ReceiveActor, IWithTimers
             Failed(step, new StepFailure(StepFailureCause.Fault, $"gateway, embedding the step: {e.Message}"));
             return;
         }
-        attentionRegion.Tell(new AttentionStep(roster.AttentionId(0), step.AttemptId, step.Plan.Layout, input));
+        attentionRegion.Tell(new AttentionStep(roster.AttentionId(0), step.AttemptId, step.Plan.Layout, input) { Copies = step.Plan.Copies });
     }
 
     TensorPayload Embed(StepPlan plan)
@@ -405,7 +405,7 @@ public sealed class GatewayActor : ReceiveActor, IWithTimers
         if (m.Layer + 1 < Layers)
         {
             step.Layer = m.Layer + 1;
-            attentionRegion.Tell(new AttentionStep(roster.AttentionId(m.Layer + 1), step.AttemptId, step.Plan.Layout, m.Output));
+            attentionRegion.Tell(new AttentionStep(roster.AttentionId(m.Layer + 1), step.AttemptId, step.Plan.Layout, m.Output) { Copies = step.Plan.Copies });
             return;
         }
         using (var scope = NewDisposeScope())
@@ -450,6 +450,8 @@ public sealed class GatewayActor : ReceiveActor, IWithTimers
         MoeMetrics.Recoveries.WithLabels("kv_cache_reprefill").Inc();
         attentionRegion.Tell(new StartAttention(roster.AttentionId(m.Layer), options.Batching.MaxBatchSize, options.Batching.ContextLength));
         scheduler.InvalidateCache(m.Slots);
+        // An entity that lost these slots restarted and lost the prefixes cached in its free slots too.
+        scheduler.ForgetCachedPrefixes();
         StepEnded();
     }
 

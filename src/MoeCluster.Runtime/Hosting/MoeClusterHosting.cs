@@ -103,6 +103,11 @@ public static class MoeClusterHosting
         akka {
           loglevel = {{node.LogLevel}}
           log-dead-letters-during-shutdown = off
+          # The host stops the actor system (Akka.Hosting runs coordinated shutdown from its StopAsync), after the
+          # ApplicationStopping callbacks that turn the node not-ready and drain the gateway. Akka's own SIGTERM hook
+          # would race them: it ran coordinated shutdown at once, so the drain found the gateway already gone and the
+          # requests it was running ended with an error instead of finishing.
+          coordinated-shutdown.run-by-clr-shutdown-hook = off
           actor {
             serializers { moe-tensor = "MoeCluster.Runtime.Serialization.TensorMessageSerializer, MoeCluster.Runtime" }
             serialization-bindings { "MoeCluster.Runtime.Protocol.ITensorMessage, MoeCluster.Runtime" = moe-tensor }

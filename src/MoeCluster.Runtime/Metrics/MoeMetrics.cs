@@ -16,6 +16,8 @@ public static class MoeMetrics
     public static readonly Counter RequestsFinished = Prom.CreateCounter("moecluster_request_success_total", "Requests finished, by reason (stop, length, cancelled, error).", "finished_reason");
     public static readonly Counter PromptTokens = Prom.CreateCounter("moecluster_prompt_tokens_total", "Prompt tokens prefilled.");
     public static readonly Counter GenerationTokens = Prom.CreateCounter("moecluster_generation_tokens_total", "Tokens generated.");
+    public static readonly Counter PrefixCacheQueries = Prom.CreateCounter("moecluster_prefix_cache_queries_tokens_total", "Prompt tokens looked up in the prefix cache (vLLM's prefix_cache_queries).");
+    public static readonly Counter PrefixCacheHits = Prom.CreateCounter("moecluster_prefix_cache_hits_tokens_total", "Prompt tokens found in the prefix cache and not prefilled again (vLLM's prefix_cache_hits); hit rate = hits / queries.");
     public static readonly Histogram StepTokens = Prom.CreateHistogram("moecluster_step_tokens", "Tokens in one batched step (batch size in tokens).", new HistogramConfiguration { Buckets = SizeBuckets });
     public static readonly Histogram StepSequences = Prom.CreateHistogram("moecluster_step_sequences", "Sequences in one batched step.", new HistogramConfiguration { Buckets = SizeBuckets });
     public static readonly Histogram StepSeconds = Prom.CreateHistogram("moecluster_step_duration_seconds", "Wall time of one batched step through every layer.", new HistogramConfiguration { Buckets = LatencyBuckets });

@@ -11,6 +11,7 @@ public sealed class RequestMetricsRecorder(long kvBytesPerToken)
     sealed class Timing(long arrived) { public long Arrived = arrived; public long? Started, LastToken; }
 
     readonly Dictionary<string, Timing> requests = new();
+    long prefixQueried, prefixHits;
 
     public void Arrived(string requestId) => requests[requestId] = new Timing(Stopwatch.GetTimestamp());
 
@@ -59,5 +60,10 @@ public sealed class RequestMetricsRecorder(long kvBytesPerToken)
         MoeMetrics.RequestsWaiting.Set(scheduler.Waiting);
         MoeMetrics.RequestsRunning.Set(scheduler.Running);
         MoeMetrics.KvCacheBytes.Set(scheduler.CachedTokens * kvBytesPerToken);
+        // The scheduler counts since its start; the process-wide counters advance by what is new.
+        MoeMetrics.PrefixCacheQueries.Inc(scheduler.PrefixCacheQueriedTokens - prefixQueried);
+        MoeMetrics.PrefixCacheHits.Inc(scheduler.PrefixCacheHitTokens - prefixHits);
+        prefixQueried = scheduler.PrefixCacheQueriedTokens;
+        prefixHits = scheduler.PrefixCacheHitTokens;
     }
 }

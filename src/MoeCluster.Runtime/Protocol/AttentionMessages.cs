@@ -1,3 +1,4 @@
+using MoeCluster.Model.Generation;
 using MoeCluster.Model.Layers;
 
 namespace MoeCluster.Runtime.Protocol;
@@ -13,12 +14,16 @@ public static class AttentionEntity
 }
 
 /// <summary>Input [T, D] of one layer for one step; answered with <see cref="AttentionComputed"/> carrying
-/// Residual = x + Attn(norm₁(x)) and Normed = norm₂(Residual), or <see cref="AttentionCacheMissing"/>.</summary>
-public sealed record AttentionStep(string EntityId, long StepId, StepLayout Layout, TensorPayload Input) : IAttentionMessage, ITensorMessage;
+/// Residual = x + Attn(norm₁(x)) and Normed = norm₂(Residual), or <see cref="AttentionCacheMissing"/>. The
+/// <see cref="Copies"/> (cached prompt prefixes forked into a new sequence's slot) are made first.</summary>
+public sealed record AttentionStep(string EntityId, long StepId, StepLayout Layout, TensorPayload Input) : IAttentionMessage, ITensorMessage
+{
+    public IReadOnlyList<KvCopy> Copies { get; init; } = [];
+}
 public sealed record AttentionComputed(long StepId, int Layer, TensorPayload Residual, TensorPayload Normed) : ITensorMessage;
 
-/// <summary>The step needs cached positions this actor does not hold (it restarted or moved): the gateway re-prefills
-/// the sequences in these slots.</summary>
+/// <summary>The step needs cached positions this actor does not hold (it restarted or moved), to attend over or to copy
+/// from: the gateway re-prefills the sequences in these slots and forgets the prefixes it thought were cached.</summary>
 public sealed record AttentionCacheMissing(long StepId, int Layer, IReadOnlyList<int> Slots);
 
 /// <summary>Starts the attention entity (loads its weights, allocates a KV cache of Slots × Context positions);

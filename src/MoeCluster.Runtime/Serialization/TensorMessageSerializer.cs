@@ -1,3 +1,4 @@
+using MoeCluster.Model.Generation;
 using Akka.Actor;
 using Akka.Serialization;
 using MoeCluster.Model.Layers;
@@ -51,7 +52,7 @@ public sealed class TensorMessageSerializer(ExtendedActorSystem system) : Serial
                 w.Write(m.Combined is not null);
                 if (m.Combined is not null) Write(w, m.Combined);
                 break;
-            case AttentionStep m: w.Write(m.EntityId); w.Write(m.StepId); Write(w, m.Layout); Write(w, m.Input); break;
+            case AttentionStep m: w.Write(m.EntityId); w.Write(m.StepId); Write(w, m.Layout); Write(w, m.Copies); Write(w, m.Input); break;
             case AttentionComputed m: w.Write(m.StepId); w.Write(m.Layer); Write(w, m.Residual); Write(w, m.Normed); break;
             default: throw new ArgumentException($"{obj.GetType()} is not a tensor message");
         }
@@ -205,10 +206,11 @@ public sealed class TensorMessageSerializer(ExtendedActorSystem system) : Serial
         var entity = r.Text("entity id", MaxIdBytes);
         long step = r.Int64("step id");
         var layout = ReadLayout(ref r);
+        var copies = ReadCopies(ref r);
         var input = Rows(ReadTensor(ref r), "input");
         if (input.Shape[0] != layout.TokenCount)
             throw FrameReader.Reject(FrameRejection.Inconsistent, $"the layout covers {layout.TokenCount} tokens, the input has {input.Shape[0]} rows");
-        return new AttentionStep(entity, step, layout, input);
+        return new AttentionStep(entity, step, layout, input) { Copies = copies };
     }
 
     static AttentionComputed ReadAttentionComputed(ref FrameReader r)
@@ -242,6 +244,24 @@ public sealed class TensorMessageSerializer(ExtendedActorSystem system) : Serial
     {
         w.Write(layout.Segments.Count);
         foreach (var s in layout.Segments) { w.Write(s.Slot); w.Write(s.Start); w.Write(s.Length); }
+    }
+
+    static void Write(BinaryWriter w, IReadOnlyList<KvCopy> copies)
+    {
+        w.Write(copies.Count);
+        foreach (var c in copies) { w.Write(c.FromSlot); w.Write(c.ToSlot); w.Write(c.Tokens); }
+    }
+
+    static KvCopy[] ReadCopies(ref FrameReader r)
+    {
+        var copies = new KvCopy[r.Count("KV-cache copies", minEntryBytes: 12)];
+        for (int i = 0; i < copies.Length; i++)
+        {
+            copies[i] = new KvCopy(r.Int32("copy source slot"), r.Int32("copy target slot"), r.Int32("copied positions"));
+            if (copies[i] is { FromSlot: < 0 } or { ToSlot: < 0 } or { Tokens: < 0 })
+                throw FrameReader.Reject(FrameRejection.Inconsistent, $"KV-cache copy {copies[i]}");
+        }
+        return copies;
     }
 
     static StepLayout ReadLayout(ref FrameReader r)

@@ -1,5 +1,3 @@
-using System.Net.Http.Headers;
-using System.Text.Json;
 using System.Text.Json.Nodes;
 using MoeCluster.Node.Tests.Batches;
 using MoeCluster.Node.Tests.Support;
@@ -38,15 +36,8 @@ public sealed class GatewaysSharingOneJobStoreSpec(ITestOutputHelper output)
 
             // A long job; kill -9 the gateway running it, the other resumes it.
             const int total = 48;
-            var job = Enumerable.Range(0, total).Select(i => JsonSerializer.Serialize(new { model = name, prompt = new[] { 4 + i % 80, 8, 15 }, max_tokens = 40, temperature = 0, ignore_eos = true }));
-            using var content = new StringContent(string.Join("\n", job) + "\n");
-            content.Headers.ContentType = new MediaTypeHeaderValue("application/jsonl");
-            using var submitted = await http.PostAsync(new Uri(gateways[1].BaseAddress, "v1/jobs"), content);
-            Assert.True(submitted.IsSuccessStatusCode, await submitted.Content.ReadAsStringAsync());
-            string id = (string)JsonNode.Parse(await submitted.Content.ReadAsStringAsync())!["id"]!;
-            JsonNode? status = null;
-            await Poll.UntilAsync(async () => (int)(status = await gateways[0].GetJsonAsync(http, $"v1/jobs/{id}"))["completed"]! >= 1,
-                TimeSpan.FromSeconds(120), "a first line done");
+            var (id, firstDone) = await cluster.SubmitJobAsync(gateways[1], total, maxTokens: 40, i => [4 + i % 80, 8, 15]);
+            JsonNode? status = firstDone;
             var owner = gateways.Single(g => (string)status!["node"]! == g.Address);
             var survivor = gateways.Single(g => g != owner);
             owner.Kill();
@@ -61,12 +52,7 @@ public sealed class GatewaysSharingOneJobStoreSpec(ITestOutputHelper output)
                 return (string)status!["status"]! == "completed";
             }, TimeSpan.FromSeconds(180), $"the job resumed on {survivor.Name}");
             Assert.Equal(survivor.Address, (string)status!["node"]!);
-            var results = (await http.GetStringAsync(new Uri(survivor.BaseAddress, $"v1/jobs/{id}/results")))
-                .Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => JsonNode.Parse(l)!).ToList();
-            JobsClient.AssertOneResultPerLineInOrder(results, total);
-            Assert.All(results, r => Assert.NotNull(r["response"]));
-            // One JobSubmitted and exactly one LineCompleted per line in the shared journal: nothing answered twice.
-            Assert.Equal(1 + total, cluster.JournalEvents(id));
+            await cluster.AssertEveryLineAnsweredOnceAsync(survivor, id, total);
         }
         catch (Exception)
         {

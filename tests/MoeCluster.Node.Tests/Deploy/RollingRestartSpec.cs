@@ -1,8 +1,6 @@
 using System.Diagnostics;
 using System.Net;
-using System.Net.Http.Headers;
 using System.Text;
-using System.Text.Json;
 using System.Text.Json.Nodes;
 using MoeCluster.Node.Tests.Support;
 using MoeCluster.TestSupport;
@@ -26,14 +24,7 @@ public sealed class RollingRestartSpec(ITestOutputHelper output)
         {
             await cluster.WaitUntilReadyAsync();
             const int total = 40;
-            var job = Enumerable.Range(0, total).Select(i => JsonSerializer.Serialize(new { model = name, prompt = new[] { 4 + i % 80, 8 }, max_tokens = 40, temperature = 0, ignore_eos = true }));
-            using var content = new StringContent(string.Join("\n", job) + "\n");
-            content.Headers.ContentType = new MediaTypeHeaderValue("application/jsonl");
-            using var submitted = await http.PostAsync(new Uri(gateways[0].BaseAddress, "v1/jobs"), content);
-            string id = (string)JsonNode.Parse(await submitted.Content.ReadAsStringAsync())!["id"]!;
-            JsonNode? status = null;
-            await Poll.UntilAsync(async () => (int)(status = await gateways[0].GetJsonAsync(http, $"v1/jobs/{id}"))["completed"]! >= 1,
-                TimeSpan.FromSeconds(120), "a first line done");
+            var (id, status) = await cluster.SubmitJobAsync(gateways[0], total, maxTokens: 40, i => [4 + i % 80, 8]);
             int owner = (string)status!["node"]! == gateways[0].Address ? 0 : 1;
 
             var load = new Load(gateways.Select(g => g.BaseAddress).ToArray(), name);

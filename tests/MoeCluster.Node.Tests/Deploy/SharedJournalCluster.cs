@@ -1,3 +1,6 @@
+using System.Net.Http.Headers;
+using System.Text.Json;
+using System.Text.Json.Nodes;
 using MoeCluster.Model;
 using MoeCluster.Node.Tests.Support;
 using MoeCluster.TestSupport;
@@ -6,7 +9,8 @@ using Xunit.Abstractions;
 namespace MoeCluster.Node.Tests.Deploy;
 
 /// <summary>The deployment shape of issue 10 as processes on loopback: one attention + expert process (the seed) and
-/// gateway-only processes, all on one PostgreSQL database (journal and file store) of their own.</summary>
+/// gateway-only processes, all on one PostgreSQL database (journal and file store) of their own: a fresh database on the
+/// shared server, or a whole server of the test's own (<see cref="PrivatePostgres"/>) when the test stops it.</summary>
 public sealed class SharedJournalCluster : IDisposable
 {
     readonly string directory;
@@ -15,7 +19,7 @@ public sealed class SharedJournalCluster : IDisposable
     readonly (int Port, int Http)[] ports;
     readonly TinyModel tiny;
 
-    public PostgresDatabase Database { get; } = new();
+    public IJournalDatabase Database { get; }
     public string ModelName { get; }
     public NodeProcess Workers { get; }
     public NodeProcess[] Gateways { get; }
@@ -27,8 +31,12 @@ public sealed class SharedJournalCluster : IDisposable
         public void Dispose() => model.Dispose();
     }
 
-    public SharedJournalCluster(int gateways, params string[] extraFlags)
+    public SharedJournalCluster(int gateways, params string[] extraFlags) : this(gateways, new PostgresDatabase(), extraFlags) { }
+
+    /// <summary>The cluster on <paramref name="database"/>, which it disposes.</summary>
+    public SharedJournalCluster(int gateways, IJournalDatabase database, string[] extraFlags)
     {
+        Database = database;
         tiny = new TinyModel(TinyModels.Random(Architecture.Mixtral));
         ModelName = Path.GetFileName(tiny.Checkpoint.TrimEnd('/'));
         directory = Path.Combine(Path.GetTempPath(), "moecluster-shared-journal", Guid.NewGuid().ToString("N")[..8]);
@@ -59,6 +67,35 @@ public sealed class SharedJournalCluster : IDisposable
         Gateways[i].Dispose();
         Gateways[i] = StartGateway(i);
         await Gateways[i].WaitForAsync(Http, "readyz", TimeSpan.FromSeconds(120));
+    }
+
+    /// <summary>POSTs a job of <paramref name="total"/> greedy lines (token ids <paramref name="prompt"/>(i), generating
+    /// <paramref name="maxTokens"/> each) to <paramref name="gateway"/> and waits until its first line is done; returns
+    /// the job's id and its status then.</summary>
+    public async Task<(string Id, JsonNode Status)> SubmitJobAsync(NodeProcess gateway, int total, int maxTokens, Func<int, int[]> prompt)
+    {
+        var job = Enumerable.Range(0, total).Select(i => JsonSerializer.Serialize(new { model = ModelName, prompt = prompt(i), max_tokens = maxTokens, temperature = 0, ignore_eos = true }));
+        using var content = new StringContent(string.Join("\n", job) + "\n");
+        content.Headers.ContentType = new MediaTypeHeaderValue("application/jsonl");
+        using var submitted = await Http.PostAsync(new Uri(gateway.BaseAddress, "v1/jobs"), content);
+        var text = await submitted.Content.ReadAsStringAsync();
+        Assert.True(submitted.IsSuccessStatusCode, $"submitting a job to {gateway.Name}: {(int)submitted.StatusCode} {text}");
+        string id = (string)JsonNode.Parse(text)!["id"]!;
+        JsonNode? status = null;
+        await Poll.UntilAsync(async () => (int)(status = await gateway.GetJsonAsync(Http, $"v1/jobs/{id}"))["completed"]! >= 1,
+            TimeSpan.FromSeconds(120), "a first line done");
+        return (id, status!);
+    }
+
+    /// <summary>The job's results from <paramref name="gateway"/>: one response per line, in order, and exactly one
+    /// persisted event per line (+ JobSubmitted) in the shared journal, so nothing was answered twice.</summary>
+    public async Task AssertEveryLineAnsweredOnceAsync(NodeProcess gateway, string id, int total)
+    {
+        var results = (await Http.GetStringAsync(new Uri(gateway.BaseAddress, $"v1/jobs/{id}/results")))
+            .Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => JsonNode.Parse(l)!).ToList();
+        JobsClient.AssertOneResultPerLineInOrder(results, total);
+        Assert.All(results, r => Assert.NotNull(r["response"]));
+        Assert.Equal(1 + total, JournalEvents(id));
     }
 
     /// <summary>Events in the shared journal for one job: 1 JobSubmitted + one LineCompleted per line.</summary>

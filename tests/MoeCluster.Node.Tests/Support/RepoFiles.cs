@@ -23,6 +23,7 @@ public static class RepoFiles
     /// <summary>Every series MoeCluster itself defines: MoeMetrics (runtime) and HttpMetrics (serving).</summary>
     public static IReadOnlyList<string> OwnSeries { get; } = typeof(MoeMetrics).GetFields(BindingFlags.Public | BindingFlags.Static)
         .Concat(typeof(HttpMetrics).GetFields(BindingFlags.Public | BindingFlags.Static))
+        .Concat(typeof(MoeCluster.Node.Jobs.JobStoreFaults).GetFields(BindingFlags.Public | BindingFlags.Static))
         .Where(f => typeof(Collector).IsAssignableFrom(f.FieldType))
         .Select(f => ((Collector)f.GetValue(null)!).Name)
         .ToList();

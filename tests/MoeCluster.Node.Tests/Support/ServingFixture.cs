@@ -40,6 +40,14 @@ public static class HttpJson
         return ((int)response.StatusCode, await ReadJson(response));
     }
 
+    /// <summary>The value of an unlabelled series on the server's /metrics (0 when it was not exported yet).</summary>
+    public static async Task<double> MetricAsync(this HttpClient http, string name)
+    {
+        var text = await http.GetStringAsync("metrics");
+        var line = text.Split('\n').FirstOrDefault(l => l.StartsWith(name + " "));
+        return line is null ? 0 : double.Parse(line[(name.Length + 1)..], System.Globalization.CultureInfo.InvariantCulture);
+    }
+
     public static async Task<(int Status, JsonNode? Body)> PostRawAsync(this HttpClient http, string path, byte[] body)
     {
         using var content = new ByteArrayContent(body);
