@@ -15,13 +15,21 @@ public static class BenchCommands
         usage: moecluster-bench model-core [--quick] [--no-write] [--doc PATH]
                moecluster-bench profile [--quick] [--dtype float32|bfloat16] [--batch N]
                moecluster-bench ceilings [--quick]
+               moecluster-bench gemv [--quick]
+               moecluster-bench peer [--peer-dir DIR] [--rounds N] [--no-write] [--doc PATH]
                moecluster-bench priority [--no-write] [--doc PATH]
           model-core  hardware ceilings, prefill and decode throughput of bench-small (float32 and bfloat16),
                       continuous batching and the decode profile; prints Markdown and writes it into
                       docs/BENCHMARKS.md between <!-- model-core:begin --> and <!-- model-core:end -->
                       (not in --quick runs, whose few iterations are a smoke check only)
+          peer        MoeCluster beside llama.cpp (node-llama-cpp) on the same checkpoint, 2 threads each: single-stream
+                      decode and 32 sequences in lock-step; DIR (default /tmp/moecluster-peer) holds bench-small-f32/,
+                      bench-small-f32.gguf, bench-small-f16.gguf and nlc/ (node-llama-cpp + the peer scripts), see
+                      docs/BENCHMARKS.md; the peer is skipped with a message when missing. Writes <!-- peer:begin -->
           profile     time per part (attention, router, experts, LM head, …) of a decode step (default 32 sequences)
           ceilings    matmul GFLOP/s and memory bandwidth only
+          gemv        small-batch products (1–32 rows) of bench-small's weights by each path: linear, matmul on a
+                      transposed copy, mv, MKL packed SGEMM, the SmallMatMul kernel; prints a Markdown table
           priority    time to first token of interactive requests with and without a running batch job, with and
                       without priorities; writes docs/BENCHMARKS.md between <!-- priority:begin --> and <!-- priority:end -->
         """;
@@ -37,12 +45,15 @@ public static class BenchCommands
             var settings = new BenchSettings(Flag(options, "--quick"));
             bool noWrite = Flag(options, "--no-write");
             string? doc = Value(options, "--doc"), dtype = Value(options, "--dtype"), batch = Value(options, "--batch");
+            string? peerDir = Value(options, "--peer-dir"), rounds = Value(options, "--rounds");
             if (options.Count > 0) return Fail($"unknown option(s): {string.Join(" ", options)}");
             return args[0] switch
             {
                 "model-core" => ModelCore(settings, writeDoc: !noWrite && !settings.Quick, doc),
                 "profile" => Profile(settings, dtype, batch),
                 "ceilings" => Ceilings(settings.Quick),
+                "gemv" => Gemv(settings.Quick, !noWrite && !settings.Quick, doc),
+                "peer" => PeerRun(peerDir ?? "/tmp/moecluster-peer", rounds, !noWrite, doc),
                 "priority" => PriorityRun(!noWrite, doc),
                 _ => Fail($"unknown command '{args[0]}'"),
             };
@@ -122,6 +133,44 @@ public static class BenchCommands
     {
         Console.WriteLine($"torch threads: {UseAllCores()}");
         HardwareCeilings.Measure(quick, Console.WriteLine);
+        return 0;
+    }
+
+    static int PeerRun(string dir, string? roundsText, bool writeDoc, string? docPath)
+    {
+        int rounds = 3;
+        if (roundsText is not null && (!int.TryParse(roundsText, out rounds) || rounds < 1 || rounds > 20))
+            throw new ArgumentException($"--rounds '{roundsText}' must be a whole number in [1, 20]");
+        var checkpoint = Path.Combine(dir, "bench-small-f32");
+        if (!File.Exists(Path.Combine(checkpoint, "config.json")))
+            throw new ArgumentException($"{checkpoint}/config.json not found: write the checkpoint with ../shared/peers/make_ckpt.py (docs/BENCHMARKS.md, llama.cpp section)");
+        var started = DateTime.UtcNow;
+        var clock = Stopwatch.StartNew();
+        int threads = UseAllCores();
+        var machine = MachineInfo.Read();
+        Console.WriteLine($"{machine.CpuModel}, {machine.Cores} cores, load {machine.LoadAverage}; torch threads: {threads}");
+        var f16 = Path.Combine(dir, "bench-small-f16.gguf");
+        var setup = new Peer.PeerSetup(checkpoint, Path.Combine(dir, "bench-small-f32.gguf"), File.Exists(f16) ? f16 : null, Path.Combine(dir, "nlc"), rounds);
+        var result = new Peer.PeerBenchmark(setup, Console.WriteLine).Run();
+        var markdown = Peer.PeerBenchmark.Markdown(result, machine, MachineInfo.CurrentLoad(), started, clock.Elapsed.TotalSeconds, rounds);
+        Console.WriteLine(markdown);
+        if (writeDoc) BenchmarksDoc.ReplaceSection(docPath ?? Path.Combine(BenchmarksDoc.FindRepositoryRoot(), "docs", "BENCHMARKS.md"), "peer", markdown);
+        return 0;
+    }
+
+    static int Gemv(bool quick, bool writeDoc, string? docPath)
+    {
+        var started = DateTime.UtcNow;
+        var machine = MachineInfo.Read();
+        Console.WriteLine($"torch threads: {UseAllCores()}, load {machine.LoadAverage}");
+        var results = GemvBenchmark.Run(quick, Console.WriteLine);
+        var markdown = $"_Generated by `dotnet run -c Release --project bench/MoeCluster.Bench -- gemv` on {started:yyyy-MM-dd HH:mm} UTC; " +
+            $"{machine.CpuModel}, {machine.Cores} cores, shared (load average at start: {machine.LoadAverage}; at end: {MachineInfo.CurrentLoad()}); " +
+            $"torch {torch.get_num_threads()} threads, SmallMatMul {Model.Kernels.SmallMatMul.Threads} thread(s). Cells: min / median µs per call over {(quick ? 3 : 7)} batches of ~20 ms, and the weight GB/s at the min._\n\n" +
+            GemvBenchmark.Markdown(results);
+        Console.WriteLine();
+        Console.WriteLine(markdown);
+        if (writeDoc) BenchmarksDoc.ReplaceSection(docPath ?? Path.Combine(BenchmarksDoc.FindRepositoryRoot(), "docs", "BENCHMARKS.md"), "gemv", markdown);
         return 0;
     }
 

@@ -1,3 +1,4 @@
+using MoeCluster.Node.Commands;
 using MoeCluster.Node.Http;
 
 namespace MoeCluster.Node.Tests;
@@ -31,5 +32,18 @@ public sealed class ServingOptionsSpec
     public void The_model_name_is_the_checkpoint_directory_name()
     {
         Assert.Equal("Qwen1.5-MoE-A2.7B", ServingOptions.ModelNameFor("/models/Qwen1.5-MoE-A2.7B/"));
+    }
+
+    [Fact]
+    public void Wire_dtype_bfloat16_reaches_the_cluster_options_and_anything_else_is_refused_by_name()
+    {
+        var model = Path.Combine(AppContext.BaseDirectory, "no-model-needed");
+        ServeOptions Parse(params string[] extra) => ServeCommand.Resolve(ServeCommand.Create().Parse(["--model", model, .. extra]));
+        Assert.Null(Parse().Cluster.WireDType);
+        Assert.Null(Parse("--wire-dtype", "float32").Cluster.WireDType);
+        Assert.Equal("bfloat16", Parse("--wire-dtype", "bfloat16").Cluster.WireDType);
+        var e = Assert.Throws<ArgumentException>(() => Parse("--wire-dtype", "int8"));
+        Assert.Contains("--wire-dtype", e.Message);
+        Assert.Contains("int8", e.Message);
     }
 }

@@ -1,3 +1,4 @@
+using MoeCluster.Model.Kernels;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -49,9 +50,7 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
         cache.Validate(layout);
         using var scope = NewDisposeScope();
         int T = layout.TokenCount, H = config.NumHeads, G = config.NumKvHeads, Dh = config.HeadDim;
-        var q = q_proj.forward(x);
-        var k = k_proj.forward(x);
-        var v = v_proj.forward(x);
+        var (q, k, v) = Project(x);
         if (config.Architecture == Architecture.Olmoe)
         {
             q = q_norm!.forward(q);
@@ -67,6 +66,16 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
 
         var output = layout.IsPureDecode ? Decode(q, k, v, step, cache) : PerSequence(q, k, v, layout, cache);
         return o_proj.forward(output).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>q, k, v [T, H·Dh], [T, G·Dh], [T, G·Dh]; with few tokens one pass over the three weights, whose
+    /// outputs land side by side (the three are then views of one tensor).</summary>
+    (Tensor Q, Tensor K, Tensor V) Project(Tensor x)
+    {
+        if (!SmallMatMul.Applies(x, q_proj.weight)) return (q_proj.forward(x), k_proj.forward(x), v_proj.forward(x));
+        var qkv = SmallMatMul.Run(x, [q_proj.Segment, k_proj.Segment, v_proj.Segment]);
+        long nq = q_proj.weight.shape[0], nk = k_proj.weight.shape[0];
+        return (qkv.narrow(1, 0, nq), qkv.narrow(1, nq, nk), qkv.narrow(1, nq + nk, v_proj.weight.shape[0]));
     }
 
     /// <summary>One token per sequence: all sequences attend in one batched matmul over their padded caches.</summary>

@@ -1,3 +1,4 @@
+using MoeCluster.Model.Kernels;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -34,8 +35,18 @@ public sealed class ExpertMlp : nn.Module<Tensor, Tensor>, IExpertCompute
     /// <summary>x: [n, D] → [n, D].</summary>
     public override Tensor forward(Tensor x)
     {
+        return SwiGlu(x, gate.weight, up.weight, down.weight);
+    }
+
+    /// <summary>down(silu(x gateᵀ) · x upᵀ) on weights [I, D], [I, D], [D, I]; with few rows gate and up run as one pass
+    /// over both weights, silu·up applied as each output is produced. Every expert format computes through here.</summary>
+    public static Tensor SwiGlu(Tensor x, Tensor gate, Tensor up, Tensor down)
+    {
         using var scope = NewDisposeScope();
-        return down.forward(nn.functional.silu(gate.forward(x)) * up.forward(x)).MoveToOuterDisposeScope();
+        var h = SmallMatMul.Applies(x, gate)
+            ? SmallMatMul.Run(x, [new MatMulSegment(gate, Up: up)])
+            : nn.functional.silu(nn.functional.linear(x, gate)) * nn.functional.linear(x, up);
+        return Linear.Apply(h, down).MoveToOuterDisposeScope();
     }
 
     public Tensor Forward(Tensor rows) => forward(rows);

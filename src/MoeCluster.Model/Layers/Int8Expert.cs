@@ -57,8 +57,7 @@ public sealed class Int8Expert : IExpertCompute
     public Tensor Forward(Tensor rows)
     {
         using var scope = NewDisposeScope();
-        var h = nn.functional.silu(nn.functional.linear(rows, gate.Dequantise(dtype))) * nn.functional.linear(rows, up.Dequantise(dtype));
-        return nn.functional.linear(h, down.Dequantise(dtype)).MoveToOuterDisposeScope();
+        return ExpertMlp.SwiGlu(rows, gate.Dequantise(dtype), up.Dequantise(dtype), down.Dequantise(dtype)).MoveToOuterDisposeScope();
     }
 
     public long ParameterBytes => gate.Bytes + up.Bytes + down.Bytes;

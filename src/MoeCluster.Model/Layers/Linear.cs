@@ -1,5 +1,6 @@
 using TorchSharp;
 using TorchSharp.Modules;
+using MoeCluster.Model.Kernels;
 using static TorchSharp.torch;
 
 namespace MoeCluster.Model.Layers;
@@ -18,5 +19,15 @@ public sealed class Linear : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
-    public override Tensor forward(Tensor x) => nn.functional.linear(x, weight, bias);
+    /// <summary>Few rows (decode, an expert's tokens) go to <see cref="SmallMatMul"/>, which streams the weight at
+    /// memory speed where libtorch's GEMM does not; the rest to libtorch.</summary>
+    public override Tensor forward(Tensor x) => Apply(x, weight, bias);
+
+    /// <summary>x Wᵀ (+ b) by whichever path <see cref="forward"/> takes, for weights held outside a module (int8
+    /// experts dequantise into one), so every expert format computes the same numbers.</summary>
+    public static Tensor Apply(Tensor x, Tensor weight, Tensor? bias = null) =>
+        SmallMatMul.Applies(x, weight) ? SmallMatMul.Run(x, [new MatMulSegment(weight, bias)]) : nn.functional.linear(x, weight, bias);
+
+    /// <summary>This projection as one segment of a fused <see cref="SmallMatMul"/> call.</summary>
+    public MatMulSegment Segment => new(weight, bias);
 }

@@ -20,6 +20,7 @@ public static class ServeCommand
     public static readonly Option<string[]> SeedNodes = new("--seed-nodes") { Description = "akka.tcp://moecluster@host:port, comma separated; empty = this node starts a new cluster", AllowMultipleArgumentsPerToken = true };
     public static readonly Option<string?> Device = new("--device") { Description = "cpu (default) or cuda:N" };
     public static readonly Option<string?> DType = new("--dtype") { Description = "float32 (default) or bfloat16" };
+    public static readonly Option<string?> WireDType = new("--wire-dtype") { Description = "dtype of activations between nodes: float32 (default, as computed) or bfloat16 (half the bytes per token)" };
     public static readonly Option<int?> ExpertSlots = new("--expert-slots") { Description = "most experts this node may hold (0 = no limit)" };
     public static readonly Option<int?> MaxBatch = new("--max-batch-size") { Description = "sequences decoded together (KV-cache slots), default 32" };
     public static readonly Option<int?> Context = new("--context-length") { Description = "longest prompt + completion, default 512" };
@@ -59,7 +60,7 @@ public static class ServeCommand
     {
         var command = new Command("serve", "Run a MoeCluster node (or a whole single-node cluster) and its HTTP API.")
         {
-            Config, Model, Roles, Hostname, PublicHostname, Port, HttpHost, HttpPort, SeedNodes, Device, DType, ExpertSlots,
+            Config, Model, Roles, Hostname, PublicHostname, Port, HttpHost, HttpPort, SeedNodes, Device, DType, WireDType, ExpertSlots,
             MaxBatch, Context, PrefixCache, MaxQueue, Threads, Engine, DataDir, Journal, ApiKeysFile, TlsCertificate, TlsKey, TrustedNetwork, DowningStableAfter, MinExpertNodes,
             ExpertTimeout, StepTimeout, RequestTimeout,
             Replication, ReplicationInterval, JobRetention, JobBatchShare, MaxUploads, DrainGrace, ChatTemplate,
@@ -82,6 +83,13 @@ public static class ServeCommand
         null => null,
         > 0 => TimeSpan.FromSeconds(value.Value),
         _ => throw new ArgumentException($"{name}: {value} is not a positive number of seconds"),
+    };
+
+    static string? ParseWireDType(string? value) => value?.ToLowerInvariant() switch
+    {
+        null or "float32" or "fp32" => null,
+        "bfloat16" or "bf16" => "bfloat16",
+        _ => throw new ArgumentException($"--wire-dtype: '{value}' is not supported; use float32 or bfloat16"),
     };
 
     public static ServeOptions Resolve(ParseResult parse)
@@ -122,6 +130,7 @@ public static class ServeCommand
                 TlsCertificatePassword = Environment.GetEnvironmentVariable("MOECLUSTER_TLS_CERTIFICATE_PASSWORD"),
                 TlsKeyPath = s.Get(TlsKey, (string?)null),
                 TrustedNetwork = s.Get(TrustedNetwork, (bool?)null) ?? false,
+                WireDType = ParseWireDType(s.Get(WireDType, (string?)null)),
             },
             Runtime = new RuntimeOptions
             {

@@ -30,6 +30,9 @@ public sealed record ClusterNodeOptions
     public string LogLevel { get; init; } = "INFO";
     /// <summary>Further certificate thumbprints accepted from peers (certificate rotation); the node's own is always accepted.</summary>
     public IReadOnlyList<string> TrustedThumbprints { get; init; } = [];
+    /// <summary>dtype of float32 activations on the wire between nodes: null sends them as computed, "bfloat16"
+    /// halves the bytes per token (each receiver converts to its compute dtype on arrival).</summary>
+    public string? WireDType { get; init; }
 
     public string SelfAddress => $"{Protocol}://{ActorSystemName}@{PublicHostname ?? Hostname}:{Port}";
 

@@ -99,6 +99,7 @@ public static class MoeClusterHosting
     }
 
     static string Hocon(ClusterNodeOptions node) => $$"""
+        moecluster.wire-dtype = "{{node.WireDType ?? "as-computed"}}"
         akka {
           loglevel = {{node.LogLevel}}
           log-dead-letters-during-shutdown = off

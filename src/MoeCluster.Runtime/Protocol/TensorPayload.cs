@@ -70,19 +70,26 @@ public sealed class TensorPayload
         }
     }
 
-    /// <summary>For the serializer: the bytes of the tensor; disposes a live sender-side tensor (see the rule above).</summary>
-    public byte[] ToBytesForWire()
+    /// <summary>For the serializer: the bytes of the tensor and their dtype; disposes a live sender-side tensor (see the
+    /// rule above). With <paramref name="wire"/> a float32 tensor travels in that dtype (bfloat16 halves the bytes;
+    /// the receiver converts to its compute dtype on arrival, <see cref="Take(ModuleOptions)"/>).</summary>
+    public (byte[] Data, ScalarType DType) ToBytesForWire(ScalarType? wire = null)
     {
         lock (this)
         {
-            if (bytes is not null) return bytes;
-            if (tensor is null) throw new InvalidOperationException("tensor payload already taken; it cannot be sent again");
-            using var cpu = tensor.device.type == TorchSharp.DeviceType.CPU ? tensor.contiguous() : tensor.cpu().contiguous();
+            var target = wire is { } w && DType == ScalarType.Float32 ? w : DType;
+            if (bytes is not null && target == DType) return (bytes, DType);
+            using var scope = NewDisposeScope();
+            var source = tensor ?? (bytes is not null ? FromBytes() : throw new InvalidOperationException("tensor payload already taken; it cannot be sent again"));
+            var cpu = (source.device.type == TorchSharp.DeviceType.CPU ? source : source.cpu()).to(target).contiguous();
             var data = cpu.bytes.ToArray();
-            tensor.Dispose();
-            tensor = null;
-            taken = true;
-            return data;
+            if (tensor is not null)
+            {
+                tensor.Dispose();
+                tensor = null;
+                taken = true;
+            }
+            return (data, target);
         }
     }
 

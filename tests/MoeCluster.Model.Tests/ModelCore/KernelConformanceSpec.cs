@@ -1,0 +1,153 @@
+using System.Runtime.Intrinsics;
+using MoeCluster.Model.Kernels;
+using MoeCluster.Model.Layers;
+using MoeCluster.TestSupport;
+using static TorchSharp.torch;
+
+namespace MoeCluster.Model.Tests.ModelCore;
+
+/// <summary>The small-batch kernel against the TorchSharp path it replaces: plain, biased, fused (q|k|v side by side)
+/// and SwiGLU segments, every row-tile shape (1–16 rows, short last weight blocks), both dtypes, both inner loops
+/// (the AVX-512 tiles only where the machine has them). float32 differs from libtorch by summation order only;
+/// bfloat16 by at most one rounding step of the output.</summary>
+public class KernelConformanceSpec
+{
+    static IEnumerable<KernelPath> Paths => Vector512.IsHardwareAccelerated ? [KernelPath.Vector512, KernelPath.Scalar] : [KernelPath.Scalar];
+
+    public static TheoryData<int, int, int> Shapes => new()
+    {
+        { 1, 64, 1 }, { 2, 32, 4 }, { 3, 96, 13 }, { 4, 64, 8 }, { 5, 32, 7 }, { 7, 128, 70 }, { 16, 512, 9 }, { 9, 1408, 130 },
+    };
+
+    /// <summary>bfloat16 outputs may be one rounding step apart (the float32 sums differ in order); float32 ones by the
+    /// rounding error of a K-term sum of unit-scale products (≈ 1e-5·√K absolute, well above float32's 6e-8·√K).</summary>
+    static void Close(Tensor expected, Tensor actual, ScalarType dtype, int k)
+    {
+        Assert.Equal(expected.shape, actual.shape);
+        Assert.Equal(dtype, actual.dtype);
+        var e = expected.to(ScalarType.Float32);
+        var a = actual.to(ScalarType.Float32);
+        double sum = 1e-5 * Math.Sqrt(k);
+        var allowed = dtype == ScalarType.BFloat16 ? e.abs() * (1.0 / 128) + sum : e.abs() * 1e-5 + sum;
+        var excess = ((e - a).abs() - allowed).max().item<float>();
+        Assert.True(excess <= 0, $"{dtype}: {excess} beyond tolerance; max |diff| {(e - a).abs().max().item<float>()}");
+    }
+
+    [Theory]
+    [MemberData(nameof(Shapes))]
+    public void Products_match_linear_for_every_tile_shape(int m, int k, int n)
+    {
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        manual_seed(m * 1000 + k + n);
+        foreach (var dtype in new[] { ScalarType.Float32, ScalarType.BFloat16 })
+        {
+            var x = randn(m, k).to(dtype);
+            var w = randn(n, k).to(dtype);
+            var b = randn(n).to(dtype);
+            var w2 = randn(n + 3, k).to(dtype);
+            foreach (var path in Paths)
+            {
+                Close(nn.functional.linear(x, w), SmallMatMul.Run(x, [new MatMulSegment(w)], path), dtype, k);
+                Close(nn.functional.linear(x, w, b), SmallMatMul.Run(x, [new MatMulSegment(w, b)], path), dtype, k);
+                var fused = SmallMatMul.Run(x, [new MatMulSegment(w, b), new MatMulSegment(w2)], path);
+                Close(nn.functional.linear(x, w, b), fused.narrow(1, 0, n), dtype, k);
+                Close(nn.functional.linear(x, w2), fused.narrow(1, n, n + 3), dtype, k);
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData(1, 64, 48)]
+    [InlineData(6, 512, 1408)]
+    public void SwiGlu_segments_match_silu_of_gate_times_up(int m, int k, int n)
+    {
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        manual_seed(n);
+        foreach (var dtype in new[] { ScalarType.Float32, ScalarType.BFloat16 })
+        {
+            var x = randn(m, k).to(dtype);
+            var gate = (randn(n, k) * 0.2).to(dtype);
+            var up = (randn(n, k) * 0.2).to(dtype);
+            var expected = nn.functional.silu(nn.functional.linear(x, gate)) * nn.functional.linear(x, up);
+            foreach (var path in Paths)
+                Close(expected, SmallMatMul.Run(x, [new MatMulSegment(gate, Up: up)], path), dtype, k);
+        }
+    }
+
+    [Fact]
+    public void Output_rows_do_not_depend_on_the_other_rows_in_the_call()
+    {
+        // An expert's rows may be split over replicas (IExpertCompute's contract): each row's result must be the same
+        // whatever tile it fell into.
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        manual_seed(3);
+        var x = randn(11, 256);
+        var w = randn(37, 256);
+        var all = SmallMatMul.Run(x, [new MatMulSegment(w)]);
+        for (int r = 0; r < 11; r++)
+            Assert.True(all[r].equal(SmallMatMul.Run(x.narrow(0, r, 1), [new MatMulSegment(w)])[0]).all().item<bool>(), $"row {r}");
+    }
+
+    [Fact]
+    public void Shapes_it_cannot_take_are_left_to_libtorch()
+    {
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        var w = randn(8, 64);
+        Assert.False(SmallMatMul.Supports(randn(2, 48), randn(8, 48), 16));                 // K not a multiple of 32
+        Assert.False(SmallMatMul.Supports(randn(17, 64), w, 16));                           // too many rows
+        Assert.False(SmallMatMul.Supports(randn(2, 64).to(ScalarType.BFloat16), w, 16));     // mixed dtypes
+        Assert.False(SmallMatMul.Supports(randn(2, 64), randn(64, 8).t(), 16));             // non-contiguous weight
+        using (var grad = enable_grad())
+            Assert.False(SmallMatMul.Supports(randn(2, 64), randn(8, 64).requires_grad_(), 16));   // training
+        Assert.Throws<ArgumentException>(() => SmallMatMul.Run(randn(2, 48), [new MatMulSegment(randn(8, 48))]));
+    }
+
+    [Fact]
+    public void Layers_give_the_same_tokens_with_the_kernel_and_without()
+    {
+        // The model core with the kernel against the TorchSharp path alone, every architecture, one prefill and decode
+        // steps: logits within 1e-3, greedy tokens identical.
+        foreach (var a in Enum.GetValues<Architecture>())
+        {
+            using var model = TinyModels.Random(a);
+            var with = Generate(model, kernel: true);
+            var without = Generate(model, kernel: false);
+            Assert.Equal(without.Tokens, with.Tokens);
+            Assert.True(without.MaxLogitDiff(with) < 1e-3, $"{a}: logits differ by {without.MaxLogitDiff(with)}");
+        }
+    }
+
+    sealed record Run(List<long> Tokens, List<float[]> Logits)
+    {
+        public double MaxLogitDiff(Run other) => Logits.Zip(other.Logits).Max(p => p.First.Zip(p.Second).Max(q => Math.Abs(q.First - q.Second)));
+    }
+
+    static Run Generate(MoeTransformer model, bool kernel)
+    {
+        using var off = kernel ? null : SmallMatMul.OffOnThisThread();
+        {
+            using var scope = NewDisposeScope();
+            var caches = model.CreateCaches(2, 32);
+            try
+            {
+                var tokens = new List<long>();
+                var logits = new List<float[]>();
+                int[] prompt = [3, 14, 15, 92, 65];
+                var step = model.ForwardTokens(prompt, StepLayout.Single(0, 0, prompt.Length), caches);
+                for (int i = 0; i < 6; i++)
+                {
+                    logits.Add(step.flatten().data<float>().ToArray());
+                    long next = step.argmax(-1)[0].item<long>();
+                    tokens.Add(next);
+                    step = model.ForwardTokens([(int)next], StepLayout.Single(0, prompt.Length + i, 1), caches);
+                }
+                return new Run(tokens, logits);
+            }
+            finally { foreach (var c in caches) c.Dispose(); }
+        }
+    }
+}
