@@ -34,12 +34,6 @@ public sealed class PrefixCache
 
     public int BlockSize { get; }
 
-    /// <summary>Full blocks slot <paramref name="slot"/> holds.</summary>
-    public int BlocksHeld(int slot) => held[slot].Count;
-
-    /// <summary>Blocks held by all slots together (for the gauge).</summary>
-    public long TotalBlocks => held.Sum(h => (long)h.Count);
-
     /// <summary>The longest cached prefix of <paramref name="tokenAt"/>[0, <paramref name="count"/>) in any slot
     /// <paramref name="usable"/> accepts: its length in blocks and the holders of its last block (empty when none).</summary>
     public (int Blocks, IReadOnlyCollection<int> Holders) Match(Func<int, int> tokenAt, int count, Func<int, bool> usable)
