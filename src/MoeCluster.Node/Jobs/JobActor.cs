@@ -361,14 +361,12 @@ public sealed class JobActor : ReceivePersistentActor, IWithTimers
         if (!JobStoreFaults.IsStoreFault(e))
             return new JobRejected(jobId, 500, $"the input file could not be read: {e.GetBaseException().Message}", "input_file_id", "file_unreadable");
         health.ReportFailure(e, "the file store", "request");
-        var state = health.Current;
-        return new JobRejected(jobId, state.DiskFull ? 507 : 503, JobStoreFaults.Unusable(state.Detail).Message, "input_file_id", JobStoreFaults.Code);
+        return JobStoreFaults.Rejected(jobId, health.Current, "input_file_id");
     }
 
     void TellWriteFailed()
     {
-        var state = health.Current;
-        awaitingWrite?.Tell(new JobRejected(jobId, state.DiskFull ? 507 : 503, JobStoreFaults.Unusable(state.Detail).Message, null, JobStoreFaults.Code));
+        awaitingWrite?.Tell(JobStoreFaults.Rejected(jobId, health.Current));
         awaitingWrite = null;
     }
 

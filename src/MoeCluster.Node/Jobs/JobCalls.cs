@@ -45,7 +45,7 @@ public static class JobCalls
         try { reply = await target.Ask<object>(message, AskTimeout, context.RequestAborted); }
         catch (AskTimeoutException)
         {
-            if (context.RequestServices.GetService<JobStoreHealth>()?.Current is { Usable: false } down) throw JobStoreFaults.Unusable(down.Detail, down.DiskFull);
+            if (context.RequestServices.GetService<JobStoreHealth>()?.Current is { Usable: false } down) throw JobStoreFaults.Unusable(down);
             throw new ApiException(503, $"the job store did not answer within {AskTimeout.TotalSeconds:0} s; retry later", null, "jobs_unavailable", "server_error");
         }
         return reply switch

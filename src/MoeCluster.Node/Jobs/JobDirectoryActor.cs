@@ -125,8 +125,7 @@ public sealed class JobDirectoryActor : ReceivePersistentActor, IWithTimers
     {
         health.ReportFailure(cause, health.Journal, "write");
         log.Warning("The job directory could not write {0} ({1}); restarting once the journal answers", @event.GetType().Name, health.Current.Detail);
-        var state = health.Current;
-        awaitingWrite?.Tell(new JobRejected((@event as JobRegistered)?.JobId ?? "", state.DiskFull ? 507 : 503, JobStoreFaults.Unusable(state.Detail).Message, null, JobStoreFaults.Code));
+        awaitingWrite?.Tell(JobStoreFaults.Rejected((@event as JobRegistered)?.JobId ?? "", health.Current));
         awaitingWrite = null;
         Context.Stop(Self);
     }

@@ -82,4 +82,13 @@ public static class JobStoreFaults
     public static ApiException Unusable(string detail, bool diskFull = false) =>
         new(diskFull ? StatusCodes.Status507InsufficientStorage : StatusCodes.Status503ServiceUnavailable,
             $"job store unusable: {detail}; retry when it recovers", null, Code, "server_error");
+
+    public static ApiException Unusable(JobStoreState state) => Unusable(state.Detail, state.DiskFull);
+
+    /// <summary>The same answer as a reply from a job entity or the directory that could not write or read the store.</summary>
+    public static JobRejected Rejected(string jobId, JobStoreState state, string? param = null)
+    {
+        var answer = Unusable(state);
+        return new JobRejected(jobId, answer.Status, answer.Message, param, Code);
+    }
 }

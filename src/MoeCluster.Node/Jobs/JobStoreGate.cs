@@ -17,7 +17,7 @@ public sealed class JobStoreGate(RequestDelegate next)
         var health = context.RequestServices.GetService<JobStoreHealth>();
         if (health is null || !Guards(context.Request.Path)) { await next(context); return; }
         var state = await health.CheckAsync(context.RequestAborted);
-        if (!state.Usable) throw JobStoreFaults.Unusable(state.Detail, state.DiskFull);
+        if (!state.Usable) throw JobStoreFaults.Unusable(state);
         try { await next(context); }
         catch (Exception e) when (JobStoreFaults.IsStoreFault(e) && !context.Response.HasStarted)
         {
