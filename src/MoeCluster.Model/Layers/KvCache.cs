@@ -39,13 +39,19 @@ public sealed class KvCache : IDisposable
     /// by a new sequence). Both slots must be inside the cache.</summary>
     public void CopyPrefix(int fromSlot, int toSlot, int tokens)
     {
-        if (fromSlot < 0 || fromSlot >= Slots || toSlot < 0 || toSlot >= Slots)
-            throw new ArgumentOutOfRangeException(nameof(fromSlot), $"KV-cache copy from slot {fromSlot} to slot {toSlot} outside [0, {Slots})");
-        if (tokens < 0 || tokens > Capacity) throw new ArgumentOutOfRangeException(nameof(tokens), $"KV-cache copy of {tokens} positions; the cache holds {Capacity}");
+        ValidateCopy(fromSlot, toSlot, tokens);
         if (tokens == 0 || fromSlot == toSlot) return;
         using var scope = NewDisposeScope();
         Keys[toSlot].narrow(1, 0, tokens).copy_(Keys[fromSlot].narrow(1, 0, tokens));
         Values[toSlot].narrow(1, 0, tokens).copy_(Values[fromSlot].narrow(1, 0, tokens));
+    }
+
+    /// <summary>Throws <see cref="ArgumentOutOfRangeException"/> for a copy outside the cache (slots or positions).</summary>
+    public void ValidateCopy(int fromSlot, int toSlot, int tokens)
+    {
+        if (fromSlot < 0 || fromSlot >= Slots || toSlot < 0 || toSlot >= Slots)
+            throw new ArgumentOutOfRangeException(nameof(fromSlot), $"KV-cache copy from slot {fromSlot} to slot {toSlot} outside [0, {Slots})");
+        if (tokens < 0 || tokens > Capacity) throw new ArgumentOutOfRangeException(nameof(tokens), $"KV-cache copy of {tokens} positions; the cache holds {Capacity}");
     }
 
     public void Dispose() { Keys.Dispose(); Values.Dispose(); }

@@ -128,11 +128,12 @@ public sealed class AttentionActor : ReceiveActor
             return $"input [{string.Join(", ", m.Input.Shape)}] is not [tokens, {model.Config.HiddenSize}]";
         if (rows != m.Layout.TokenCount) return $"the layout covers {m.Layout.TokenCount} tokens, the input has {rows} rows";
         if (cache is null) return null;   // answered with AttentionCacheMissing
-        try { cache.Validate(m.Layout); }
+        try
+        {
+            cache.Validate(m.Layout);
+            foreach (var c in m.Copies) cache.ValidateCopy(c.FromSlot, c.ToSlot, c.Tokens);
+        }
         catch (ArgumentOutOfRangeException e) { return e.Message; }
-        foreach (var c in m.Copies)
-            if (c.FromSlot >= cache.Slots || c.ToSlot >= cache.Slots || c.Tokens > cache.Capacity)
-                return $"KV-cache copy of {c.Tokens} positions from slot {c.FromSlot} to slot {c.ToSlot} outside the cache ({cache.Slots} slots of {cache.Capacity})";
         return null;
     }
 
