@@ -49,9 +49,9 @@ public sealed class KvCache : IDisposable
     /// <summary>Throws <see cref="ArgumentOutOfRangeException"/> for a copy outside the cache (slots or positions).</summary>
     public void ValidateCopy(int fromSlot, int toSlot, int tokens)
     {
-        if (fromSlot < 0 || fromSlot >= Slots || toSlot < 0 || toSlot >= Slots)
-            throw new ArgumentOutOfRangeException(nameof(fromSlot), $"KV-cache copy from slot {fromSlot} to slot {toSlot} outside [0, {Slots})");
-        if (tokens < 0 || tokens > Capacity) throw new ArgumentOutOfRangeException(nameof(tokens), $"KV-cache copy of {tokens} positions; the cache holds {Capacity}");
+        if (fromSlot < 0 || fromSlot >= Slots || toSlot < 0 || toSlot >= Slots || tokens < 0 || tokens > Capacity)
+            throw new ArgumentOutOfRangeException(null,
+                $"KV-cache copy of {tokens} positions from slot {fromSlot} to slot {toSlot} outside the cache ({Slots} slots of {Capacity})");
     }
 
     public void Dispose() { Keys.Dispose(); Values.Dispose(); }
