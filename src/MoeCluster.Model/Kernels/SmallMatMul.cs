@@ -29,10 +29,13 @@ public enum KernelPath { Vector512, Scalar }
 /// </summary>
 public static unsafe class SmallMatMul
 {
-    /// <summary>Largest M the kernel takes. Measured (`bench … gemv`, docs/BENCHMARKS.md): on one thread it beats
-    /// every libtorch path at 1–4 rows of an expert's weights and loses from 8 rows on, where libtorch's two threads
-    /// (and oneDNN's bfloat16 dot-product instructions) win on compute.</summary>
-    public static int MaxRows { get; set; } = 4;
+    /// <summary>Largest M the kernel takes in float32. Measured (`bench … gemv`, docs/BENCHMARKS.md) on libtorch's
+    /// team: ahead of every libtorch path (MKL SGEMM, packed SGEMM) at 1–32 rows of every bench-small weight.</summary>
+    public static int MaxRows { get; set; } = 32;
+
+    /// <summary>Largest M in bfloat16: from 8 rows oneDNN's bfloat16 dot-product instructions (which .NET 10 does not
+    /// expose) win on compute over the kernel's widen-then-FMA.</summary>
+    public static int MaxRowsBFloat16 { get; set; } = 4;
 
     /// <summary>Off: every product goes to libtorch (set with MOECLUSTER_SMALL_MATMUL=0 for A/B runs).</summary>
     public static bool Enabled { get; set; } = Environment.GetEnvironmentVariable("MOECLUSTER_SMALL_MATMUL") != "0";
@@ -58,14 +61,23 @@ public static unsafe class SmallMatMul
     /// <summary>Most rows <see cref="Run"/> takes at all (its per-thread tile results live on the stack).</summary>
     public const int RowLimit = 64;
 
-    /// <summary>Threads one call splits its output rows over (MOECLUSTER_SMALL_MATMUL_THREADS, default 1).</summary>
-    public static int Threads { get; set; } =
-        int.TryParse(Environment.GetEnvironmentVariable("MOECLUSTER_SMALL_MATMUL_THREADS"), out var t) && t > 0 ? Math.Min(t, Environment.ProcessorCount) : 1;
+    static int? threads =
+        int.TryParse(Environment.GetEnvironmentVariable("MOECLUSTER_SMALL_MATMUL_THREADS"), out var t) && t > 0 ? t : null;
+
+    /// <summary>Threads one call splits its output rows over: libtorch's intra-op thread count, on libtorch's own
+    /// OpenMP team (<see cref="OmpTeam"/>), so the kernel and libtorch's ops never compete for the cores; one where that
+    /// team is not available. MOECLUSTER_SMALL_MATMUL_THREADS (or setting this) fixes the count.</summary>
+    public static int Threads
+    {
+        get => threads ?? (OmpTeam.Available ? get_num_threads() : 1);
+        set => threads = value;
+    }
 
     /// <summary>Whether <see cref="Run"/> takes x [M, K] against these weights: CPU, float32 or bfloat16 throughout,
     /// M ≤ <see cref="MaxRows"/>, K a multiple of 32, contiguous weights, and no gradient wanted.</summary>
     public static bool Applies(Tensor x, Tensor weight) =>
-        Enabled && !offOnThisThread && Vector512.IsHardwareAccelerated && Supports(x, weight, MaxRows);
+        Enabled && !offOnThisThread && Vector512.IsHardwareAccelerated
+        && Supports(x, weight, x.dtype == ScalarType.BFloat16 ? MaxRowsBFloat16 : MaxRows);
 
     /// <summary>The shape and dtype conditions alone (what the scalar path needs too).</summary>
     public static bool Supports(Tensor x, Tensor weight, int maxRows) =>
@@ -110,10 +122,7 @@ public static unsafe class SmallMatMul
                 column += s.Rows;
             }
             var call = new Call(packed, M, K, bf16, jobs, (byte*)Data(output), N, path);
-            int blocks = jobs.Sum(j => (j.Rows + 3) / 4);
-            int threads = Math.Min(Threads, Math.Max(1, N / RowsPerThread));
-            if (threads == 1) call.Blocks(0, blocks);
-            else Parallel.For(0, threads, t => call.Blocks((int)((long)blocks * t / threads), (int)((long)blocks * (t + 1) / threads)));
+            OmpTeam.Run(call, Math.Min(Threads, Math.Max(1, N / RowsPerThread)));
             GC.KeepAlive(segments);
         }
         finally
@@ -149,8 +158,14 @@ public static unsafe class SmallMatMul
     }
 
     /// <summary>One call's operands; <see cref="Blocks"/> computes 4-row output blocks [from, to) over all segments.</summary>
-    sealed class Call(float* x, int M, int K, bool bf16, Job[] jobs, byte* output, int N, KernelPath path)
+    sealed class Call(float* x, int M, int K, bool bf16, Job[] jobs, byte* output, int N, KernelPath path) : IParallelWork
     {
+        readonly int blocks = jobs.Sum(j => (j.Rows + 3) / 4);
+
+        /// <summary>Thread t of n takes the t-th n-th of the 4-row blocks.</summary>
+        public void Run(int thread, int threads) =>
+            Blocks((int)((long)blocks * thread / threads), (int)((long)blocks * (thread + 1) / threads));
+
         public void Blocks(int from, int to)
         {
             float* gate = stackalloc float[M * 4];
