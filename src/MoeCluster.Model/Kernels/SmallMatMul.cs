@@ -40,20 +40,10 @@ public static unsafe class SmallMatMul
     /// <summary>Off: every product goes to libtorch (set with MOECLUSTER_SMALL_MATMUL=0 for A/B runs).</summary>
     public static bool Enabled { get; set; } = Environment.GetEnvironmentVariable("MOECLUSTER_SMALL_MATMUL") != "0";
 
-    [ThreadStatic] static bool offOnThisThread;
+    static readonly ThreadSwitch onThisThread = new();
 
     /// <summary>Sends this thread's products to libtorch until disposed (A/B comparisons in one process).</summary>
-    public static IDisposable OffOnThisThread()
-    {
-        bool was = offOnThisThread;
-        offOnThisThread = true;
-        return new Restore(() => offOnThisThread = was);
-    }
-
-    sealed class Restore(Action undo) : IDisposable
-    {
-        public void Dispose() => undo();
-    }
+    public static IDisposable OffOnThisThread() => onThisThread.Off();
 
     /// <summary>Output rows below which one thread does the whole call (waking a second costs more than it saves).</summary>
     const int RowsPerThread = 64;
@@ -76,7 +66,7 @@ public static unsafe class SmallMatMul
     /// <summary>Whether <see cref="Run"/> takes x [M, K] against these weights: CPU, float32 or bfloat16 throughout,
     /// M ≤ <see cref="MaxRows"/>, K a multiple of 32, contiguous weights, and no gradient wanted.</summary>
     public static bool Applies(Tensor x, Tensor weight) =>
-        Enabled && !offOnThisThread && Vector512.IsHardwareAccelerated
+        Enabled && !onThisThread.IsOff && Vector512.IsHardwareAccelerated
         && Supports(x, weight, x.dtype == ScalarType.BFloat16 ? MaxRowsBFloat16 : MaxRows);
 
     /// <summary>The shape and dtype conditions alone (what the scalar path needs too).</summary>

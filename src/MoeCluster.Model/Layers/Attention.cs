@@ -12,11 +12,13 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
     public readonly RmsNorm? q_norm, k_norm;
     readonly ModelConfig config;
     readonly double scale;
+    readonly AttentionShape shape;
 
     public Attention(ModelConfig c, ModuleOptions o) : base(nameof(Attention))
     {
         config = c;
         scale = 1.0 / Math.Sqrt(c.HeadDim);
+        shape = new AttentionShape(c.NumHeads, c.NumKvHeads, c.HeadDim, c.SlidingWindow);
         q_proj = new Linear(c.HiddenSize, c.NumHeads * c.HeadDim, c.AttentionBias, o);
         k_proj = new Linear(c.HiddenSize, c.NumKvHeads * c.HeadDim, c.AttentionBias, o);
         v_proj = new Linear(c.HiddenSize, c.NumKvHeads * c.HeadDim, c.AttentionBias, o);
@@ -61,6 +63,8 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
         k = k.view(T, G, Dh);
         v = v.view(T, G, Dh);
         if (config.Architecture == Architecture.Qwen3Moe) { q = q_norm!.forward(q); k = k_norm!.forward(k); }
+        if (layout.IsPureDecode && DecodeAttention.Applies(q, cache))
+            return o_proj.forward(DecodeAttention.Run(q, k, v, step.Cos, step.Sin, layout, cache, shape)).MoveToOuterDisposeScope();
         q = RotaryEmbedding.Apply(q, step.Cos, step.Sin);
         k = RotaryEmbedding.Apply(k, step.Cos, step.Sin);
 
@@ -78,7 +82,8 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
         return (qkv.narrow(1, 0, nq), qkv.narrow(1, nq, nk), qkv.narrow(1, nq + nk, v_proj.weight.shape[0]));
     }
 
-    /// <summary>One token per sequence: all sequences attend in one batched matmul over their padded caches.</summary>
+    /// <summary>One token per sequence, on the TorchSharp path (where <see cref="DecodeAttention"/> does not apply, and
+    /// its cross-check): all sequences attend in one batched matmul over their padded caches.</summary>
     Tensor Decode(Tensor q, Tensor k, Tensor v, StepContext step, KvCache cache)
     {
         int B = step.Layout.Segments.Count, H = config.NumHeads, G = config.NumKvHeads, Dh = config.HeadDim, r = H / G, L = step.KeyCount;
