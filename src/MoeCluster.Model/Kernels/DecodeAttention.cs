@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using MoeCluster.Model.Layers;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -68,11 +69,11 @@ public static unsafe class DecodeAttention
             throw new ArgumentException($"KV cache [{string.Join(", ", cache.Keys.shape)}] does not hold {G} kv heads of {Dh}");
         cache.Validate(layout);
 
-        using var qr = Rows(q, B, H * Dh);
-        using var kr = Rows(k, B, G * Dh);
-        using var vr = Rows(v, B, G * Dh);
-        using var cosr = Rows(cos, B, Dh);
-        using var sinr = Rows(sin, B, Dh);
+        using var qr = Rows(q, B, H * Dh, out long qStride);
+        using var kr = Rows(k, B, G * Dh, out long kStride);
+        using var vr = Rows(v, B, G * Dh, out long vStride);
+        using var cosr = Rows(cos, B, Dh, out long cosStride);
+        using var sinr = Rows(sin, B, Dh, out long sinStride);
         var output = empty([B, H * Dh], q.dtype, CPU);
 
         var sequences = new Sequence[B];
@@ -94,8 +95,8 @@ public static unsafe class DecodeAttention
         float* scratch = (float*)NativeMemory.AlignedAlloc((nuint)((long)perThread * threads * sizeof(float)), 64);
         try
         {
-            var call = new Call(new Operands(Data(qr), qr.stride(0), Data(kr), kr.stride(0), Data(vr), vr.stride(0),
-                    Data(cosr), cosr.stride(0), Data(sinr), sinr.stride(0), Data(cache.Keys), Data(cache.Values), Data(output)),
+            var call = new Call(new Operands(Data(qr ?? q), qStride, Data(kr ?? k), kStride, Data(vr ?? v), vStride,
+                    Data(cosr ?? cos), cosStride, Data(sinr ?? sin), sinStride, Data(cache.Keys), Data(cache.Values), Data(output)),
                 sequences, before, G, r, Dh, cache.Capacity, q.dtype == ScalarType.BFloat16, (float)(1.0 / Math.Sqrt(Dh)),
                 loops, scratch, perThread);
             OmpTeam.Run(call, threads);
@@ -105,12 +106,28 @@ public static unsafe class DecodeAttention
         return output;
     }
 
-    /// <summary>x as [rows, width] with unit stride along width (a view where x allows one).</summary>
-    static Tensor Rows(Tensor x, int rows, int width)
+    /// <summary>Null where x already is <paramref name="rows"/> evenly spaced rows of <paramref name="width"/> packed
+    /// elements (any view of that, as q/k/v narrowed from one fused projection are: no new tensor, no copy); otherwise
+    /// a contiguous copy. <paramref name="stride"/>: elements from one row to the next.</summary>
+    static Tensor? Rows(Tensor x, int rows, int width, out long stride)
     {
-        var r = x.reshape(rows, width);
-        if (r.stride(1) == 1) return r;
-        using (r) return r.contiguous();
+        var shape = x.shape;
+        var strides = x.stride();
+        long packed = 1;
+        bool rowsOfPacked = shape.Length >= 1 && shape[0] == rows;
+        for (int d = shape.Length - 1; d >= 1 && rowsOfPacked; d--)
+        {
+            rowsOfPacked = shape[d] == 1 || strides[d] == packed;
+            packed *= shape[d];
+        }
+        if (rowsOfPacked && packed == width)
+        {
+            stride = strides[0];
+            return null;
+        }
+        var copy = x.reshape(rows, width).contiguous();
+        stride = width;
+        return copy;
     }
 
     [DllImport("LibTorchSharp")]
@@ -132,10 +149,11 @@ public static unsafe class DecodeAttention
         public readonly long QStride = qStride, KStride = kStride, VStride = vStride, CosStride = cosStride, SinStride = sinStride;
     }
 
-    /// <summary>A thread's working memory: the r rotated queries [r, Dh], the P·V sums [r, Dh], the scores [r, n].</summary>
+    /// <summary>A thread's working memory: the r rotated queries [r, Dh], the P·V sums [r, Dh], the scores [r, n], one
+    /// rotated head in the compute dtype.</summary>
     static class Scratch
     {
-        public static int Floats(int r, int Dh, int keys) => 2 * Round16(r * Dh) + Round16(r * keys);
+        public static int Floats(int r, int Dh, int keys) => 2 * Round16(r * Dh) + Round16(r * keys) + Round16(Dh);
         public static int Round16(int n) => (n + 15) & ~15;
     }
 
@@ -145,6 +163,7 @@ public static unsafe class DecodeAttention
         readonly int es = bf16 ? 2 : 4;
 
         /// <summary>Thread t of n takes the pairs whose work starts in the t-th n-th of the step's work.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int thread, int threads)
         {
             long total = before[^1];
@@ -177,47 +196,145 @@ public static unsafe class DecodeAttention
             byte* valueRows = o.Values + ((long)seq.Slot * G + g) * C * rowBytes;
             byte* cos = o.Cos + b * o.CosStride * es, sin = o.Sin + b * o.SinStride * es;
             float* queries = s, sums = s + Scratch.Round16(r * Dh), scores = sums + Scratch.Round16(r * Dh);
+            byte* rotated = (byte*)(scores + Scratch.Round16(r * n));                // one head in the compute dtype
 
             // This step's key and value go into the cache first: the token sees itself.
-            byte* key = keyRows + seq.Position * rowBytes;
-            byte* newKey = o.K + (b * o.KStride + (long)g * Dh) * es;
-            for (int d = 0; d < Dh; d++) Write(key, d, Rotated(newKey, cos, sin, d));
+            Rotate(o.K + (b * o.KStride + (long)g * Dh) * es, cos, sin, keyRows + seq.Position * rowBytes);
             Buffer.MemoryCopy(o.V + (b * o.VStride + (long)g * Dh) * es, valueRows + seq.Position * rowBytes, rowBytes, rowBytes);
             for (int j = 0; j < r; j++)
             {
-                byte* query = o.Q + (b * o.QStride + (long)(g * r + j) * Dh) * es;
-                for (int d = 0; d < Dh; d++) queries[j * Dh + Chunked<TRows>(d)] = Rotated(query, cos, sin, d);
+                Rotate(o.Q + (b * o.QStride + (long)(g * r + j) * Dh) * es, cos, sin, rotated);
+                Unpack<TRows>(rotated, queries + j * Dh);
             }
 
-            byte* visible = keyRows + seq.First * rowBytes;
-            for (int l = 0; l < n; l++)
-                for (int j = 0; j < r; j++)
-                {
-                    float dot = Dot<TRows>(queries + j * Dh, visible + l * rowBytes);
-                    // bfloat16: the matmul rounds its result, then the product with the scale rounds again.
-                    scores[j * n + l] = bf16 ? BFloat16(BFloat16(dot) * scale) : dot * scale;
-                }
+            Scores<TRows>(queries, keyRows + seq.First * rowBytes, n, scores);
             for (int j = 0; j < r; j++) Softmax(scores + j * n, n);
+            Weighted<TRows>(scores, valueRows + seq.First * rowBytes, n, sums);
+            Pack<TRows>(sums, o.Output + ((long)b * G * r + (long)g * r) * Dh * es);
+        }
 
-            new Span<float>(sums, r * Dh).Clear();
-            visible = valueRows + seq.First * rowBytes;
-            for (int l = 0; l < n; l++) Accumulate<TRows>(sums, scores + l, n, visible + l * rowBytes);
+        /// <summary>One head x rotated into dst in the compute dtype, element by element as <see cref="Rotated"/>, 16 lanes
+        /// at a time on the vector path (Dh/2 is then a multiple of 16, so the rolled half is a contiguous load).</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        void Rotate(byte* x, byte* cos, byte* sin, byte* dst)
+        {
+            if (path == KernelPath.Scalar)
+            {
+                for (int d = 0; d < Dh; d++) Write(dst, d, Rotated(x, cos, sin, d));
+                return;
+            }
+            int half = Dh / 2;
+            for (int d = 0; d < Dh; d += 16)
+            {
+                var a = Load16(x, d) * Load16(cos, d);
+                var b = Load16(x, d < half ? d + half : d - half) * Load16(sin, d);
+                var v = bf16 ? BFloat16(BFloat16(a) + b) : a + b;
+                if (bf16) Avx512F.ConvertToVector256UInt16(v.AsUInt32() >> 16).Store((ushort*)dst + d);
+                else v.Store((float*)dst + d);
+            }
+        }
 
-            byte* output = o.Output + ((long)b * G * r + (long)g * r) * Dh * es;
-            for (int j = 0; j < r; j++)
-                for (int d = 0; d < Dh; d++) Write(output, j * Dh + d, sums[j * Dh + Chunked<TRows>(d)]);
+        /// <summary>Elements [d, d+16) as float32.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        Vector512<float> Load16(byte* p, int d) => bf16
+            ? Vector512.ShiftLeft(Avx512F.ConvertToVector512UInt32(Vector256.Load((ushort*)p + d)), 16).AsSingle()
+            : Vector512.Load((float*)p + d);
+
+        /// <summary>A head in the compute dtype → float32 in the layout TRows loads rows in (what Dot pairs with).</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        void Unpack<TRows>(byte* head, float* dst) where TRows : IWeightRows
+        {
+            if (typeof(TRows) == typeof(PlainRows))
+            {
+                for (int d = 0; d < Dh; d++) dst[d] = Read(head, d);
+                return;
+            }
+            for (int c = 0; c < Dh; c += 32)
+            {
+                TRows.Load(head, c, out var a, out var b);
+                a.Store(dst + c);
+                b.Store(dst + c + 16);
+            }
+        }
+
+        /// <summary>The group's P·V sums (TRows layout) → the output heads in the compute dtype, one rounding each. For
+        /// bfloat16 a = the even elements, b = the odd ones, so rounding both and joining each lane's two halves restores
+        /// the order (the inverse of <see cref="BFloat16Rows.Load"/>).</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        void Pack<TRows>(float* sums, byte* output) where TRows : IWeightRows
+        {
+            if (typeof(TRows) == typeof(PlainRows))
+            {
+                for (int i = 0; i < r * Dh; i++) Write(output, i, sums[i]);
+                return;
+            }
+            for (int c = 0; c < r * Dh; c += 32)
+            {
+                var a = Vector512.Load(sums + c);
+                var b = Vector512.Load(sums + c + 16);
+                if (!bf16) { a.Store((float*)output + c); b.Store((float*)output + c + 16); continue; }
+                var even = BFloat16(a).AsUInt32() >> 16;
+                var odd = BFloat16(b).AsUInt32();
+                (odd | even).Store((uint*)((ushort*)output + c));
+            }
         }
 
         /// <summary>Element d of a head rotated as <see cref="RotaryEmbedding.Apply(Tensor, Tensor, Tensor)"/> does:
         /// x·cos + roll(x, Dh/2)·sin′ (separate products, no fused multiply-add, as libtorch's addcmul); in bfloat16 the
         /// first product is rounded, then the sum.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         float Rotated(byte* x, byte* cos, byte* sin, int d)
         {
-            float a = Read(x, d) * Read(cos, d), b = Read(x, (d + Dh / 2) % Dh) * Read(sin, d);
+            float a = Read(x, d) * Read(cos, d), b = Read(x, d < Dh / 2 ? d + Dh / 2 : d - Dh / 2) * Read(sin, d);
             return bf16 ? BFloat16(BFloat16(a) + b) : a + b;
         }
 
+        /// <summary>scores[j·n + l] = q_j · key l for the group's heads: four heads per pass over the keys, so each key
+        /// chunk is loaded once for four products and the four sums are reduced together.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        void Scores<TRows>(float* queries, byte* keys, int n, float* scores) where TRows : IWeightRows
+        {
+            long rowBytes = (long)Dh * es;
+            int j = 0;
+            if (typeof(TRows) != typeof(PlainRows))
+                for (; j + 4 <= r; j += 4)
+                {
+                    float* q0 = queries + j * Dh, q1 = q0 + Dh, q2 = q1 + Dh, q3 = q2 + Dh;
+                    for (int l = 0; l < n; l++)
+                    {
+                        byte* row = keys + l * rowBytes;
+                        Vector512<float> s0 = default, s1 = default, s2 = default, s3 = default;
+                        for (int c = 0; c < Dh; c += 32)
+                        {
+                            TRows.Load(row, c, out var a, out var b);
+                            s0 = Vector512.FusedMultiplyAdd(b, Vector512.Load(q0 + c + 16), Vector512.FusedMultiplyAdd(a, Vector512.Load(q0 + c), s0));
+                            s1 = Vector512.FusedMultiplyAdd(b, Vector512.Load(q1 + c + 16), Vector512.FusedMultiplyAdd(a, Vector512.Load(q1 + c), s1));
+                            s2 = Vector512.FusedMultiplyAdd(b, Vector512.Load(q2 + c + 16), Vector512.FusedMultiplyAdd(a, Vector512.Load(q2 + c), s2));
+                            s3 = Vector512.FusedMultiplyAdd(b, Vector512.Load(q3 + c + 16), Vector512.FusedMultiplyAdd(a, Vector512.Load(q3 + c), s3));
+                        }
+                        var sum = Sum4(s0, s1, s2, s3);
+                        scores[j * n + l] = sum[0];
+                        scores[(j + 1) * n + l] = sum[1];
+                        scores[(j + 2) * n + l] = sum[2];
+                        scores[(j + 3) * n + l] = sum[3];
+                    }
+                }
+            for (; j < r; j++)
+                for (int l = 0; l < n; l++) scores[j * n + l] = Dot<TRows>(queries + j * Dh, keys + l * rowBytes);
+        }
+
+        /// <summary>The four horizontal sums as one vector: two halvings, then three horizontal adds for all four.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        static Vector128<float> Sum4(Vector512<float> a, Vector512<float> b, Vector512<float> c, Vector512<float> d)
+        {
+            if (!Avx.IsSupported) return Vector128.Create(Vector512.Sum(a), Vector512.Sum(b), Vector512.Sum(c), Vector512.Sum(d));
+            var h = Avx.HorizontalAdd(Avx.HorizontalAdd(a.GetLower() + a.GetUpper(), b.GetLower() + b.GetUpper()),
+                Avx.HorizontalAdd(c.GetLower() + c.GetUpper(), d.GetLower() + d.GetUpper()));
+            return h.GetLower() + h.GetUpper();
+        }
+
         /// <summary>q (chunked as TRows loads a row) · one cached row.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         float Dot<TRows>(float* q, byte* row) where TRows : IWeightRows
         {
             if (typeof(TRows) == typeof(PlainRows))
@@ -236,40 +353,86 @@ public static unsafe class DecodeAttention
             return Vector512.Sum(s0 + s1);
         }
 
-        /// <summary>sums[j] += p[j·n] · row for every head j of the group (p points at one key's column of the scores).</summary>
-        void Accumulate<TRows>(float* sums, float* p, int n, byte* row) where TRows : IWeightRows
+        /// <summary>sums[j] = Σ_l p[j·n + l] · value l (P·V) for the group's heads: one 32-wide chunk at a time over all
+        /// keys, four heads together, so the eight accumulators stay in registers.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        void Weighted<TRows>(float* p, byte* values, int n, float* sums) where TRows : IWeightRows
         {
+            long rowBytes = (long)Dh * es;
             if (typeof(TRows) == typeof(PlainRows))
             {
-                for (int d = 0; d < Dh; d++)
-                {
-                    float value = Read(row, d);
-                    for (int j = 0; j < r; j++) sums[j * Dh + d] += p[j * n] * value;
-                }
+                new Span<float>(sums, r * Dh).Clear();
+                for (int l = 0; l < n; l++)
+                    for (int d = 0; d < Dh; d++)
+                    {
+                        float value = Read(values + l * rowBytes, d);
+                        for (int j = 0; j < r; j++) sums[j * Dh + d] += p[j * n + l] * value;
+                    }
                 return;
             }
-            for (int c = 0; c < Dh; c += 32)
+            int h = 0;
+            for (; h + 4 <= r; h += 4)
             {
-                TRows.Load(row, c, out var a, out var b);
-                for (int j = 0; j < r; j++)
+                float* p0 = p + h * n, p1 = p0 + n, p2 = p1 + n, p3 = p2 + n;
+                for (int c = 0; c < Dh; c += 32)
                 {
-                    var pj = Vector512.Create(p[j * n]);
-                    float* at = sums + j * Dh + c;
-                    Vector512.FusedMultiplyAdd(a, pj, Vector512.Load(at)).Store(at);
-                    Vector512.FusedMultiplyAdd(b, pj, Vector512.Load(at + 16)).Store(at + 16);
+                    Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default, b0 = default, b1 = default, b2 = default, b3 = default;
+                    for (int l = 0; l < n; l++)
+                    {
+                        TRows.Load(values + l * rowBytes, c, out var a, out var b);
+                        var w = Vector512.Create(p0[l]);
+                        a0 = Vector512.FusedMultiplyAdd(a, w, a0); b0 = Vector512.FusedMultiplyAdd(b, w, b0);
+                        w = Vector512.Create(p1[l]);
+                        a1 = Vector512.FusedMultiplyAdd(a, w, a1); b1 = Vector512.FusedMultiplyAdd(b, w, b1);
+                        w = Vector512.Create(p2[l]);
+                        a2 = Vector512.FusedMultiplyAdd(a, w, a2); b2 = Vector512.FusedMultiplyAdd(b, w, b2);
+                        w = Vector512.Create(p3[l]);
+                        a3 = Vector512.FusedMultiplyAdd(a, w, a3); b3 = Vector512.FusedMultiplyAdd(b, w, b3);
+                    }
+                    float* at = sums + h * Dh + c;
+                    a0.Store(at); b0.Store(at + 16);
+                    a1.Store(at + Dh); b1.Store(at + Dh + 16);
+                    a2.Store(at + 2 * Dh); b2.Store(at + 2 * Dh + 16);
+                    a3.Store(at + 3 * Dh); b3.Store(at + 3 * Dh + 16);
                 }
             }
+            for (; h < r; h++)
+                for (int c = 0; c < Dh; c += 32)
+                {
+                    Vector512<float> a0 = default, b0 = default;
+                    for (int l = 0; l < n; l++)
+                    {
+                        TRows.Load(values + l * rowBytes, c, out var a, out var b);
+                        var w = Vector512.Create(p[h * n + l]);
+                        a0 = Vector512.FusedMultiplyAdd(a, w, a0); b0 = Vector512.FusedMultiplyAdd(b, w, b0);
+                    }
+                    a0.Store(sums + h * Dh + c); b0.Store(sums + h * Dh + c + 16);
+                }
         }
 
-        /// <summary>Softmax in float32 over one head's n scores, in place; bfloat16 rounds the probabilities (the
-        /// TorchSharp path casts them back before P·V).</summary>
+        /// <summary>Softmax in float32 over one head's n dot products, in place, scaled first; bfloat16 rounds where the
+        /// TorchSharp path does: the matmul's result, its product with the scale, the probabilities (cast back before
+        /// P·V). The scalar tail repeats the vector body's operations.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         void Softmax(float* x, int n)
         {
-            float max = float.NegativeInfinity;
-            for (int i = 0; i < n; i++) max = Math.Max(max, x[i]);
-            float sum = 0;
             int v = path == KernelPath.Vector512 ? n & ~15 : 0;
-            var vmax = Vector512.Create(max);
+            var vscale = Vector512.Create(scale);
+            var vmax = Vector512.Create(float.NegativeInfinity);
+            for (int i = 0; i < v; i += 16)
+            {
+                var s = Vector512.Load(x + i);
+                s = bf16 ? BFloat16(BFloat16(s) * vscale) : s * vscale;
+                s.Store(x + i);
+                vmax = Vector512.Max(vmax, s);
+            }
+            float max = Largest(vmax);
+            for (int i = v; i < n; i++)
+            {
+                x[i] = bf16 ? BFloat16(BFloat16(x[i]) * scale) : x[i] * scale;
+                max = Math.Max(max, x[i]);
+            }
+            vmax = Vector512.Create(max);
             var vsum = Vector512<float>.Zero;
             for (int i = 0; i < v; i += 16)
             {
@@ -277,23 +440,47 @@ public static unsafe class DecodeAttention
                 e.Store(x + i);
                 vsum += e;
             }
-            sum = Vector512.Sum(vsum);
+            float sum = Vector512.Sum(vsum);
             for (int i = v; i < n; i++) { x[i] = MathF.Exp(x[i] - max); sum += x[i]; }
-            for (int i = 0; i < n; i++) x[i] = bf16 ? BFloat16(x[i] / sum) : x[i] / sum;
+            var vtotal = Vector512.Create(sum);
+            for (int i = 0; i < v; i += 16)
+            {
+                var p = Vector512.Load(x + i) / vtotal;
+                (bf16 ? BFloat16(p) : p).Store(x + i);
+            }
+            for (int i = v; i < n; i++) x[i] = bf16 ? BFloat16(x[i] / sum) : x[i] / sum;
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         float Read(byte* p, int i) => bf16 ? BFloat16Bits.Widen(((ushort*)p)[i]) : ((float*)p)[i];
 
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         void Write(byte* p, int i, float value)
         {
             if (bf16) ((ushort*)p)[i] = BFloat16Bits.Round(value);
             else ((float*)p)[i] = value;
         }
 
-        /// <summary>Where element d of a head sits in the layout TRows loads (the plain order for the scalar loop).</summary>
-        static int Chunked<TRows>(int d) where TRows : IWeightRows => (d & ~31) + TRows.Slot(d & 31);
-
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         static float BFloat16(float v) => BFloat16Bits.Widen(BFloat16Bits.Round(v));
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        static float Largest(Vector512<float> v)
+        {
+            var h = Vector256.Max(v.GetLower(), v.GetUpper());
+            var q = Vector128.Max(h.GetLower(), h.GetUpper());
+            return MathF.Max(MathF.Max(q[0], q[1]), MathF.Max(q[2], q[3]));
+        }
+
+        /// <summary>Sixteen lanes rounded to bfloat16 (nearest even) and widened back; no NaN handling, which the scores
+        /// and probabilities of finite inputs do not need.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        static Vector512<float> BFloat16(Vector512<float> v)
+        {
+            var bits = v.AsUInt32();
+            bits += Vector512.Create(0x7FFFu) + ((bits >> 16) & Vector512<uint>.One);
+            return (bits & Vector512.Create(0xFFFF0000u)).AsSingle();
+        }
     }
 }
 
