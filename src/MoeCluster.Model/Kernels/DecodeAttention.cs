@@ -106,34 +106,9 @@ public static unsafe class DecodeAttention
         return output;
     }
 
-    /// <summary>Null where x already is <paramref name="rows"/> evenly spaced rows of <paramref name="width"/> packed
-    /// elements (any view of that, as q/k/v narrowed from one fused projection are: no new tensor, no copy); otherwise
-    /// a contiguous copy. <paramref name="stride"/>: elements from one row to the next.</summary>
-    static Tensor? Rows(Tensor x, int rows, int width, out long stride)
-    {
-        var shape = x.shape;
-        var strides = x.stride();
-        long packed = 1;
-        bool rowsOfPacked = shape.Length >= 1 && shape[0] == rows;
-        for (int d = shape.Length - 1; d >= 1 && rowsOfPacked; d--)
-        {
-            rowsOfPacked = shape[d] == 1 || strides[d] == packed;
-            packed *= shape[d];
-        }
-        if (rowsOfPacked && packed == width)
-        {
-            stride = strides[0];
-            return null;
-        }
-        var copy = x.reshape(rows, width).contiguous();
-        stride = width;
-        return copy;
-    }
+    static Tensor? Rows(Tensor x, int rows, int width, out long stride) => PackedRows.Of(x, rows, width, out stride);
 
-    [DllImport("LibTorchSharp")]
-    static extern nint THSTensor_data(nint handle);
-
-    static byte* Data(Tensor t) => (byte*)THSTensor_data(t.Handle);
+    static byte* Data(Tensor t) => PackedRows.Data(t);
 
     /// <summary>One sequence of the step: its cache slot, the position of its new token, the first key it sees.</summary>
     readonly record struct Sequence(int Slot, int Position, int First)
@@ -229,16 +204,14 @@ public static unsafe class DecodeAttention
                 var a = Load16(x, d) * Load16(cos, d);
                 var b = Load16(x, d < half ? d + half : d - half) * Load16(sin, d);
                 var v = bf16 ? BFloat16(BFloat16(a) + b) : a + b;
-                if (bf16) Avx512F.ConvertToVector256UInt16(v.AsUInt32() >> 16).Store((ushort*)dst + d);
+                if (bf16) BFloat16Bits.Store(v, (ushort*)dst + d);
                 else v.Store((float*)dst + d);
             }
         }
 
         /// <summary>Elements [d, d+16) as float32.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        Vector512<float> Load16(byte* p, int d) => bf16
-            ? Vector512.ShiftLeft(Avx512F.ConvertToVector512UInt32(Vector256.Load((ushort*)p + d)), 16).AsSingle()
-            : Vector512.Load((float*)p + d);
+        Vector512<float> Load16(byte* p, int d) => bf16 ? BFloat16Bits.Load((ushort*)p + d) : Vector512.Load((float*)p + d);
 
         /// <summary>A head in the compute dtype → float32 in the layout TRows loads rows in (what Dot pairs with).</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -472,15 +445,8 @@ public static unsafe class DecodeAttention
             return MathF.Max(MathF.Max(q[0], q[1]), MathF.Max(q[2], q[3]));
         }
 
-        /// <summary>Sixteen lanes rounded to bfloat16 (nearest even) and widened back; no NaN handling, which the scores
-        /// and probabilities of finite inputs do not need.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        static Vector512<float> BFloat16(Vector512<float> v)
-        {
-            var bits = v.AsUInt32();
-            bits += Vector512.Create(0x7FFFu) + ((bits >> 16) & Vector512<uint>.One);
-            return (bits & Vector512.Create(0xFFFF0000u)).AsSingle();
-        }
+        static Vector512<float> BFloat16(Vector512<float> v) => BFloat16Bits.Round(v);
     }
 }
 

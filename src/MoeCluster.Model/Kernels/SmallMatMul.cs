@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using TorchSharp;
@@ -258,4 +259,24 @@ static class BFloat16Bits
     }
 
     public static float Widen(ushort b) => BitConverter.UInt32BitsToSingle((uint)b << 16);
+
+    /// <summary>Sixteen lanes rounded as <see cref="Round(float)"/> and widened back, for finite inputs (no NaN
+    /// handling: the kernels' scores, probabilities and norms of finite inputs are finite).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Round(Vector512<float> v)
+    {
+        var bits = v.AsUInt32();
+        bits += Vector512.Create(0x7FFFu) + ((bits >> 16) & Vector512<uint>.One);
+        return (bits & Vector512.Create(0xFFFF0000u)).AsSingle();
+    }
+
+    /// <summary>Sixteen bfloat16 values from p, widened exactly to float32.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static unsafe Vector512<float> Load(ushort* p) =>
+        Vector512.ShiftLeft(Vector512.WidenLower(Vector256.Load(p).ToVector512Unsafe()), 16).AsSingle();
+
+    /// <summary>Sixteen lanes already rounded to bfloat16 (<see cref="Round(Vector512{float})"/>) stored as bfloat16.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static unsafe void Store(Vector512<float> rounded, ushort* p) =>
+        Vector512.Narrow(rounded.AsUInt32() >> 16, Vector512<uint>.Zero).GetLower().Store(p);
 }

@@ -1,3 +1,4 @@
+using MoeCluster.Model.Kernels;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -19,6 +20,7 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor x)
     {
+        if (SmallRmsNorm.Applies(x, weight)) return SmallRmsNorm.Run(x, weight, eps);   // decode-sized: one pass, no dispatches
         using var scope = NewDisposeScope();
         var h = x.to(ScalarType.Float32);
         h = h * rsqrt(h.pow(2).mean([-1], keepdim: true) + eps);

@@ -109,8 +109,8 @@ public class KernelConformanceSpec
     [Fact]
     public void Layers_give_the_same_tokens_with_the_kernel_and_without()
     {
-        // The model core with the kernel against the TorchSharp path alone, every architecture, one prefill and decode
-        // steps: logits within 1e-3, greedy tokens identical.
+        // The model core with the kernels (small matmul, decode attention, small norm) against the TorchSharp path alone,
+        // every architecture, one prefill and decode steps: logits within 1e-3, greedy tokens identical.
         foreach (var a in Enum.GetValues<Architecture>())
         {
             using var model = TinyModels.Random(a);
@@ -129,6 +129,8 @@ public class KernelConformanceSpec
     static Run Generate(MoeTransformer model, bool kernel)
     {
         using var off = kernel ? null : SmallMatMul.OffOnThisThread();
+        using var attentionOff = kernel ? null : DecodeAttention.OffOnThisThread();
+        using var normOff = kernel ? null : SmallRmsNorm.OffOnThisThread();
         {
             using var scope = NewDisposeScope();
             var caches = model.CreateCaches(2, 32);

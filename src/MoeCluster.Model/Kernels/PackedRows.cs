@@ -1,0 +1,38 @@
+using System.Runtime.InteropServices;
+using static TorchSharp.torch;
+
+namespace MoeCluster.Model.Kernels;
+
+/// <summary>How a managed kernel reads a tensor through a raw pointer: as evenly spaced rows of packed elements.</summary>
+static unsafe class PackedRows
+{
+    /// <summary>Null where x already is <paramref name="rows"/> evenly spaced rows of <paramref name="width"/> packed
+    /// elements (any view of that, as q/k/v narrowed from one fused projection are: no new tensor, no copy); otherwise
+    /// a contiguous copy. <paramref name="stride"/>: elements from one row to the next.</summary>
+    public static Tensor? Of(Tensor x, int rows, int width, out long stride)
+    {
+        var shape = x.shape;
+        var strides = x.stride();
+        long packed = 1;
+        bool rowsOfPacked = shape.Length >= 1 && shape[0] == rows;
+        for (int d = shape.Length - 1; d >= 1 && rowsOfPacked; d--)
+        {
+            rowsOfPacked = shape[d] == 1 || strides[d] == packed;
+            packed *= shape[d];
+        }
+        if (rowsOfPacked && packed == width)
+        {
+            stride = strides[0];
+            return null;
+        }
+        var copy = x.reshape(rows, width).contiguous();
+        stride = width;
+        return copy;
+    }
+
+    [DllImport("LibTorchSharp")]
+    static extern nint THSTensor_data(nint handle);
+
+    /// <summary>The address of t's first element (its storage offset applied).</summary>
+    public static byte* Data(Tensor t) => (byte*)THSTensor_data(t.Handle);
+}
