@@ -18,8 +18,9 @@ public static unsafe class SmallRmsNorm
     /// <summary>Off: every norm goes to libtorch (MOECLUSTER_SMALL_NORM=0 for A/B runs).</summary>
     public static bool Enabled { get; set; } = Environment.GetEnvironmentVariable("MOECLUSTER_SMALL_NORM") != "0";
 
-    /// <summary>Most elements one call takes (a decode batch of 32 × 2,048 hidden): beyond it, prefill, libtorch's
-    /// multi-threaded ops win and the dispatch cost no longer matters.</summary>
+    /// <summary>Most elements one call takes (a decode batch of 32 × 2,048 hidden). The kernel runs on the calling
+    /// thread; beyond this, in prefill steps, the dispatch cost it saves is small beside the work, which libtorch's ops
+    /// spread over the cores.</summary>
     public const long MaxElements = 1 << 16;
 
     static readonly ThreadSwitch onThisThread = new();
