@@ -30,7 +30,15 @@ public static class ServedBenchmark
     /// <summary>One run of one workload on one setup. Decode tokens/s counts the tokens generated after every
     /// sequence of the run had its first one, over the time from then to the last token (the model core: the decode
     /// steps after the prompt step); bytes and messages are what all nodes' serializers sent during the run.</summary>
-    sealed record Figure(double DecodeTokensPerSecond, double TokensPerSecondWithPrompt, long Generated, double Bytes, double Messages, int[][]? Tokens);
+    sealed record Figure(double DecodeTokensPerSecond, double TokensPerSecondWithPrompt, long Generated, double Bytes, double Messages, int[][]? Tokens)
+    {
+        /// <summary>Process CPU seconds over the run (every thread: actors, OpenMP workers, spinning included).</summary>
+        public double CpuSeconds { get; set; }
+        /// <summary>Gateway step wall time and expert compute time summed over experts (cluster setups; 0 otherwise).</summary>
+        public double StepSeconds { get; set; }
+        public long Steps { get; set; }
+        public double ExpertSeconds { get; set; }
+    }
 
     sealed record Setup(string Name, Func<IReadOnlyList<int[]>, int, Task<Figure>> Run, IAsyncDisposable? Owner = null);
 
@@ -45,6 +53,7 @@ public static class ServedBenchmark
         if (Option("--sequences") is { } only) Workloads = [int.Parse(only, CultureInfo.InvariantCulture)];
         var include = Option("--setups")?.Split(',');
         bool statistics = Option("--routing-statistics") != "false";
+        threadProfile = args.Contains("--thread-profile");
         set_num_threads(Option("--threads") is { } threads ? int.Parse(threads, CultureInfo.InvariantCulture) : Environment.ProcessorCount);
         var machine = MachineInfo.Read();
         var started = DateTime.UtcNow;
@@ -71,6 +80,12 @@ public static class ServedBenchmark
                 var one = await LoopbackCluster.StartAsync(47300, [NodeRoles.All], _ => Runtime(1));
                 setups.Add(new("1-node cluster", (prompts, n) => Serve(one.Service, prompts, n), one));
             }
+            // Profiling only (named in --setups): the same one-node cluster without routing statistics, beside it.
+            if (include?.Any(i => i.Contains("statistics off")) == true)
+            {
+                var off = await LoopbackCluster.StartAsync(47360, [NodeRoles.All], _ => Runtime(1) with { RoutingStatistics = false });
+                setups.Add(new("1-node cluster, statistics off", (prompts, n) => Serve(off.Service, prompts, n), off));
+            }
             string[][] three = [[NodeRoles.Gateway, NodeRoles.Attention], [NodeRoles.Expert], [NodeRoles.Expert]];
             foreach (var (wire, port) in new[] { ("float32", 47320), ("bfloat16", 47340) })
             {
@@ -83,9 +98,11 @@ public static class ServedBenchmark
             var identical = new Dictionary<(string, int), int>();
             setups.RemoveAll(s => !Wanted(s.Name));
             var figures = setups.ToDictionary(s => s.Name, _ => Workloads.ToDictionary(w => w, _ => new List<Figure>()));
-            Console.Error.WriteLine("warm-up (tiered JIT, first allocations)");
+            // A whole round thrown away first: with tiered compilation on (as in production) the first runs of each
+            // path would time tier-0 code and the JIT's own thread (seen in --thread-profile runs).
+            Console.Error.WriteLine("warm-up round (tiered JIT, first allocations; not counted)");
             foreach (var s in setups)
-                foreach (var w in Workloads) await s.Run(Prompts(config, w, seed: -w), Math.Min(generate, 8));
+                foreach (var w in Workloads) await s.Run(Prompts(config, w, seed: -w), generate);
             for (int round = 0; round < rounds; round++)
             {
                 Console.Error.WriteLine($"round {round + 1}/{rounds} (load {MachineInfo.CurrentLoad()})");
@@ -96,9 +113,10 @@ public static class ServedBenchmark
                     for (int k = 0; k < setups.Count; k++)
                     {
                         var s = setups[(k + round) % setups.Count];
-                        var f = await s.Run(prompts, generate);
+                        var f = await Measured(() => s.Run(prompts, generate));
                         figures[s.Name][w].Add(f);
-                        Console.Error.WriteLine($"  {s.Name,-28} {w,2} seq: decode {f.DecodeTokensPerSecond,7:0.0} tok/s, with prompt {f.TokensPerSecondWithPrompt,7:0.0}, {f.Bytes / f.Generated,8:0} B and {f.Messages / f.Generated:0.00} messages per generated token");
+                        Console.Error.WriteLine($"  {s.Name,-28} {w,2} seq: decode {f.DecodeTokensPerSecond,7:0.0} tok/s, with prompt {f.TokensPerSecondWithPrompt,7:0.0}, {f.Bytes / f.Generated,8:0} B and {f.Messages / f.Generated:0.00} messages per generated token, {1000 * f.CpuSeconds / f.Generated:0.0} CPU ms per token" +
+                            (f.Steps > 0 ? $", {1000 * f.StepSeconds / f.Steps:0.0} ms per gateway step, expert compute {1000 * f.ExpertSeconds / f.Steps:0.0} ms per step" : ""));
                     }
                     if (!figures.TryGetValue("LocalEngine", out var engine)) continue;
                     var reference = engine[w].Last().Tokens!;
@@ -159,6 +177,50 @@ public static class ServedBenchmark
             generated, Sent(MoeMetrics.BytesBetweenNodes) - bytes, Sent(MoeMetrics.RemoteMessages) - messages, runs.Select(r => r.Item2).ToArray());
     }
 
+    /// <summary>CPU time (ticks) of every thread of this process, from /proc (Linux; empty elsewhere).</summary>
+    static Dictionary<string, (string Name, long Ticks)> ThreadTicks()
+    {
+        var result = new Dictionary<string, (string, long)>();
+        if (!Directory.Exists("/proc/self/task")) return result;
+        foreach (var task in Directory.EnumerateDirectories("/proc/self/task"))
+        {
+            try
+            {
+                var stat = File.ReadAllText(Path.Combine(task, "stat"));
+                int close = stat.LastIndexOf(')');
+                var fields = stat[(close + 2)..].Split(' ');
+                result[Path.GetFileName(task)] = (stat[(stat.IndexOf('(') + 1)..close], long.Parse(fields[11]) + long.Parse(fields[12]));
+            }
+            catch (IOException) { }   // the thread ended meanwhile
+        }
+        return result;
+    }
+
+    /// <summary>Set by --thread-profile: print which threads used the CPU during each run.</summary>
+    static bool threadProfile;
+
+    /// <summary>Adds the process CPU time and the runtime's step and expert-compute histograms over the run.</summary>
+    static async Task<Figure> Measured(Func<Task<Figure>> run)
+    {
+        var process = Process.GetCurrentProcess();
+        var cpu = process.TotalProcessorTime;
+        double step = MoeMetrics.StepSeconds.Sum, expert = MoeMetrics.ExpertComputeSeconds.Sum;
+        long steps = MoeMetrics.StepSeconds.Count;
+        var threadsBefore = threadProfile ? ThreadTicks() : [];
+        var f = await run();
+        if (threadProfile)
+        {
+            var used = ThreadTicks().Select(t => (t.Value.Name, Ticks: t.Value.Ticks - (threadsBefore.TryGetValue(t.Key, out var b) ? b.Ticks : 0))).Where(t => t.Ticks > 0).ToList();
+            Console.Error.WriteLine($"    {used.Count} threads used CPU: " + string.Join(", ", used.GroupBy(t => t.Name).Select(g => $"{g.Key} ×{g.Count()} {g.Sum(t => t.Ticks) * 10} ms").OrderByDescending(x => x)));
+        }
+        process.Refresh();
+        f.CpuSeconds = (process.TotalProcessorTime - cpu).TotalSeconds;
+        f.StepSeconds = MoeMetrics.StepSeconds.Sum - step;
+        f.Steps = MoeMetrics.StepSeconds.Count - steps;
+        f.ExpertSeconds = MoeMetrics.ExpertComputeSeconds.Sum - expert;
+        return f;
+    }
+
     static double Sent(Prometheus.Counter c) => c.WithLabels("sent").Value;
 
     static double Median(IEnumerable<double> values)
@@ -170,14 +232,14 @@ public static class ServedBenchmark
     static string Markdown(Dictionary<string, Dictionary<int, List<Figure>>> figures, Dictionary<(string, int), int> identical, MachineInfo machine, DateTime started, double seconds, int rounds, int generate)
     {
         var sb = new StringBuilder();
-        sb.AppendLine($"_Generated by `dotnet run -c Release --project bench/MoeCluster.Bench.Cluster -- served --write docs/BENCHMARKS.md` on {started:yyyy-MM-dd HH:mm} UTC in {seconds:0} s; {rounds} rounds, each running every workload on every setup back to back._");
+        sb.AppendLine($"_Generated by `dotnet run -c Release --project bench/MoeCluster.Bench.Cluster -- served --write docs/BENCHMARKS.md` on {started:yyyy-MM-dd HH:mm} UTC in {seconds:0} s; {rounds} rounds after a warm-up round, each running every workload on every setup back to back (the first setup rotating)._");
         sb.AppendLine();
         sb.AppendLine($"- **Machine:** {machine.CpuModel}, {machine.Cores} cores, shared (load average at start: {machine.LoadAverage}; at end: {MachineInfo.CurrentLoad()}); torch {get_num_threads()} intra-op threads for the whole process (all nodes share it).");
         sb.AppendLine($"- **Model and requests:** {BenchSmall.Name} ({BenchSmall.Describe(BenchSmall.Config)}), float32 compute; {PromptTokens}-token random prompts (new ones every round, the same for every setup), {generate} tokens generated each, greedy; 1 sequence, and 32 submitted at once.");
         sb.AppendLine("- **Decode tokens/s:** tokens generated after every sequence of the run had its first, over the time from then to the last token, as the caller of `IGenerationService` receives them (model core: the decode steps after the prompt step). \"With prompt\" is all generated tokens over the whole run.");
         sb.AppendLine();
-        sb.AppendLine("| setup | sequences | decode tok/s, best round | decode tok/s, median | with prompt tok/s, median | of model core (medians) | activation bytes sent per generated token | messages per generated token | tokens = LocalEngine's |");
-        sb.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---|");
+        sb.AppendLine("| setup | sequences | decode tok/s, best round | decode tok/s, median | with prompt tok/s, median | of model core (medians) | CPU ms per generated token (median) | activation bytes sent per generated token | messages per generated token | tokens = LocalEngine's |");
+        sb.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
         double Med(string setup, int w) => Median(figures[setup][w].Select(f => f.DecodeTokensPerSecond));
         foreach (var w in Workloads)
             foreach (var (name, byWorkload) in figures)
@@ -186,7 +248,7 @@ public static class ServedBenchmark
                 double bytes = list.Sum(f => f.Bytes) / list.Sum(f => f.Generated), messages = list.Sum(f => f.Messages) / list.Sum(f => f.Generated);
                 bool remote = name.StartsWith("3-node");
                 string same = identical.TryGetValue((name, w), out var n) ? $"{n}/{w * rounds}" : "–";
-                sb.AppendLine($"| {name} | {w} | {list.Max(f => f.DecodeTokensPerSecond):0.0} | {Med(name, w):0.0} | {Median(list.Select(f => f.TokensPerSecondWithPrompt)):0.0} | {Med(name, w) / Med("model core", w):0.00} | {(remote ? bytes.ToString("0") : "–")} | {(remote ? messages.ToString("0.00") : "–")} | {same} |");
+                sb.AppendLine($"| {name} | {w} | {list.Max(f => f.DecodeTokensPerSecond):0.0} | {Med(name, w):0.0} | {Median(list.Select(f => f.TokensPerSecondWithPrompt)):0.0} | {Med(name, w) / Med("model core", w):0.00} | {Median(list.Select(f => 1000 * f.CpuSeconds / f.Generated)):0.0} | {(remote ? bytes.ToString("0") : "–")} | {(remote ? messages.ToString("0.00") : "–")} | {same} |");
             }
         sb.AppendLine();
         sb.AppendLine("| Goal (issue 12.4) | 1 sequence | 32 sequences | goal | met |");
