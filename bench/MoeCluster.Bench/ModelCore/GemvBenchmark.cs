@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using MoeCluster.Bench.Measurement;
 using MoeCluster.Model.Kernels;
+using MoeCluster.Model.Layers;
 using static TorchSharp.torch;
 
 namespace MoeCluster.Bench.ModelCore;
@@ -15,7 +16,8 @@ public sealed record GemvResult(string Shape, ScalarType DType, int Rows, string
 /// <summary>
 /// Which small-batch product path streams the weights fastest (issue 12, point 2): <c>linear(x, W)</c> on the
 /// checkpoint's [N, K] weight, <c>x.matmul(Wᵀ)</c> on a contiguous [K, N] copy, <c>mv</c> at one row, MKL's packed SGEMM
-/// (<c>cblas_sgemm_pack</c>/<c>_compute</c> exported by libtorch, float32 only) and the project's <see cref="SmallMatMul"/>.
+/// (<c>cblas_sgemm_pack</c>/<c>_compute</c> exported by libtorch, float32 only) and the project's <see cref="SmallMatMul"/>,
+/// also on the weight's int8 form (a cold expert's; GB/s of that column count the int8 bytes and scales).
 /// Shapes: an expert's w1 [1408, 512] and w2 [512, 1408], and the LM head [32000, 512].
 /// </summary>
 public static class GemvBenchmark
@@ -32,14 +34,15 @@ public static class GemvBenchmark
             {
                 using var w = (randn([N, K]) * 0.02).to(dtype);
                 using var wt = w.t().contiguous();
+                using var q = Int8Weights.Quantise(w);
                 long bytes = w.NumberOfElements * w.ElementSize;
                 foreach (int m in RowCounts)
                 {
                     using var x = randn([m, K]).to(dtype);
                     using var packed = dtype == ScalarType.Float32 ? MklPacked.Pack(w, m) : null;
-                    void Add(string method, Action call)
+                    void Add(string method, Action call, long? streamed = null)
                     {
-                        var r = Time(name, dtype, m, method, bytes, call, quick);
+                        var r = Time(name, dtype, m, method, streamed ?? bytes, call, quick);
                         results.Add(r);
                         log($"  {name,-20} {dtype,-8} M={m,-3} {method,-22} min {r.MinUs,9:0.0} µs  median {r.MedianUs,9:0.0} µs  {r.GBs,6:0.0} GB/s");
                     }
@@ -48,6 +51,7 @@ public static class GemvBenchmark
                     if (m == 1) Add("mv(W, x)", () => mv(w, x[0]).Dispose());
                     if (packed is not null) Add("MKL packed SGEMM", () => packed.Compute(x).Dispose());
                     Add("SmallMatMul", () => SmallMatMul.Run(x, [new MatMulSegment(w)]).Dispose());
+                    Add("SmallMatMul, int8 weights", () => SmallMatMul.Run(x, [new MatMulSegment(q.Values, Scales: q.Scales)]).Dispose(), q.Bytes);
                 }
             }
         return results;

@@ -6,11 +6,15 @@ using static TorchSharp.torch;
 namespace MoeCluster.Model.Kernels;
 
 /// <summary>One weight matrix [N, K] of a <see cref="SmallMatMul"/> call, with an optional bias [N]; with
-/// <see cref="Up"/> set the segment is a SwiGLU: silu(x Wᵀ) · (x Upᵀ), both read in the same pass.</summary>
-public readonly record struct MatMulSegment(Tensor Weight, Tensor? Bias = null, Tensor? Up = null)
+/// <see cref="Up"/> set the segment is a SwiGLU: silu(x Wᵀ) · (x Upᵀ), both read in the same pass. int8 weights carry
+/// their per-output-channel float32 scales ([N]; <see cref="UpScales"/> for an int8 up), applied to each dot product.</summary>
+public readonly record struct MatMulSegment(Tensor Weight, Tensor? Bias = null, Tensor? Up = null, Tensor? Scales = null, Tensor? UpScales = null)
 {
     public int Rows => (int)Weight.shape[0];
 }
+
+/// <summary>How a call's weights are stored.</summary>
+enum WeightKind { Float32, BFloat16, Int8 }
 
 /// <summary>Which inner loops <see cref="SmallMatMul"/> runs: the AVX-512 tiles, or the scalar loop (used where
 /// <see cref="Vector512"/> is not accelerated, and by the tests to cross-check the tiles).</summary>
@@ -25,6 +29,8 @@ public enum KernelPath { Vector512, Scalar }
 /// happens over the weights' own memory, so loading, int8 conversion and training see the checkpoint's tensors.
 /// float32 and bfloat16 (weights and activations of the same dtype), accumulation in float32, one rounding per output
 /// as libtorch does; for bfloat16 the SwiGLU rounds where the TorchSharp path rounds (gate, silu, up, product).
+/// int8 weights (symmetric, per output channel) are widened in registers and their scale applied to each dot product,
+/// so an int8 expert streams a quarter of a float32 one's bytes instead of dequantising its weights per call.
 /// Legend: M activation rows, K inputs, N outputs of a segment.
 /// </summary>
 public static unsafe class SmallMatMul
@@ -33,7 +39,7 @@ public static unsafe class SmallMatMul
     /// team: ahead of every libtorch path (MKL SGEMM, packed SGEMM) at 1–32 rows of every bench-small weight.</summary>
     public static int MaxRows { get; set; } = 32;
 
-    /// <summary>Largest M in bfloat16: from 8 rows oneDNN's bfloat16 dot-product instructions (which .NET 10 does not
+    /// <summary>Largest M in bfloat16 (int8 weights take <see cref="MaxRows"/>: their alternative dequantises per call): from 8 rows oneDNN's bfloat16 dot-product instructions (which .NET 10 does not
     /// expose) win on compute over the kernel's widen-then-FMA.</summary>
     public static int MaxRowsBFloat16 { get; set; } = 4;
 
@@ -73,16 +79,16 @@ public static unsafe class SmallMatMul
         set => threads = value;
     }
 
-    /// <summary>Whether <see cref="Run"/> takes x [M, K] against these weights: CPU, float32 or bfloat16 throughout,
-    /// M ≤ <see cref="MaxRows"/>, K a multiple of 32, contiguous weights, and no gradient wanted.</summary>
+    /// <summary>Whether <see cref="Run"/> takes x [M, K] against these weights: CPU, float32 or bfloat16 activations
+    /// against weights of the same dtype or int8, M ≤ <see cref="MaxRows"/>, K a multiple of 32, contiguous weights, and no gradient wanted.</summary>
     public static bool Applies(Tensor x, Tensor weight) =>
         Enabled && !offOnThisThread && Vector512.IsHardwareAccelerated
-        && Supports(x, weight, x.dtype == ScalarType.BFloat16 ? MaxRowsBFloat16 : MaxRows);
+        && Supports(x, weight, x.dtype == ScalarType.BFloat16 && weight.dtype == ScalarType.BFloat16 ? MaxRowsBFloat16 : MaxRows);
 
     /// <summary>The shape and dtype conditions alone (what the scalar path needs too).</summary>
     public static bool Supports(Tensor x, Tensor weight, int maxRows) =>
         x.device_type == DeviceType.CPU && weight.device_type == DeviceType.CPU && x.dim() == 2 && weight.dim() == 2
-        && (x.dtype == ScalarType.Float32 || x.dtype == ScalarType.BFloat16) && weight.dtype == x.dtype
+        && (x.dtype == ScalarType.Float32 || x.dtype == ScalarType.BFloat16) && (weight.dtype == x.dtype || weight.dtype == ScalarType.Int8)
         && x.shape[0] >= 1 && x.shape[0] <= maxRows && x.shape[1] == weight.shape[1] && x.shape[1] % 32 == 0
         && weight.is_contiguous() && !(is_grad_enabled() && (weight.requires_grad || x.requires_grad));
 
@@ -94,53 +100,64 @@ public static unsafe class SmallMatMul
         if (M > RowLimit) throw new ArgumentException($"SmallMatMul takes at most {RowLimit} rows, got {M}");
         foreach (var s in segments)
         {
-            if (!Supports(x, s.Weight, int.MaxValue) || (s.Up is { } u && (!Supports(x, u, int.MaxValue) || u.shape[0] != s.Weight.shape[0])))
+            if (!Supports(x, s.Weight, int.MaxValue) || (s.Up is { } u && (!Supports(x, u, int.MaxValue) || u.shape[0] != s.Weight.shape[0] || u.dtype != s.Weight.dtype)))
                 throw new ArgumentException($"SmallMatMul cannot take x [{string.Join(", ", x.shape)}] {x.dtype} against weight [{string.Join(", ", s.Weight.shape)}] {s.Weight.dtype}");
+            if ((s.Weight.dtype == ScalarType.Int8) != (s.Scales is not null) || (s.Up is not null && (s.Weight.dtype == ScalarType.Int8) != (s.UpScales is not null)))
+                throw new ArgumentException("SmallMatMul: int8 weights need their per-channel scales, and only int8 weights take scales");
+            if (s.Weight.dtype != segments[0].Weight.dtype)
+                throw new ArgumentException($"SmallMatMul: the segments of one call share a weight dtype, got {segments[0].Weight.dtype} and {s.Weight.dtype}");
         }
+        var kind = segments[0].Weight.dtype switch { ScalarType.Int8 => WeightKind.Int8, ScalarType.BFloat16 => WeightKind.BFloat16, _ => WeightKind.Float32 };
         int N = segments.Sum(s => s.Rows);
         var output = empty([M, N], x.dtype, CPU);
         using var xc = x.contiguous();
         float* packed = (float*)NativeMemory.AlignedAlloc((nuint)(M * K * sizeof(float)), 64);
-        var biases = new List<nint>();
+        var floats = new List<nint>();
         try
         {
-            Pack(Data(xc), bf16, M, K, packed, path == KernelPath.Vector512);
+            Pack(Data(xc), bf16, M, K, packed, path == KernelPath.Vector512 ? kind : WeightKind.Float32);
             var jobs = new Job[segments.Count];
             int column = 0;
             for (int i = 0; i < segments.Count; i++)
             {
                 var s = segments[i];
-                float* bias = null;
-                if (s.Bias is { } b)
-                {
-                    bias = (float*)NativeMemory.Alloc((nuint)(s.Rows * sizeof(float)));
-                    biases.Add((nint)bias);
-                    using var bf = b.to(ScalarType.Float32).contiguous();
-                    Buffer.MemoryCopy(Data(bf), bias, s.Rows * sizeof(float), s.Rows * sizeof(float));
-                }
-                jobs[i] = new Job((byte*)Data(s.Weight), s.Up is { } u ? (byte*)Data(u) : null, bias, s.Rows, column);
+                jobs[i] = new Job((byte*)Data(s.Weight), s.Up is { } u ? (byte*)Data(u) : null,
+                    Floats(s.Bias, s.Rows, floats), Floats(s.Scales, s.Rows, floats), Floats(s.UpScales, s.Rows, floats), s.Rows, column);
                 column += s.Rows;
             }
-            var call = new Call(packed, M, K, bf16, jobs, (byte*)Data(output), N, path);
+            var call = new Call(packed, M, K, bf16, kind, jobs, (byte*)Data(output), N, path);
             OmpTeam.Run(call, Math.Min(Threads, Math.Max(1, N / RowsPerThread)));
             GC.KeepAlive(segments);
         }
         finally
         {
             NativeMemory.AlignedFree(packed);
-            foreach (var b in biases) NativeMemory.Free((void*)b);
+            foreach (var f in floats) NativeMemory.Free((void*)f);
         }
         return output;
     }
 
-    /// <summary>x [M, K] as float32 in the chunked layout of <see cref="IWeightRows"/> (plain order for the scalar loop).</summary>
-    static void Pack(void* x, bool bf16, int M, int K, float* packed, bool chunked)
+    /// <summary>A float32 copy of a per-row vector (bias, scales) that the caller frees, or null.</summary>
+    static float* Floats(Tensor? t, int rows, List<nint> owned)
+    {
+        if (t is null) return null;
+        if (t.NumberOfElements != rows) throw new ArgumentException($"SmallMatMul: a per-row vector has {t.NumberOfElements} entries for {rows} rows");
+        var copy = (float*)NativeMemory.Alloc((nuint)(rows * sizeof(float)));
+        owned.Add((nint)copy);
+        using var f = t.to(ScalarType.Float32).contiguous();
+        Buffer.MemoryCopy(Data(f), copy, rows * sizeof(float), rows * sizeof(float));
+        return copy;
+    }
+
+    /// <summary>x [M, K] as float32 in the chunked layout of <see cref="IWeightRows"/> for the weights' kind (float32's
+    /// layout, plain order, for the scalar loop).</summary>
+    static void Pack(void* x, bool bf16, int M, int K, float* packed, WeightKind layout)
     {
         for (int m = 0; m < M; m++)
             for (int k = 0; k < K; k++)
             {
                 float v = bf16 ? BitConverter.UInt32BitsToSingle((uint)((ushort*)x)[m * K + k] << 16) : ((float*)x)[m * K + k];
-                int chunk = k & ~31, slot = !chunked ? k & 31 : bf16 ? BFloat16Rows.Slot(k & 31) : Float32Rows.Slot(k & 31);
+                int chunk = k & ~31, slot = layout == WeightKind.BFloat16 ? BFloat16Rows.Slot(k & 31) : k & 31;
                 packed[m * K + chunk + slot] = v;
             }
     }
@@ -150,15 +167,15 @@ public static unsafe class SmallMatMul
 
     static void* Data(Tensor t) => (void*)THSTensor_data(t.Handle);
 
-    readonly struct Job(byte* weight, byte* up, float* bias, int rows, int column)
+    readonly struct Job(byte* weight, byte* up, float* bias, float* scales, float* upScales, int rows, int column)
     {
         public readonly byte* Weight = weight, Up = up;
-        public readonly float* Bias = bias;
+        public readonly float* Bias = bias, Scales = scales, UpScales = upScales;
         public readonly int Rows = rows, Column = column;
     }
 
     /// <summary>One call's operands; <see cref="Blocks"/> computes 4-row output blocks [from, to) over all segments.</summary>
-    sealed class Call(float* x, int M, int K, bool bf16, Job[] jobs, byte* output, int N, KernelPath path) : IParallelWork
+    sealed class Call(float* x, int M, int K, bool bf16, WeightKind kind, Job[] jobs, byte* output, int N, KernelPath path) : IParallelWork
     {
         readonly int blocks = jobs.Sum(j => (j.Rows + 3) / 4);
 
@@ -188,7 +205,7 @@ public static unsafe class SmallMatMul
         /// <summary>r[m·4 + i] = x[m] · W[row + i] for the block's rows; a short last block repeats its last row.</summary>
         void Dot(byte* w, int row, int rows, float* r)
         {
-            int es = bf16 ? 2 : 4;
+            int es = kind switch { WeightKind.Int8 => 1, WeightKind.BFloat16 => 2, _ => 4 };
             long stride = (long)K * es;
             byte* Row(int i) => w + (row + Math.Min(i, rows - 1)) * stride;
             if (path == KernelPath.Scalar)
@@ -198,7 +215,7 @@ public static unsafe class SmallMatMul
                     for (int m0 = 0; m0 < M; m0 += 16)
                     {
                         int mc = Math.Min(16, M - m0);
-                        SmallMatMulTiles.Scalar(x + m0 * K, mc, Row(i), bf16, K, t);
+                        SmallMatMulTiles.Scalar(x + m0 * K, mc, Row(i), kind, K, t);
                         for (int m = 0; m < mc; m++) r[(m0 + m) * 4 + i] = t[m * 4];
                     }
                 return;
@@ -215,7 +232,13 @@ public static unsafe class SmallMatMul
 
         void Tile(int mr, float* xm, byte* w0, byte* w1, byte* w2, byte* w3, float* r)
         {
-            if (bf16)
+            if (kind == WeightKind.Int8)
+            {
+                if (mr == 4) SmallMatMulTiles.Rows4x4<Int8Rows>(xm, w0, w1, w2, w3, K, r);
+                else if (mr == 2) SmallMatMulTiles.Rows4x2<Int8Rows>(xm, w0, w1, w2, w3, K, r);
+                else SmallMatMulTiles.Rows4x1<Int8Rows>(xm, w0, w1, w2, w3, K, r);
+            }
+            else if (kind == WeightKind.BFloat16)
             {
                 if (mr == 4) SmallMatMulTiles.Rows4x4<BFloat16Rows>(xm, w0, w1, w2, w3, K, r);
                 else if (mr == 2) SmallMatMulTiles.Rows4x2<BFloat16Rows>(xm, w0, w1, w2, w3, K, r);
@@ -229,15 +252,16 @@ public static unsafe class SmallMatMul
             }
         }
 
-        /// <summary>Bias, SwiGLU and the one rounding to the output dtype.</summary>
+        /// <summary>Scales, bias, SwiGLU and the one rounding to the output dtype.</summary>
         void Store(Job job, int row, int rows, float* g, float* u)
         {
             for (int m = 0; m < M; m++)
                 for (int i = 0; i < rows; i++)
                 {
                     float v = g[m * 4 + i];
+                    if (job.Scales is not null) v *= job.Scales[row + i];
                     if (job.Bias is not null) v += job.Bias[row + i];
-                    if (u is not null) v = SwiGlu(v, u[m * 4 + i]);
+                    if (u is not null) v = SwiGlu(v, job.UpScales is not null ? u[m * 4 + i] * job.UpScales[row + i] : u[m * 4 + i]);
                     long at = (long)m * N + job.Column + row + i;
                     if (bf16) ((ushort*)output)[at] = BFloat16Bits.Round(v);
                     else ((float*)output)[at] = v;

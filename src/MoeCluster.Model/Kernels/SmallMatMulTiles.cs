@@ -92,13 +92,18 @@ static unsafe class SmallMatMulTiles
 
     /// <summary>The same dot products without vectors (hardware without AVX-512, and the reference the vector tiles are
     /// tested against): activations in plain order, weights widened one by one.</summary>
-    public static void Scalar(float* x, int M, byte* w, bool bf16, int K, float* r)
+    public static void Scalar(float* x, int M, byte* w, WeightKind kind, int K, float* r)
     {
         for (int m = 0; m < M; m++)
         {
             float s = 0;
             for (int k = 0; k < K; k++)
-                s += x[m * K + k] * (bf16 ? BitConverter.UInt32BitsToSingle((uint)((ushort*)w)[k] << 16) : ((float*)w)[k]);
+                s += x[m * K + k] * kind switch
+                {
+                    WeightKind.BFloat16 => BitConverter.UInt32BitsToSingle((uint)((ushort*)w)[k] << 16),
+                    WeightKind.Int8 => ((sbyte*)w)[k],
+                    _ => ((float*)w)[k],
+                };
             r[m * 4] = s;
         }
     }

@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace MoeCluster.Model.Kernels;
 
@@ -49,4 +50,22 @@ readonly struct BFloat16Rows : IWeightRows
     }
 
     public static int Slot(int k) => (k & 1) == 0 ? k / 2 : 16 + k / 2;
+}
+
+/// <summary>int8 weights (the scale is applied to the finished dot product): 32 bytes sign-extended to two vectors of
+/// 32-bit integers and converted exactly to float32; a = weights c..c+15, b = c+16..c+31 as for float32.</summary>
+readonly struct Int8Rows : IWeightRows
+{
+    public static int ElementSize => 1;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static unsafe void Load(byte* row, int c, out Vector512<float> a, out Vector512<float> b)
+    {
+        var lo = Vector128.Load((sbyte*)row + c);
+        var hi = Vector128.Load((sbyte*)row + c + 16);
+        a = Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(lo));
+        b = Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(hi));
+    }
+
+    public static int Slot(int k) => k;
 }

@@ -38,15 +38,16 @@ public sealed class ExpertMlp : nn.Module<Tensor, Tensor>, IExpertCompute
         return SwiGlu(x, gate.weight, up.weight, down.weight);
     }
 
-    /// <summary>down(silu(x gateᵀ) · x upᵀ) on weights [I, D], [I, D], [D, I]; with few rows gate and up run as one pass
-    /// over both weights, silu·up applied as each output is produced. Every expert format computes through here.</summary>
-    public static Tensor SwiGlu(Tensor x, Tensor gate, Tensor up, Tensor down)
+    /// <summary>down(silu(x gateᵀ) · x upᵀ) on weights [I, D], [I, D], [D, I], dense or int8; with few rows gate and up
+    /// run as one pass over both weights, silu·up applied as each output is produced. Every expert format computes
+    /// through here.</summary>
+    public static Tensor SwiGlu(Tensor x, ProjectionWeight gate, ProjectionWeight up, ProjectionWeight down)
     {
         using var scope = NewDisposeScope();
-        var h = SmallMatMul.Applies(x, gate)
-            ? SmallMatMul.Run(x, [new MatMulSegment(gate, Up: up)])
-            : nn.functional.silu(nn.functional.linear(x, gate)) * nn.functional.linear(x, up);
-        return Linear.Apply(h, down).MoveToOuterDisposeScope();
+        var h = SmallMatMul.Applies(x, gate.Values)
+            ? SmallMatMul.Run(x, [new MatMulSegment(gate.Values, Up: up.Values, Scales: gate.Scales, UpScales: up.Scales)])
+            : nn.functional.silu(nn.functional.linear(x, gate.Dense(x.dtype))) * nn.functional.linear(x, up.Dense(x.dtype));
+        return down.Apply(h).MoveToOuterDisposeScope();
     }
 
     public Tensor Forward(Tensor rows) => forward(rows);

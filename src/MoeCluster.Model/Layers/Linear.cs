@@ -23,10 +23,8 @@ public sealed class Linear : nn.Module<Tensor, Tensor>
     /// memory speed where libtorch's GEMM does not; the rest to libtorch.</summary>
     public override Tensor forward(Tensor x) => Apply(x, weight, bias);
 
-    /// <summary>x Wᵀ (+ b) by whichever path <see cref="forward"/> takes, for weights held outside a module (int8
-    /// experts dequantise into one), so every expert format computes the same numbers.</summary>
-    public static Tensor Apply(Tensor x, Tensor weight, Tensor? bias = null) =>
-        SmallMatMul.Applies(x, weight) ? SmallMatMul.Run(x, [new MatMulSegment(weight, bias)]) : nn.functional.linear(x, weight, bias);
+    /// <summary>x Wᵀ (+ b) by whichever path <see cref="forward"/> takes, for weights held outside a module.</summary>
+    public static Tensor Apply(Tensor x, Tensor weight, Tensor? bias = null) => new ProjectionWeight(weight).Apply(x, bias);
 
     /// <summary>This projection as one segment of a fused <see cref="SmallMatMul"/> call.</summary>
     public MatMulSegment Segment => new(weight, bias);

@@ -25,7 +25,7 @@ public class Int8ExpertSpec
     [Theory]
     [InlineData(Architecture.Mixtral)]
     [InlineData(Architecture.Qwen2Moe)]
-    public void An_int8_expert_computes_exactly_what_its_fake_quantised_float_expert_computes_in_a_quarter_of_the_memory(Architecture a)
+    public void An_int8_expert_computes_what_its_fake_quantised_float_expert_computes_in_a_quarter_of_the_memory(Architecture a)
     {
         using var model = TinyModels.Random(a);
         var expert = model.Layers[0].Moe!.experts[2];
@@ -37,7 +37,9 @@ public class Int8ExpertSpec
         Int8Expert.FakeQuantise(expert);
         var fake = expert.Forward(x);
         var y = int8.Forward(x);
-        Assert.True(y.eq(fake).all().item<bool>(), $"max difference {(y - fake).abs().max().item<float>()}");
+        // Was bit-exact while int8 experts dequantised per call; the kernel now scales each finished dot product
+        // (Σ x·q × s instead of Σ x·(q·s)), so the two agree to float32 rounding of a K-term sum.
+        Assert.True(allclose(y, fake, rtol: 1e-5, atol: 1e-5), $"max difference {(y - fake).abs().max().item<float>()}");
         Assert.True(allclose(y, before, rtol: 0.05, atol: 0.05));   // and close to the float expert
         Assert.True(int8.ParameterBytes < expert.ParameterBytes / 3);
     }

@@ -76,6 +76,44 @@ public class KernelConformanceSpec
         }
     }
 
+    [Theory]
+    [InlineData(1, 64, 9)]
+    [InlineData(5, 512, 70)]
+    [InlineData(32, 1408, 36)]
+    public void Int8_weights_with_their_scales_match_linear_on_the_dequantised_weights(int m, int k, int n)
+    {
+        // Σ x·q then × scale against linear(x, q·scale): the same products, rounded in another order.
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        manual_seed(m + k + n);
+        foreach (var dtype in new[] { ScalarType.Float32, ScalarType.BFloat16 })
+        {
+            var x = randn(m, k).to(dtype);
+            using var w = Int8Weights.Quantise(randn(n, k) * 0.2);
+            using var u = Int8Weights.Quantise(randn(n, k) * 0.2);
+            var wf = w.Dequantise(ScalarType.Float32);
+            var uf = u.Dequantise(ScalarType.Float32);
+            var xf = x.to(ScalarType.Float32);
+            var plain = nn.functional.linear(xf, wf).to(dtype);
+            // In bfloat16 the SwiGLU rounds where the TorchSharp path does: gate, silu, up, product.
+            var swiglu = nn.functional.silu(nn.functional.linear(xf, wf).to(dtype)) * nn.functional.linear(xf, uf).to(dtype);
+            foreach (var path in Paths)
+            {
+                Close(plain, SmallMatMul.Run(x, [new MatMulSegment(w.Values, Scales: w.Scales)], path), dtype, k);
+                Close(swiglu, SmallMatMul.Run(x, [new MatMulSegment(w.Values, Up: u.Values, Scales: w.Scales, UpScales: u.Scales)], path), dtype, k);
+            }
+        }
+    }
+
+    [Fact]
+    public void Int8_weights_without_their_scales_are_refused()
+    {
+        using var scope = NewDisposeScope();
+        using var w = Int8Weights.Quantise(randn(8, 64));
+        var e = Assert.Throws<ArgumentException>(() => SmallMatMul.Run(randn(2, 64), [new MatMulSegment(w.Values)]));
+        Assert.Contains("scales", e.Message);
+    }
+
     [Fact]
     public void Output_rows_do_not_depend_on_the_other_rows_in_the_call()
     {
