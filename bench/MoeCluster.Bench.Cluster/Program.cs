@@ -16,6 +16,8 @@ using static TorchSharp.torch;
 // Generated tokens/s of bench-small at 1, 8 and 32 concurrent sequences for (a) the single-process model core,
 // (b) a one-node cluster and (c) a three-node loopback cluster, all in this one run, as ratios to (a).
 // Usage: dotnet run -c Release --project bench/MoeCluster.Bench.Cluster -- [--quick] [--write docs/BENCHMARKS.md]
+//        dotnet run -c Release --project bench/MoeCluster.Bench.Cluster -- served [--rounds N] [--quick] [--write docs/BENCHMARKS.md]
+if (args.FirstOrDefault() == "served") return await MoeCluster.Bench.Cluster.ServedBenchmark.Run(args[1..]);
 bool quick = args.Contains("--quick");
 string? write = args.SkipWhile(a => a != "--write").Skip(1).FirstOrDefault();
 int promptTokens = 16, maxTokens = quick ? 8 : 32;

@@ -28,8 +28,9 @@ public sealed class LoopbackCluster : IAsyncDisposable
     /// <summary>Base URL of node <paramref name="node"/>'s HTTP API.</summary>
     public Uri Http(int node) => new($"http://127.0.0.1:{basePort + 10 + node}/");
 
-    /// <summary>Starts one node per entry of <paramref name="roles"/> and waits until the gateway is ready.</summary>
-    public static async Task<LoopbackCluster> StartAsync(int basePort, IReadOnlyList<string[]> roles, Func<int, RuntimeOptions> runtime)
+    /// <summary>Starts one node per entry of <paramref name="roles"/> and waits until the gateway is ready;
+    /// <paramref name="wireDType"/> is every node's <c>--wire-dtype</c> (null: activations travel as computed).</summary>
+    public static async Task<LoopbackCluster> StartAsync(int basePort, IReadOnlyList<string[]> roles, Func<int, RuntimeOptions> runtime, string? wireDType = null)
     {
         var seed = $"akka.tcp://{ClusterNodeOptions.ActorSystemName}@127.0.0.1:{basePort}";
         var apps = new List<WebApplication>();
@@ -38,7 +39,7 @@ public sealed class LoopbackCluster : IAsyncDisposable
             var app = NodeHost.Build(new ServeOptions
             {
                 HttpHost = "127.0.0.1", HttpPort = basePort + 10 + i, DataDirectory = Path.Combine(Path.GetTempPath(), $"moecluster-bench-{basePort}-{i}"),
-                Cluster = new ClusterNodeOptions { Hostname = "127.0.0.1", Port = basePort + i, SeedNodes = [seed], LogLevel = "WARNING" },
+                Cluster = new ClusterNodeOptions { Hostname = "127.0.0.1", Port = basePort + i, SeedNodes = [seed], LogLevel = "WARNING", WireDType = wireDType },
                 Runtime = runtime(i) with { Roles = roles[i] },
             }, _ => { });
             await app.StartAsync();

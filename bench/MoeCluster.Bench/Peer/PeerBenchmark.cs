@@ -114,48 +114,12 @@ public sealed class PeerBenchmark(PeerSetup setup, Action<string> log)
         var random = new Random(2026);
         int Token() => random.Next(259, model.Config.VocabSize);
         // One sequence: 128-token prompt, then 64 greedy decode steps timed together (the peer's "decode").
-        {
-            using var scope = NewDisposeScope();
-            var caches = model.CreateCaches(1, Prompt + Decode + 1);
-            try
-            {
-                var logits = model.ForwardTokens(Enumerable.Range(0, Prompt).Select(_ => Token()).ToArray(), StepLayout.Single(0, 0, Prompt), caches);
-                long start = Stopwatch.GetTimestamp();
-                for (int i = 0; i < Decode; i++)
-                {
-                    int next = (int)logits.argmax(-1)[0].item<long>();
-                    logits.Dispose();
-                    logits = model.ForwardTokens([next], StepLayout.Single(0, Prompt + i, 1), caches);
-                }
-                list.Add(new PeerFigure("MoeCluster model core", precision, "decode, 1 sequence", Decode / Stopwatch.GetElapsedTime(start).TotalSeconds));
-            }
-            finally { foreach (var c in caches) c.Dispose(); }
-        }
+        var single = ModelCore.LockStepDecode.Run(model, [Enumerable.Range(0, Prompt).Select(_ => Token()).ToArray()], Decode + 1);
+        list.Add(new PeerFigure("MoeCluster model core", precision, "decode, 1 sequence", single.DecodeTokensPerSecond));
         // 32 sequences in lock-step: all prompts in one step, then one batched decode step per token.
-        {
-            using var scope = NewDisposeScope();
-            var caches = model.CreateCaches(Sequences, SeqPrompt + SeqGenerate + 1);
-            try
-            {
-                var prompts = Enumerable.Range(0, Sequences * SeqPrompt).Select(_ => Token()).ToArray();
-                long start = Stopwatch.GetTimestamp();
-                var layout = new StepLayout(Enumerable.Range(0, Sequences).Select(s => new SequenceSegment(s, 0, SeqPrompt)).ToArray());
-                var next = model.ForwardTokens(prompts, layout, caches).argmax(-1);
-                double promptSeconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
-                for (int g = 1; g < SeqGenerate; g++)
-                {
-                    var step = new StepLayout(Enumerable.Range(0, Sequences).Select(s => new SequenceSegment(s, SeqPrompt + g - 1, 1)).ToArray());
-                    using var logits = model.Forward(next, step, caches);
-                    next.Dispose();
-                    next = logits.argmax(-1);
-                }
-                _ = next.data<long>().ToArray();
-                double total = Stopwatch.GetElapsedTime(start).TotalSeconds;
-                list.Add(new PeerFigure("MoeCluster model core", precision, "32 sequences, decode phase", Sequences * (SeqGenerate - 1) / (total - promptSeconds)));
-                list.Add(new PeerFigure("MoeCluster model core", precision, "32 sequences, prompt phase included", Sequences * SeqGenerate / total));
-            }
-            finally { foreach (var c in caches) c.Dispose(); }
-        }
+        var batch = ModelCore.LockStepDecode.Run(model, Enumerable.Range(0, Sequences).Select(_ => Enumerable.Range(0, SeqPrompt).Select(_ => Token()).ToArray()).ToList(), SeqGenerate);
+        list.Add(new PeerFigure("MoeCluster model core", precision, "32 sequences, decode phase", batch.DecodeTokensPerSecond));
+        list.Add(new PeerFigure("MoeCluster model core", precision, "32 sequences, prompt phase included", batch.TokensPerSecondWithPrompt));
         // The served single-process path: continuous batching, scheduling and sampling included.
         {
             using var engine = new LocalEngine(model, new BatchingOptions { MaxBatchSize = Sequences, ContextLength = SeqPrompt + SeqGenerate, MaxPrefillTokensPerStep = 1024 });
