@@ -47,12 +47,7 @@ public static unsafe class SmallMatMul
     {
         bool was = offOnThisThread;
         offOnThisThread = true;
-        return new Restore(() => offOnThisThread = was);
-    }
-
-    sealed class Restore(Action undo) : IDisposable
-    {
-        public void Dispose() => undo();
+        return new ThreadSwitch(() => offOnThisThread = was);
     }
 
     /// <summary>Output rows below which one thread does the whole call (waking a second costs more than it saves).</summary>
@@ -145,10 +140,7 @@ public static unsafe class SmallMatMul
             }
     }
 
-    [DllImport("LibTorchSharp")]
-    static extern nint THSTensor_data(nint handle);
-
-    static void* Data(Tensor t) => (void*)THSTensor_data(t.Handle);
+    static void* Data(Tensor t) => TensorMemory.Data(t);
 
     readonly struct Job(byte* weight, byte* up, float* bias, int rows, int column)
     {
