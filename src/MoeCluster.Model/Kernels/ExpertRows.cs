@@ -24,13 +24,13 @@ public static unsafe class ExpertRows
     {
         if (!Supports(x.dtype) || x.device_type != DeviceType.CPU || x.dim() != 2) throw new ArgumentException($"cannot gather rows of a {x.dtype} [{string.Join(", ", x.shape)}] tensor on {x.device}");
         using var xc = x.contiguous();
-        long D = x.shape[1], bytes = D * x.ElementSize;
+        long T = x.shape[0], D = x.shape[1], bytes = D * x.ElementSize;   // shape is a native call: read once
         var rows = empty([tokens.Count, D], x.dtype, CPU);
         byte* from = (byte*)TensorMemory.Data(xc), to = (byte*)TensorMemory.Data(rows);
         for (int i = 0; i < tokens.Count; i++)
         {
             long t = tokens[i];
-            if ((ulong)t >= (ulong)x.shape[0]) throw new ArgumentOutOfRangeException(nameof(tokens), $"token {t} outside a batch of {x.shape[0]}");
+            if ((ulong)t >= (ulong)T) throw new ArgumentOutOfRangeException(nameof(tokens), $"token {t} outside a batch of {T}");
             Buffer.MemoryCopy(from + t * bytes, to + i * bytes, bytes, bytes);
         }
         return rows;
@@ -42,6 +42,7 @@ public static unsafe class ExpertRows
     {
         Check(output, y, tokens.Count);
         using var yc = y.contiguous();
+        long T = output.shape[0];   // shape is a native call and an allocation: read once, not per row
         int D = (int)output.shape[1];
         bool bf16 = output.dtype == ScalarType.BFloat16;
         byte* o = (byte*)TensorMemory.Data(output), src = (byte*)TensorMemory.Data(yc);
@@ -49,7 +50,7 @@ public static unsafe class ExpertRows
         for (int i = 0; i < tokens.Count; i++)
         {
             long t = tokens[i];
-            if ((ulong)t >= (ulong)output.shape[0]) throw new ArgumentOutOfRangeException(nameof(tokens), $"token {t} outside a batch of {output.shape[0]}");
+            if ((ulong)t >= (ulong)T) throw new ArgumentOutOfRangeException(nameof(tokens), $"token {t} outside a batch of {T}");
             Row(o + t * D * es, src + (long)i * D * es, weights[i], scale: true, D, bf16, path);
         }
     }
