@@ -53,7 +53,7 @@ public sealed record DecodeProfile(ScalarType DType, int Sequences, IReadOnlyLis
                 var (h, n) = Time("attention", () => layer.Attention.Forward(input, stepContext, caches[l]));
                 projectionMs += ProjectionMs(layer.self_attn, layer.input_layernorm.forward(input));
                 using var groups = Time("router", () => moe.Route(n));
-                var outputs = Time("experts", () => groups.Groups.Select(g => moe.experts[g.Expert].Forward(n.index_select(0, g.TokenIndices))).ToList());
+                var outputs = Time("experts", () => moe.ExpertOutputs(n, groups));
                 x = Time("combine", () => h + MoeBlock.Combine(n, groups, outputs, moe.SharedOutput(n)));
                 if (step >= 0)
                 {

@@ -30,9 +30,6 @@ static unsafe class PackedRows
         return copy;
     }
 
-    [DllImport("LibTorchSharp")]
-    static extern nint THSTensor_data(nint handle);
-
     /// <summary>The address of t's first element (its storage offset applied).</summary>
-    public static byte* Data(Tensor t) => (byte*)THSTensor_data(t.Handle);
+    public static byte* Data(Tensor t) => (byte*)TensorMemory.Data(t);
 }

@@ -153,10 +153,7 @@ public static unsafe class SmallMatMul
             }
     }
 
-    [DllImport("LibTorchSharp")]
-    static extern nint THSTensor_data(nint handle);
-
-    static void* Data(Tensor t) => (void*)THSTensor_data(t.Handle);
+    static void* Data(Tensor t) => TensorMemory.Data(t);
 
     readonly struct Job(byte* weight, byte* up, float* bias, float* scales, float* upScales, int rows, int column)
     {

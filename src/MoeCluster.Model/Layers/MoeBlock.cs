@@ -1,3 +1,4 @@
+using MoeCluster.Model.Kernels;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -46,24 +47,34 @@ public sealed class MoeBlock : nn.Module<Tensor, Tensor>
         if (experts.Count == 0) throw new InvalidOperationException("this MoE block was built without its routed experts; they run elsewhere");
         using var scope = NewDisposeScope();
         using var groups = Route(x, tokensPerExpert);
-        var outputs = groups.Groups.Select(g =>
+        return Combine(x, groups, ExpertOutputs(x, groups), SharedOutput(x)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Expert-compute stage in process: each group's rows of x [T, D] through its expert, [n, D] each, in the
+    /// groups' order (tensors in the caller's scope).</summary>
+    public IReadOnlyList<Tensor> ExpertOutputs(Tensor x, ExpertGroups groups)
+    {
+        if (experts.Count == 0) throw new InvalidOperationException("this MoE block was built without its routed experts; they run elsewhere");
+        var outputs = new List<Tensor>(groups.Groups.Count);
+        foreach (var g in groups.Groups)
         {
-            var y = experts[g.Expert].Forward(x.index_select(0, g.TokenIndices));
+            using var rows = g.Rows(x);
+            var y = experts[g.Expert].Forward(rows);
             OnExpertOutput?.Invoke(g.Expert, y);
-            return y;
-        }).ToList();
-        return Combine(x, groups, outputs, SharedOutput(x)).MoveToOuterDisposeScope();
+            outputs.Add(y);
+        }
+        return outputs;
     }
 
     /// <summary>Router stage: x [T, D] → the tokens of each expert with their gate weights (the caller owns the groups).
     /// Adds the step's tokens per expert into <paramref name="tokensPerExpert"/> ([E]) when given.</summary>
     public ExpertGroups Route(Tensor x, long[]? tokensPerExpert = null)
     {
-        using var routing = gate.Route(x, entropy: OnRouted is not null);
-        var groups = ExpertGroups.From(routing, numExperts);
+        var onRouted = OnRouted;
+        var groups = gate.Group(x, trace: onRouted is not null, out var trace);
         if (tokensPerExpert is not null)
             for (int e = 0; e < numExperts; e++) tokensPerExpert[e] += groups.TokensPerExpert[e];
-        OnRouted?.Invoke(RoutingTrace.From(routing));
+        if (trace is not null) onRouted?.Invoke(trace);
         return groups;
     }
 
@@ -87,7 +98,17 @@ public sealed class MoeBlock : nn.Module<Tensor, Tensor>
     /// every placement of the experts sums identically), plus the shared output. expertOutputs[i] belongs to groups.Groups[i].</summary>
     public static Tensor Combine(Tensor x, ExpertGroups groups, IReadOnlyList<Tensor> expertOutputs, Tensor? shared)
     {
+        if (expertOutputs.Count != groups.Groups.Count) throw new ArgumentException($"{expertOutputs.Count} expert outputs for {groups.Groups.Count} groups");
         using var scope = NewDisposeScope();
+        if (CombinesOnHost(x, groups, expertOutputs, shared))
+        {
+            // The same operations as below, without index tensors: out[t] += w · y row by row, bit for bit.
+            var sum = zeros_like(x);
+            for (int i = 0; i < groups.Groups.Count; i++)
+                ExpertRows.Accumulate(sum, groups.Groups[i].Tokens!, groups.Groups[i].Weights!, expertOutputs[i]);
+            if (shared is not null) ExpertRows.Add(sum, shared);
+            return sum.MoveToOuterDisposeScope();
+        }
         var output = zeros_like(x);
         for (int i = 0; i < groups.Groups.Count; i++)
         {
@@ -97,4 +118,12 @@ public sealed class MoeBlock : nn.Module<Tensor, Tensor>
         if (shared is not null) output = output + shared;
         return output.MoveToOuterDisposeScope();
     }
+
+    /// <summary>Groups routed on the host (so their tokens and weights are there already), CPU tensors of one dtype the
+    /// host combine takes, and no gradient wanted.</summary>
+    static bool CombinesOnHost(Tensor x, ExpertGroups groups, IReadOnlyList<Tensor> expertOutputs, Tensor? shared) =>
+        groups.OnHost && x.device_type == DeviceType.CPU && x.dim() == 2 && ExpertRows.Supports(x.dtype)
+        && expertOutputs.All(y => y.dtype == x.dtype && y.device_type == DeviceType.CPU)
+        && (shared is null || (shared.dtype == x.dtype && shared.device_type == DeviceType.CPU && shared.shape.SequenceEqual(x.shape)))
+        && !(is_grad_enabled() && (x.requires_grad || expertOutputs.Any(y => y.requires_grad) || shared?.requires_grad == true));
 }

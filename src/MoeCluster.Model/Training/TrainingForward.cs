@@ -92,7 +92,7 @@ public static class TrainingForward
         using var scope = NewDisposeScope();
         int E = c.NumExperts;
         using var groups = block.Route(x, tokensPerExpert);
-        var outputs = groups.Groups.Select(g => block.experts[g.Expert].Forward(x.index_select(0, g.TokenIndices))).ToList();
+        var outputs = block.ExpertOutputs(x, groups);
         var output = MoeBlock.Combine(x, groups, outputs, block.SharedOutput(x));
 
         var meanProbability = block.gate.forward(x).to(ScalarType.Float32).softmax(-1).mean([0]);   // [E]

@@ -67,7 +67,13 @@ public class TrainingForwardSpec
             Assert.Equal(1.0, uniform.LoadBalancingLoss.item<float>(), 3);
 
         using (no_grad())
-            foreach (var layer in model.Layers) layer.Moe!.gate.weight[0].fill_(5.0f);   // expert 0 wins whenever its logit is positive
+            foreach (var layer in model.Layers)
+            {
+                // Small noise (against expert 0's 5) on the other experts so the second choice is the router's, not the tie rule's (ties go
+                // to the lower expert, which would concentrate the rest on expert 1 at the mean probability of all).
+                layer.Moe!.gate.weight.normal_(0, 0.05, generator: new Generator(10));
+                layer.Moe!.gate.weight[0].fill_(5.0f);   // expert 0 wins whenever its logit is positive
+            }
         using var skewed = TrainingForward.Run(model, tokens);
         Assert.True(skewed.LoadBalancingLoss.item<float>() > 1.05, $"load-balancing loss {skewed.LoadBalancingLoss.item<float>()} for concentrated routing");
     }
