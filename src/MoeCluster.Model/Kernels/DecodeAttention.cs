@@ -211,7 +211,7 @@ public static unsafe class DecodeAttention
 
         /// <summary>Elements [d, d+16) as float32.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        Vector512<float> Load16(byte* p, int d) => bf16 ? BFloat16Bits.Load((ushort*)p + d) : Vector512.Load((float*)p + d);
+        Vector512<float> Load16(byte* p, int d) => Elements.Load(p, d, bf16);
 
         /// <summary>A head in the compute dtype → float32 in the layout TRows loads rows in (what Dot pairs with).</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -425,17 +425,13 @@ public static unsafe class DecodeAttention
         }
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        float Read(byte* p, int i) => bf16 ? BFloat16Bits.Widen(((ushort*)p)[i]) : ((float*)p)[i];
+        float Read(byte* p, int i) => Elements.Read(p, i, bf16);
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        void Write(byte* p, int i, float value)
-        {
-            if (bf16) ((ushort*)p)[i] = BFloat16Bits.Round(value);
-            else ((float*)p)[i] = value;
-        }
+        void Write(byte* p, int i, float value) => Elements.Write(p, i, value, bf16);
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        static float BFloat16(float v) => BFloat16Bits.Widen(BFloat16Bits.Round(v));
+        static float BFloat16(float v) => BFloat16Bits.Rounded(v);
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         static float Largest(Vector512<float> v)

@@ -114,7 +114,7 @@ public static unsafe class ExpertRows
             else
             {
                 float p = BFloat16Bits.Widen(((ushort*)y)[d]);
-                if (scale) p = BFloat16Bits.Widen(BFloat16Bits.Round(p * w));
+                if (scale) p = BFloat16Bits.Rounded(p * w);
                 ((ushort*)o)[d] = BFloat16Bits.Round(BFloat16Bits.Widen(((ushort*)o)[d]) + p);
             }
         }

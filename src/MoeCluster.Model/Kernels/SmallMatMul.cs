@@ -251,8 +251,7 @@ public static unsafe class SmallMatMul
                     if (job.Bias is not null) v += job.Bias[row + i];
                     if (u is not null) v = SwiGlu(v, job.UpScales is not null ? u[m * 4 + i] * job.UpScales[row + i] : u[m * 4 + i]);
                     long at = (long)m * N + job.Column + row + i;
-                    if (bf16) ((ushort*)output)[at] = BFloat16Bits.Round(v);
-                    else ((float*)output)[at] = v;
+                    Elements.Write(output, at, v, bf16);
                 }
         }
 
@@ -260,44 +259,9 @@ public static unsafe class SmallMatMul
         float SwiGlu(float g, float u)
         {
             if (!bf16) return g / (1f + MathF.Exp(-g)) * u;
-            g = BFloat16Bits.Widen(BFloat16Bits.Round(g));
-            float silu = BFloat16Bits.Widen(BFloat16Bits.Round(g / (1f + MathF.Exp(-g))));
-            return silu * BFloat16Bits.Widen(BFloat16Bits.Round(u));
+            g = BFloat16Bits.Rounded(g);
+            float silu = BFloat16Bits.Rounded(g / (1f + MathF.Exp(-g)));
+            return silu * BFloat16Bits.Rounded(u);
         }
     }
-}
-
-/// <summary>bfloat16 as the upper 16 bits of a float32.</summary>
-static class BFloat16Bits
-{
-    /// <summary>Round to nearest even, as libtorch's float → bfloat16 conversion does (NaN stays a quiet NaN).</summary>
-    public static ushort Round(float v)
-    {
-        uint bits = BitConverter.SingleToUInt32Bits(v);
-        if (float.IsNaN(v)) return 0x7FC0;
-        bits += 0x7FFF + ((bits >> 16) & 1);
-        return (ushort)(bits >> 16);
-    }
-
-    public static float Widen(ushort b) => BitConverter.UInt32BitsToSingle((uint)b << 16);
-
-    /// <summary>Sixteen lanes rounded as <see cref="Round(float)"/> and widened back, for finite inputs (no NaN
-    /// handling: the kernels' scores, probabilities and norms of finite inputs are finite).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector512<float> Round(Vector512<float> v)
-    {
-        var bits = v.AsUInt32();
-        bits += Vector512.Create(0x7FFFu) + ((bits >> 16) & Vector512<uint>.One);
-        return (bits & Vector512.Create(0xFFFF0000u)).AsSingle();
-    }
-
-    /// <summary>Sixteen bfloat16 values from p, widened exactly to float32.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static unsafe Vector512<float> Load(ushort* p) =>
-        Vector512.ShiftLeft(Vector512.WidenLower(Vector256.Load(p).ToVector512Unsafe()), 16).AsSingle();
-
-    /// <summary>Sixteen lanes already rounded to bfloat16 (<see cref="Round(Vector512{float})"/>) stored as bfloat16.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static unsafe void Store(Vector512<float> rounded, ushort* p) =>
-        Vector512.Narrow(rounded.AsUInt32() >> 16, Vector512<uint>.Zero).GetLower().Store(p);
 }

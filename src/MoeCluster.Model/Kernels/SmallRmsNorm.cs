@@ -63,35 +63,28 @@ public static unsafe class SmallRmsNorm
         var squares = Vector512<float>.Zero;
         for (int i = 0; i < N; i += 16)
         {
-            var v = Load(x, i, bf16);
+            var v = Elements.Load(x, i, bf16);
             squares = Vector512.FusedMultiplyAdd(v, v, squares);
         }
         var inverse = Vector512.Create(1f / MathF.Sqrt(Vector512.Sum(squares) / N + eps));
         for (int i = 0; i < N; i += 16)
         {
-            var h = Load(x, i, bf16) * inverse;
-            if (!bf16) { (Load(w, i, false) * h).Store((float*)y + i); continue; }
-            BFloat16Bits.Store(BFloat16Bits.Round(Load(w, i, true) * BFloat16Bits.Round(h)), (ushort*)y + i);
+            var h = Elements.Load(x, i, bf16) * inverse;
+            if (!bf16) { (Elements.Load(w, i, false) * h).Store((float*)y + i); continue; }
+            BFloat16Bits.Store(BFloat16Bits.Round(Elements.Load(w, i, true) * BFloat16Bits.Round(h)), (ushort*)y + i);
         }
     }
 
     static void GroupScalar(byte* x, byte* w, byte* y, int N, float eps, bool bf16)
     {
         float squares = 0;
-        for (int i = 0; i < N; i++) { float v = Read(x, i, bf16); squares += v * v; }
+        for (int i = 0; i < N; i++) { float v = Elements.Read(x, i, bf16); squares += v * v; }
         float inverse = 1f / MathF.Sqrt(squares / N + eps);
         for (int i = 0; i < N; i++)
         {
-            float h = Read(x, i, bf16) * inverse;
-            if (bf16) ((ushort*)y)[i] = BFloat16Bits.Round(Read(w, i, true) * BFloat16Bits.Widen(BFloat16Bits.Round(h)));
-            else ((float*)y)[i] = Read(w, i, false) * h;
+            float h = Elements.Read(x, i, bf16) * inverse;
+            if (bf16) ((ushort*)y)[i] = BFloat16Bits.Round(Elements.Read(w, i, true) * BFloat16Bits.Rounded(h));
+            else ((float*)y)[i] = Elements.Read(w, i, false) * h;
         }
     }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static Vector512<float> Load(byte* p, int i, bool bf16) => bf16
-        ? BFloat16Bits.Load((ushort*)p + i)
-        : Vector512.Load((float*)p + i);
-
-    static float Read(byte* p, int i, bool bf16) => bf16 ? BFloat16Bits.Widen(((ushort*)p)[i]) : ((float*)p)[i];
 }

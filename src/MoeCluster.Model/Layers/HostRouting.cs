@@ -70,7 +70,7 @@ public static class HostRouting
             {
                 float w = weights[t * topK + j];
                 if (normalise) w /= sum;
-                weights[t * topK + j] = dtype == ScalarType.BFloat16 ? BFloat16Bits.Widen(BFloat16Bits.Round(w)) : w;
+                weights[t * topK + j] = dtype == ScalarType.BFloat16 ? BFloat16Bits.Rounded(w) : w;
             }
         }
 
