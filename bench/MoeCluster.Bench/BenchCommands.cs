@@ -53,6 +53,7 @@ public static class BenchCommands
                 "profile" => Profile(settings, dtype, batch),
                 "ceilings" => Ceilings(settings.Quick),
                 "gemv" => Gemv(settings.Quick, !noWrite && !settings.Quick, doc),
+                "decode-calls" => DecodeCallsRun(dtype),
                 "peer" => PeerRun(peerDir ?? "/tmp/moecluster-peer", rounds, !noWrite, doc),
                 "priority" => PriorityRun(!noWrite, doc),
                 _ => Fail($"unknown command '{args[0]}'"),
@@ -155,6 +156,13 @@ public static class BenchCommands
         var markdown = Peer.PeerBenchmark.Markdown(result, machine, MachineInfo.CurrentLoad(), started, clock.Elapsed.TotalSeconds, rounds);
         Console.WriteLine(markdown);
         if (writeDoc) BenchmarksDoc.ReplaceSection(docPath ?? Path.Combine(BenchmarksDoc.FindRepositoryRoot(), "docs", "BENCHMARKS.md"), "peer", markdown);
+        return 0;
+    }
+
+    static int DecodeCallsRun(string? dtypeName)
+    {
+        Console.WriteLine($"torch threads: {UseAllCores()}, load {MachineInfo.CurrentLoad()}");
+        foreach (var d in dtypeName is null ? DTypes : [ParseDType(dtypeName)]) DecodeCalls.Run(d, Console.WriteLine);
         return 0;
     }
 

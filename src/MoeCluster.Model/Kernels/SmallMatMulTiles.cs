@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace MoeCluster.Model.Kernels;
 
@@ -89,6 +90,31 @@ static unsafe class SmallMatMulTiles
         r[8] = Vector512.Sum(c20); r[9] = Vector512.Sum(c21); r[10] = Vector512.Sum(c22); r[11] = Vector512.Sum(c23);
         r[12] = Vector512.Sum(c30); r[13] = Vector512.Sum(c31); r[14] = Vector512.Sum(c32); r[15] = Vector512.Sum(c33);
     }
+
+    /// <summary>One weight row against one activation row with exactly the arithmetic of one row of
+    /// <see cref="Rows4x1"/> (so a row's result does not depend on the tile it fell into), reading the row front to
+    /// back. Called row after row, a one-row call reads the weight as one sequential stream — the 4x1 tile's four
+    /// interleaved streams of a few KiB each end before the hardware prefetcher has ramped up, and it does not cross
+    /// 4 KiB pages — and asks for the bytes <see cref="StreamAhead"/> ahead (the rows that follow) into L2.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static float Row1<TW>(float* x, byte* w, int K) where TW : IWeightRows
+    {
+        Vector512<float> c0 = default;
+        for (int c = 0; c < K; c += 32)
+        {
+            byte* next = w + (nint)c * TW.ElementSize + StreamAhead;
+            Sse.Prefetch1(next);
+            if (TW.ElementSize == 4) Sse.Prefetch1(next + 64);   // a float32 chunk is two cache lines
+            var xa = Vector512.Load(x + c); var xb = Vector512.Load(x + c + 16);
+            TW.Load(w, c, out var a0, out var b0);
+            c0 = Vector512.FusedMultiplyAdd(b0, xb, Vector512.FusedMultiplyAdd(a0, xa, c0));
+        }
+        return Vector512.Sum(c0);
+    }
+
+    /// <summary>Prefetch distance of <see cref="Row1"/>: measured on bench-small's weights (`bench … decode-calls`
+    /// with MOECLUSTER_REPLAY), 2–8 KiB ahead were alike and well ahead of none.</summary>
+    const int StreamAhead = 4096;
 
     /// <summary>The same dot products without vectors (hardware without AVX-512, and the reference the vector tiles are
     /// tested against): activations in plain order, weights widened one by one.</summary>

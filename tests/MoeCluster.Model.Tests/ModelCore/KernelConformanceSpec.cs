@@ -105,6 +105,41 @@ public class KernelConformanceSpec
         }
     }
 
+    [Theory]
+    [InlineData(32, 1)]
+    [InlineData(512, 70)]
+    [InlineData(1408, 13)]
+    public void A_single_row_streamed_row_by_row_equals_the_tile_bit_for_bit(int k, int n)
+    {
+        // The one-row path reads each block's rows one after another; its arithmetic per row is the 4x1 tile's, so a
+        // sequence's logits do not depend on whether it was decoded alone.
+        if (!Vector512.IsHardwareAccelerated) return;
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        manual_seed(k + n);
+        foreach (var dtype in new[] { ScalarType.Float32, ScalarType.BFloat16 })
+        {
+            var x = randn(1, k).to(dtype);
+            var w = randn(n, k).to(dtype);
+            var up = randn(n, k).to(dtype);
+            var b = randn(n).to(dtype);
+            using var q = Int8Weights.Quantise(randn(n, k));
+            MatMulSegment[][] calls =
+            [
+                [new MatMulSegment(w, b)],
+                [new MatMulSegment(w, Up: up), new MatMulSegment(up)],
+                [new MatMulSegment(q.Values, Scales: q.Scales)],
+            ];
+            foreach (var segments in calls)
+            {
+                var streamed = SmallMatMul.Run(x, segments);
+                Tensor tiled;
+                using (SmallMatMul.StreamingOffOnThisThread()) tiled = SmallMatMul.Run(x, segments);
+                Assert.True(streamed.equal(tiled).all().item<bool>(), $"{dtype}, {segments.Length} segment(s), {segments[0].Weight.dtype} weights");
+            }
+        }
+    }
+
     [Fact]
     public void Int8_weights_without_their_scales_are_refused()
     {
