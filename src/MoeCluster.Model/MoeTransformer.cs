@@ -66,7 +66,7 @@ public sealed class MoeTransformer : nn.Module<Tensor, Tensor>
     /// ([layer][expert]) accumulates routing counts when given.</summary>
     public Tensor Forward(Tensor tokens, StepLayout layout, IReadOnlyList<KvCache> caches, long[][]? tokensPerExpert = null, long[]? logitRows = null)
     {
-        if (tokens.shape.Length != 1 || tokens.shape[0] != layout.TokenCount)
+        if (tokens.dim() != 1 || tokens.size(0) != layout.TokenCount)
             throw new ArgumentException($"tokens must be [{layout.TokenCount}] for this layout, got [{string.Join(", ", tokens.shape)}]");
         using var _ = no_grad();
         using var scope = NewDisposeScope();

@@ -65,7 +65,7 @@ public static unsafe class DecodeAttention
         if (loops == KernelPath.Vector512 && Dh % 32 != 0) throw new ArgumentException($"the Vector512 loops need a head dim that is a multiple of 32, got {Dh}");
         if (!Supports(q, cache) || k.dtype != q.dtype || v.dtype != q.dtype || cos.dtype != q.dtype || sin.dtype != q.dtype)
             throw new ArgumentException($"DecodeAttention cannot take {q.dtype} queries against a {cache.Keys.dtype} cache on {q.device_type}");
-        if (cache.Keys.shape[1] != G || cache.Keys.shape[3] != Dh || !cache.Keys.is_contiguous() || !cache.Values.is_contiguous())
+        if (cache.Keys.size(1) != G || cache.Keys.size(3) != Dh || !cache.Keys.is_contiguous() || !cache.Values.is_contiguous())
             throw new ArgumentException($"KV cache [{string.Join(", ", cache.Keys.shape)}] does not hold {G} kv heads of {Dh}");
         cache.Validate(layout);
 

@@ -24,7 +24,7 @@ public static unsafe class ExpertRows
     {
         if (!Supports(x.dtype) || x.device_type != DeviceType.CPU || x.dim() != 2) throw new ArgumentException($"cannot gather rows of a {x.dtype} [{string.Join(", ", x.shape)}] tensor on {x.device}");
         using var xc = x.contiguous();
-        long T = x.shape[0], D = x.shape[1], bytes = D * x.ElementSize;   // shape is a native call: read once
+        long T = x.size(0), D = x.size(1), bytes = D * x.ElementSize;
         var rows = empty([tokens.Count, D], x.dtype, CPU);
         byte* from = (byte*)TensorMemory.Data(xc), to = (byte*)TensorMemory.Data(rows);
         for (int i = 0; i < tokens.Count; i++)
@@ -42,8 +42,8 @@ public static unsafe class ExpertRows
     {
         Check(output, y, tokens.Count);
         using var yc = y.contiguous();
-        long T = output.shape[0];   // shape is a native call and an allocation: read once, not per row
-        int D = (int)output.shape[1];
+        long T = output.size(0);
+        int D = (int)output.size(1);
         bool bf16 = output.dtype == ScalarType.BFloat16;
         byte* o = (byte*)TensorMemory.Data(output), src = (byte*)TensorMemory.Data(yc);
         int es = bf16 ? 2 : 4;
@@ -58,9 +58,9 @@ public static unsafe class ExpertRows
     /// <summary>output += other, elementwise and in place (both [T, D], the same dtype).</summary>
     public static void Add(Tensor output, Tensor other, KernelPath path = KernelPath.Vector512)
     {
-        Check(output, other, (int)output.shape[0]);
+        Check(output, other, (int)output.size(0));
         using var oc = other.contiguous();
-        int T = (int)output.shape[0], D = (int)output.shape[1];
+        int T = (int)output.size(0), D = (int)output.size(1);
         bool bf16 = output.dtype == ScalarType.BFloat16;
         int es = bf16 ? 2 : 4;
         byte* o = (byte*)TensorMemory.Data(output), src = (byte*)TensorMemory.Data(oc);
@@ -70,7 +70,7 @@ public static unsafe class ExpertRows
     static void Check(Tensor output, Tensor y, int rows)
     {
         if (!Supports(output.dtype) || output.device_type != DeviceType.CPU || !output.is_contiguous() || output.dim() != 2
-            || y.dtype != output.dtype || y.device_type != DeviceType.CPU || y.dim() != 2 || y.shape[0] != rows || y.shape[1] != output.shape[1])
+            || y.dtype != output.dtype || y.device_type != DeviceType.CPU || y.dim() != 2 || y.size(0) != rows || y.size(1) != output.size(1))
             throw new ArgumentException($"cannot accumulate {y.dtype} [{string.Join(", ", y.shape)}] ({rows} rows expected) into {output.dtype} [{string.Join(", ", output.shape)}]");
     }
 

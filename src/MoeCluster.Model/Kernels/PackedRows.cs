@@ -11,18 +11,18 @@ static unsafe class PackedRows
     /// a contiguous copy. <paramref name="stride"/>: elements from one row to the next.</summary>
     public static Tensor? Of(Tensor x, int rows, int width, out long stride)
     {
-        var shape = x.shape;
-        var strides = x.stride();
+        int dims = (int)x.dim();   // size and stride one dimension at a time: shape and stride() marshal arrays (TensorMemory.Sizes)
         long packed = 1;
-        bool rowsOfPacked = shape.Length >= 1 && shape[0] == rows;
-        for (int d = shape.Length - 1; d >= 1 && rowsOfPacked; d--)
+        bool rowsOfPacked = dims >= 1 && x.size(0) == rows;
+        for (int d = dims - 1; d >= 1 && rowsOfPacked; d--)
         {
-            rowsOfPacked = shape[d] == 1 || strides[d] == packed;
-            packed *= shape[d];
+            long size = x.size(d);
+            rowsOfPacked = size == 1 || x.stride(d) == packed;
+            packed *= size;
         }
         if (rowsOfPacked && packed == width)
         {
-            stride = strides[0];
+            stride = x.stride(0);
             return null;
         }
         var copy = x.reshape(rows, width).contiguous();

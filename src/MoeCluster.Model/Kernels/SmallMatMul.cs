@@ -11,7 +11,7 @@ namespace MoeCluster.Model.Kernels;
 /// their per-output-channel float32 scales ([N]; <see cref="UpScales"/> for an int8 up), applied to each dot product.</summary>
 public readonly record struct MatMulSegment(Tensor Weight, Tensor? Bias = null, Tensor? Up = null, Tensor? Scales = null, Tensor? UpScales = null)
 {
-    public int Rows => (int)Weight.shape[0];
+    public int Rows => (int)Weight.size(0);
 }
 
 /// <summary>How a call's weights are stored.</summary>
@@ -91,18 +91,18 @@ public static unsafe class SmallMatMul
     public static bool Supports(Tensor x, Tensor weight, int maxRows) =>
         x.device_type == DeviceType.CPU && weight.device_type == DeviceType.CPU && x.dim() == 2 && weight.dim() == 2
         && (x.dtype == ScalarType.Float32 || x.dtype == ScalarType.BFloat16) && (weight.dtype == x.dtype || weight.dtype == ScalarType.Int8)
-        && x.shape[0] >= 1 && x.shape[0] <= maxRows && x.shape[1] == weight.shape[1] && x.shape[1] % 32 == 0
+        && x.size(0) >= 1 && x.size(0) <= maxRows && x.size(1) == weight.size(1) && x.size(1) % 32 == 0
         && weight.is_contiguous() && !(is_grad_enabled() && (weight.requires_grad || x.requires_grad));
 
     /// <summary>x [M, K] → [M, Σ segment rows] in x's dtype, the segments' outputs side by side in order.</summary>
     public static Tensor Run(Tensor x, IReadOnlyList<MatMulSegment> segments, KernelPath path = KernelPath.Vector512)
     {
         bool bf16 = x.dtype == ScalarType.BFloat16;
-        int M = (int)x.shape[0], K = (int)x.shape[1];
+        int M = (int)x.size(0), K = (int)x.size(1);
         if (M > RowLimit) throw new ArgumentException($"SmallMatMul takes at most {RowLimit} rows, got {M}");
         foreach (var s in segments)
         {
-            if (!Supports(x, s.Weight, int.MaxValue) || (s.Up is { } u && (!Supports(x, u, int.MaxValue) || u.shape[0] != s.Weight.shape[0] || u.dtype != s.Weight.dtype)))
+            if (!Supports(x, s.Weight, int.MaxValue) || (s.Up is { } u && (!Supports(x, u, int.MaxValue) || u.size(0) != s.Weight.size(0) || u.dtype != s.Weight.dtype)))
                 throw new ArgumentException($"SmallMatMul cannot take x [{string.Join(", ", x.shape)}] {x.dtype} against weight [{string.Join(", ", s.Weight.shape)}] {s.Weight.dtype}");
             if ((s.Weight.dtype == ScalarType.Int8) != (s.Scales is not null) || (s.Up is not null && (s.Weight.dtype == ScalarType.Int8) != (s.UpScales is not null)))
                 throw new ArgumentException("SmallMatMul: int8 weights need their per-channel scales, and only int8 weights take scales");

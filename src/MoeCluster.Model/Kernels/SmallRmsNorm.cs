@@ -33,17 +33,17 @@ public static unsafe class SmallRmsNorm
     public static bool Applies(Tensor x, Tensor weight) =>
         Enabled && !onThisThread.IsOff && x.device_type == DeviceType.CPU && weight.device_type == DeviceType.CPU
         && (x.dtype == ScalarType.Float32 || x.dtype == ScalarType.BFloat16) && weight.dtype == x.dtype
-        && x.dim() >= 1 && weight.dim() == 1 && x.shape[^1] == weight.shape[0] && weight.is_contiguous()
+        && x.dim() >= 1 && weight.dim() == 1 && x.size(-1) == weight.size(0) && weight.is_contiguous()
         && x.NumberOfElements <= MaxElements && x.NumberOfElements > 0
         && !(is_grad_enabled() && (x.requires_grad || weight.requires_grad));
 
     /// <summary>weight · (x / √(mean(x²) + eps)) over the last dimension, in x's dtype and shape (contiguous).</summary>
     public static Tensor Run(Tensor x, Tensor weight, double eps, KernelPath path = KernelPath.Vector512)
     {
-        int N = (int)weight.shape[0], T = (int)x.shape[0], W = (int)(x.NumberOfElements / T);
+        int N = (int)weight.size(0), T = (int)x.size(0), W = (int)(x.NumberOfElements / T);
         bool bf16 = x.dtype == ScalarType.BFloat16;
         using var rows = PackedRows.Of(x, T, W, out long stride);
-        var output = empty(x.shape, x.dtype, CPU);
+        var output = empty(TensorMemory.Sizes(x), x.dtype, CPU);
         byte* input = PackedRows.Data(rows ?? x), w = PackedRows.Data(weight), y = PackedRows.Data(output);
         int es = bf16 ? 2 : 4;
         bool vector = path == KernelPath.Vector512 && Vector512.IsHardwareAccelerated && N % 16 == 0;

@@ -37,7 +37,7 @@ public sealed class ExpertGroup : IDisposable
     }
 
     /// <summary>Tokens of this group.</summary>
-    public long Count => Tokens?.Length ?? tokenIndices!.shape[0];
+    public long Count => Tokens?.Length ?? tokenIndices!.size(0);
 
     /// <summary>[n] int64, detached: the group owns it and may outlive any scope (sent to other actors).</summary>
     public Tensor TokenIndices => tokenIndices ??= tensor(Tokens!).DetachFromDisposeScope();
@@ -58,7 +58,7 @@ public sealed class ExpertGroup : IDisposable
     public Tensor Rows(Tensor x)
     {
         if (Tokens is null || x.requires_grad) return x.index_select(0, TokenIndices);
-        if (Tokens.Length == x.shape[0]) return x.alias();   // ascending and distinct: every row, in order
+        if (Tokens.Length == x.size(0)) return x.alias();   // ascending and distinct: every row, in order
         return ExpertRows.Gather(x, Tokens);
     }
 

@@ -31,7 +31,7 @@ public static class HostRouting
     /// <summary>Whether x [T, D] against the router weight is routed here: few tokens, CPU, float32 or bfloat16, and no
     /// gradient wanted (training routes with TorchSharp, whose gate weights carry the router's gradient).</summary>
     public static bool Applies(Tensor x, Tensor weight) =>
-        !onThisThread.IsOff && x.dim() == 2 && x.shape[0] >= 1 && x.shape[0] <= MaxTokens
+        !onThisThread.IsOff && x.dim() == 2 && x.size(0) >= 1 && x.size(0) <= MaxTokens
         && x.device_type == DeviceType.CPU && ExpertRows.Supports(x.dtype)
         && !(is_grad_enabled() && (x.requires_grad || weight.requires_grad));
 
@@ -41,7 +41,7 @@ public static class HostRouting
     {
         if (probabilities.dim() != 2 || probabilities.dtype != ScalarType.Float32 || probabilities.device_type != DeviceType.CPU)
             throw new ArgumentException($"host routing takes CPU float32 probabilities [T, E], got {probabilities.dtype} [{string.Join(", ", probabilities.shape)}]");
-        int T = (int)probabilities.shape[0], E = (int)probabilities.shape[1];
+        int T = (int)probabilities.size(0), E = (int)probabilities.size(1);
         if (topK < 1 || topK > E) throw new ArgumentOutOfRangeException(nameof(topK), $"top-{topK} of {E} experts");
         using var pc = probabilities.contiguous();
         var data = new ReadOnlySpan<float>(TensorMemory.Data(pc), T * E);

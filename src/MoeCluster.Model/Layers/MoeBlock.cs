@@ -124,6 +124,6 @@ public sealed class MoeBlock : nn.Module<Tensor, Tensor>
     static bool CombinesOnHost(Tensor x, ExpertGroups groups, IReadOnlyList<Tensor> expertOutputs, Tensor? shared) =>
         groups.OnHost && x.device_type == DeviceType.CPU && x.dim() == 2 && ExpertRows.Supports(x.dtype)
         && expertOutputs.All(y => y.dtype == x.dtype && y.device_type == DeviceType.CPU)
-        && (shared is null || (shared.dtype == x.dtype && shared.device_type == DeviceType.CPU && shared.shape.SequenceEqual(x.shape)))
+        && (shared is null || (shared.dtype == x.dtype && shared.device_type == DeviceType.CPU && shared.dim() == 2 && shared.size(0) == x.size(0) && shared.size(1) == x.size(1)))
         && !(is_grad_enabled() && (x.requires_grad || expertOutputs.Any(y => y.requires_grad) || shared?.requires_grad == true));
 }
