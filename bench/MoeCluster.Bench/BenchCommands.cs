@@ -16,6 +16,7 @@ public static class BenchCommands
                moecluster-bench profile [--quick] [--dtype float32|bfloat16] [--batch N]
                moecluster-bench ceilings [--quick]
                moecluster-bench gemv [--quick]
+               moecluster-bench decode-calls [--dtype float32|bfloat16]
                moecluster-bench peer [--peer-dir DIR] [--rounds N] [--no-write] [--doc PATH]
                moecluster-bench priority [--no-write] [--doc PATH]
           model-core  hardware ceilings, prefill and decode throughput of bench-small (float32 and bfloat16),
@@ -30,6 +31,9 @@ public static class BenchCommands
           ceilings    matmul GFLOP/s and memory bandwidth only
           gemv        small-batch products (1–32 rows) of bench-small's weights by each path: linear, matmul on a
                       transposed copy, mv, MKL packed SGEMM, the SmallMatMul kernel; prints a Markdown table
+          decode-calls what a batch-1 decode step's kernel calls cost beyond the bytes they stream: fixed costs,
+                      each call shape with SmallMatMul's row streaming on and off, a replay of a step's calls
+                      beside the step itself, the attention half's parts; prints only
           priority    time to first token of interactive requests with and without a running batch job, with and
                       without priorities; writes docs/BENCHMARKS.md between <!-- priority:begin --> and <!-- priority:end -->
         """;

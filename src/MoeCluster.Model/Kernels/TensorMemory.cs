@@ -13,7 +13,7 @@ static unsafe class TensorMemory
     public static void* Data(Tensor t) => (void*)THSTensor_data(t.Handle);
 
     /// <summary>t's sizes read one dimension at a time. TorchSharp's <c>shape</c> marshals a new array through a
-    /// callback on every read (about 2 µs, measured by `bench … decode-calls`), more than a decode-sized kernel's
+    /// callback on every read (about 2 µs on the benchmark machine), more than a decode-sized kernel's
     /// arithmetic; <c>size(d)</c> is one plain native call, so the kernels' hot paths use <c>size</c> and this.</summary>
     public static long[] Sizes(Tensor t)
     {
