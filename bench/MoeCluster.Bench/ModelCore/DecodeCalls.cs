@@ -28,6 +28,9 @@ public static class DecodeCalls
         using var x = randn([1, 512]).to(dtype);
         using var tiny = randn([64, 512]).to(dtype);
         log($"  SmallMatMul 64×512 (1 thread):  {Us(() => SmallMatMul.Run(x, [new MatMulSegment(tiny)]).Dispose(), 5000),8:0.00} µs");
+        using (var router = randn([8, 512]).to(dtype))
+            log($"  router logits 8×512 + softmax:  {Us(() => { using var l = SmallMatMul.Run(x, [new MatMulSegment(router)]); l.to(ScalarType.Float32).softmax(-1).Dispose(); }, 5000),8:0.00} µs " +
+                $"(libtorch linear: {Us(() => { using var l = nn.functional.linear(x, router); l.to(ScalarType.Float32).softmax(-1).Dispose(); }, 5000):0.00} µs)");
 
         const int E = 16, I = 1408, D = 512;
         var gates = Enumerable.Range(0, E).Select(_ => (randn([I, D]) * 0.02).to(dtype)).ToArray();

@@ -27,8 +27,12 @@ public sealed class TopKRouter : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
-    /// <summary>Router logits [T, E] (also what training's load-balancing loss needs).</summary>
-    public override Tensor forward(Tensor x) => nn.functional.linear(x, weight);
+    /// <summary>Router logits [T, E] (also what training's load-balancing loss needs). In bfloat16, few rows go to the
+    /// small-batch kernel like the other projections: oneDNN's [1, D]·[E, D]ᵀ costs 12 µs per layer where the kernel
+    /// takes 4 (`bench … decode-calls`, with the softmax); in float32 libtorch's is as fast, so it stays. With a
+    /// gradient, libtorch.</summary>
+    public override Tensor forward(Tensor x) =>
+        x.dtype == ScalarType.BFloat16 ? Linear.Apply(x, weight) : nn.functional.linear(x, weight);
 
     /// <summary>x [T, D] → the tokens of each of the E experts with their gate weights, and the routing trace when
     /// asked for: on the host for few tokens (<see cref="HostRouting"/>, one [T, E] logits tensor and no other op),

@@ -141,6 +141,22 @@ public class KernelConformanceSpec
     }
 
     [Fact]
+    public void Bfloat16_router_logits_through_the_kernel_match_linear_within_a_rounding_step()
+    {
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        manual_seed(8);
+        var router = new TopKRouter(512, 8, 2, true, new ModuleOptions(ScalarType.BFloat16, CPU));
+        router.weight.copy_(randn(8, 512) * 0.05);
+        var x = randn(1, 512).to(ScalarType.BFloat16);
+        var kernel = router.forward(x);
+        Tensor libtorch;
+        using (SmallMatMul.OffOnThisThread()) libtorch = router.forward(x);
+        Close(nn.functional.linear(x, router.weight), kernel, ScalarType.BFloat16, 512);
+        Close(libtorch, kernel, ScalarType.BFloat16, 512);
+    }
+
+    [Fact]
     public void Int8_weights_without_their_scales_are_refused()
     {
         using var scope = NewDisposeScope();
