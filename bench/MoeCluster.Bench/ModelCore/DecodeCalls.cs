@@ -139,6 +139,7 @@ public static class DecodeCalls
     /// alone, on layer 0 (its weights stay in cache, so this is what attention costs beyond streaming them).</summary>
     static void AttentionParts(ScalarType dtype, Action<string> log)
     {
+        using var noGrad = no_grad();
         using var model = ModelCoreBenchmark.CreateModel(dtype, maxPositions: 512);
         var config = model.Config;
         var caches = model.CreateCaches(1, 512);
@@ -164,7 +165,33 @@ public static class DecodeCalls
             norm.Add(Us(() => layer.input_layernorm.forward(x)));
             add.Add(Us(() => { var y = x + x; }));
         }
+        // The feed-forward half of the same layer: route, the experts, combine — against the experts' kernel calls alone.
+        var moe = layer.Moe!;
+        var route = new List<double>(); var experts = new List<double>(); var combine = new List<double>(); var kernels = new List<double>(); var whole = new List<double>();
+        for (int step = 0; step < 300; step++)
+        {
+            using var scope = NewDisposeScope();
+            var n = randn([1, config.HiddenSize]).to(dtype);
+            whole.Add(Us(() => moe.Forward(n, null)));
+            ExpertGroups? groups = null;
+            route.Add(Us(() => groups = moe.Route(n)));
+            IReadOnlyList<Tensor>? outputs = null;
+            experts.Add(Us(() => outputs = moe.ExpertOutputs(n, groups!)));
+            combine.Add(Us(() => MoeBlock.Combine(n, groups!, outputs!, moe.SharedOutput(n))));
+            kernels.Add(Us(() =>
+            {
+                foreach (var g in groups!.Groups)
+                {
+                    var w = moe.experts[g.Expert].parameters().ToArray();
+                    var hg = SmallMatMul.Run(n, [new MatMulSegment(w[0], Up: w[1])]);
+                    SmallMatMul.Run(hg, [new MatMulSegment(w[2])]);
+                }
+            }));
+            groups!.Dispose();
+        }
         foreach (var c in caches) c.Dispose();
+        log($"  feed-forward half of one layer, median µs: whole {Median(whole, 20):0.0}; route {Median(route, 20):0.0}; experts {Median(experts, 20):0.0} " +
+            $"(their kernel calls alone {Median(kernels, 20):0.0}); combine {Median(combine, 20):0.0}");
         log($"  attention half of one layer, median µs: whole {Median(block, 20):0.0}; q|k|v + o {Median(projections, 20):0.0}; " +
             $"DecodeAttention (~160 keys) {Median(attention, 20):0.0}; one norm {Median(norm, 20):0.0}; one residual add {Median(add, 20):0.0}");
     }
