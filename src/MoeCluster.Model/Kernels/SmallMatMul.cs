@@ -52,6 +52,9 @@ public static unsafe class SmallMatMul
     /// <summary>Sends this thread's products to libtorch until disposed (A/B comparisons in one process).</summary>
     public static IDisposable OffOnThisThread() => onThisThread.Off();
 
+    /// <summary>Whether this thread's products are sent to libtorch (<see cref="ChunkedMatMul"/> follows the switch).</summary>
+    internal static bool IsOffOnThisThread => onThisThread.IsOff;
+
     /// <summary>Output rows below which one thread does the whole call (waking a second costs more than it saves).</summary>
     const int RowsPerThread = 64;
 
