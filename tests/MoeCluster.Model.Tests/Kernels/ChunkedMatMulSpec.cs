@@ -61,6 +61,28 @@ public class ChunkedMatMulSpec
     }
 
     [Fact]
+    public void Prefetching_the_next_weight_block_changes_no_bit_of_the_result()
+    {
+        // Short last blocks (n not a multiple of 4), two segments and a SwiGLU: the prefetch must stay a hint.
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        manual_seed(9);
+        var x = randn(20, 96);
+        var w = randn(23, 96); var w2 = randn(6, 96); var up = randn(23, 96);
+        int was = SmallMatMul.PrefetchFromRows;
+        try
+        {
+            SmallMatMul.PrefetchFromRows = int.MaxValue;
+            var plain = SmallMatMul.Run(x, [new MatMulSegment(w), new MatMulSegment(w2)]);
+            var swiglu = SmallMatMul.Run(x, [new MatMulSegment(w, Up: up)]);
+            SmallMatMul.PrefetchFromRows = 1;
+            Assert.True(plain.equal(SmallMatMul.Run(x, [new MatMulSegment(w), new MatMulSegment(w2)])).all().item<bool>());
+            Assert.True(swiglu.equal(SmallMatMul.Run(x, [new MatMulSegment(w, Up: up)])).all().item<bool>());
+        }
+        finally { SmallMatMul.PrefetchFromRows = was; }
+    }
+
+    [Fact]
     public void Switching_it_off_sends_many_rows_to_libtorch_and_leaves_few_rows_to_the_kernel()
     {
         using var scope = NewDisposeScope();
