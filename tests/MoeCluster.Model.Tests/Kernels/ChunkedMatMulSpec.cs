@@ -55,9 +55,14 @@ public class ChunkedMatMulSpec
         manual_seed(5);
         var x = randn(150, 128);
         var w = randn(40, 128);
+        var up = randn(40, 128) / Math.Sqrt(128);
         var all = ChunkedMatMul.Run(x, [new MatMulSegment(w)]);
+        var swiglu = ChunkedMatMul.Run(x, [new MatMulSegment(w / Math.Sqrt(128), Up: up)]);
         foreach (int r in new[] { 0, 37, 63, 64, 100, 149 })
+        {
             Assert.True(all[r].equal(SmallMatMul.Run(x.narrow(0, r, 1), [new MatMulSegment(w)])[0]).all().item<bool>(), $"row {r}");
+            Assert.True(swiglu[r].equal(SmallMatMul.Run(x.narrow(0, r, 1), [new MatMulSegment(w / Math.Sqrt(128), Up: up)])[0]).all().item<bool>(), $"SwiGLU row {r}");
+        }
     }
 
     [Fact]
