@@ -64,7 +64,7 @@ public sealed record PrefillProfile(ScalarType DType, int Sequences, IReadOnlyLi
                 if (step < 0) continue;
                 foreach (var (part, ms) in parts) perStep[part].Add(ms);
             }
-            return new PrefillProfile(model.Options.DType, sequences, PartNames.Select(p => (p, Median(perStep[p]))).ToArray(), steps);
+            return new PrefillProfile(model.Options.DType, sequences, PartNames.Select(p => (p, DecodeProfile.Median(perStep[p]))).ToArray(), steps);
         }
         finally { foreach (var c in caches) c.Dispose(); }
     }
@@ -85,11 +85,5 @@ public sealed record PrefillProfile(ScalarType DType, int Sequences, IReadOnlyLi
             })) + " |");
         md.AppendLine("| sum of parts | " + string.Join(" | ", profiles.Select(p => $"{p.TotalMs:0.00} | 100%")) + " |");
         return md.ToString();
-    }
-
-    static double Median(List<double> values)
-    {
-        var s = values.Order().ToArray();
-        return s.Length % 2 == 1 ? s[s.Length / 2] : (s[s.Length / 2 - 1] + s[s.Length / 2]) / 2;
     }
 }
