@@ -13,7 +13,7 @@ public static class BenchCommands
 {
     const string Usage = """
         usage: moecluster-bench model-core [--quick] [--no-write] [--doc PATH]
-               moecluster-bench profile [--quick] [--dtype float32|bfloat16] [--batch N]
+               moecluster-bench profile [--quick] [--dtype float32|bfloat16] [--batch N | --prefill N]
                moecluster-bench ceilings [--quick]
                moecluster-bench gemv [--quick]
                moecluster-bench decode-calls [--dtype float32|bfloat16]
@@ -27,7 +27,8 @@ public static class BenchCommands
                       decode and 32 sequences in lock-step; DIR (default /tmp/moecluster-peer) holds bench-small-f32/,
                       bench-small-f32.gguf, bench-small-f16.gguf and nlc/ (node-llama-cpp + the peer scripts), see
                       docs/BENCHMARKS.md; the peer is skipped with a message when missing. Writes <!-- peer:begin -->
-          profile     time per part (attention, router, experts, LM head, …) of a decode step (default 32 sequences)
+          profile     time per part (attention, router, experts, LM head, …) of a decode step (default 32 sequences);
+                      with --prefill N, of a prefill step of N prompts of 128 tokens (projections, attention core, …)
           ceilings    matmul GFLOP/s and memory bandwidth only
           gemv        small-batch products (1–32 rows) of bench-small's weights by each path: linear, matmul on a
                       transposed copy, mv, MKL packed SGEMM, the SmallMatMul kernel; prints a Markdown table
@@ -49,12 +50,13 @@ public static class BenchCommands
             var settings = new BenchSettings(Flag(options, "--quick"));
             bool noWrite = Flag(options, "--no-write");
             string? doc = Value(options, "--doc"), dtype = Value(options, "--dtype"), batch = Value(options, "--batch");
+            string? prefill = Value(options, "--prefill");
             string? peerDir = Value(options, "--peer-dir"), rounds = Value(options, "--rounds");
             if (options.Count > 0) return Fail($"unknown option(s): {string.Join(" ", options)}");
             return args[0] switch
             {
                 "model-core" => ModelCore(settings, writeDoc: !noWrite && !settings.Quick, doc),
-                "profile" => Profile(settings, dtype, batch),
+                "profile" => prefill is null ? Profile(settings, dtype, batch) : PrefillProfileRun(settings, dtype, prefill),
                 "ceilings" => Ceilings(settings.Quick),
                 "gemv" => Gemv(settings.Quick, !noWrite && !settings.Quick, doc),
                 "decode-calls" => DecodeCallsRun(dtype),
@@ -201,6 +203,22 @@ public static class BenchCommands
             profiles.Add(new ModelCoreBenchmark(model, settings, Console.WriteLine).Profile(batch));
         }
         Console.WriteLine(ModelCoreReport.ProfileMarkdown(profiles, []));
+        return 0;
+    }
+
+    static int PrefillProfileRun(BenchSettings settings, string? dtypeName, string sequencesText)
+    {
+        if (!int.TryParse(sequencesText, out int sequences) || sequences < 1 || sequences > 64)
+            throw new ArgumentException($"--prefill '{sequencesText}' must be a whole number of prompts in [1, 64]");
+        Console.WriteLine($"torch threads: {UseAllCores()}");
+        var dtypes = dtypeName is null ? DTypes : [ParseDType(dtypeName)];
+        var profiles = new List<PrefillProfile>();
+        foreach (var dtype in dtypes)
+        {
+            using var model = ModelCoreBenchmark.CreateModel(dtype, maxPositions: 512);
+            profiles.Add(PrefillProfile.Measure(model, sequences, BenchSmall.PromptTokens, settings.ProfileSteps, new Random(20261124)));
+        }
+        Console.WriteLine(PrefillProfile.Markdown(profiles));
         return 0;
     }
 

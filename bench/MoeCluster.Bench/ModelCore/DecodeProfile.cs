@@ -87,7 +87,7 @@ public sealed record DecodeProfile(ScalarType DType, int Sequences, IReadOnlyLis
         return Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
     }
 
-    static double Median(List<double> values)
+    internal static double Median(List<double> values)
     {
         var s = values.Order().ToArray();
         return s.Length % 2 == 1 ? s[s.Length / 2] : (s[s.Length / 2 - 1] + s[s.Length / 2]) / 2;

@@ -76,8 +76,8 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
     /// outputs land side by side (the three are then views of one tensor).</summary>
     (Tensor Q, Tensor K, Tensor V) Project(Tensor x)
     {
-        if (!SmallMatMul.Applies(x, q_proj.weight)) return (q_proj.forward(x), k_proj.forward(x), v_proj.forward(x));
-        var qkv = SmallMatMul.Run(x, [q_proj.Segment, k_proj.Segment, v_proj.Segment]);
+        if (!ChunkedMatMul.Applies(x, q_proj.weight)) return (q_proj.forward(x), k_proj.forward(x), v_proj.forward(x));
+        var qkv = ChunkedMatMul.Run(x, [q_proj.Segment, k_proj.Segment, v_proj.Segment]);
         long nq = q_proj.weight.size(0), nk = k_proj.weight.size(0);
         return (qkv.narrow(1, 0, nq), qkv.narrow(1, nq, nk), qkv.narrow(1, nq + nk, v_proj.weight.size(0)));
     }

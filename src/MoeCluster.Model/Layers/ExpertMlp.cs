@@ -44,8 +44,8 @@ public sealed class ExpertMlp : nn.Module<Tensor, Tensor>, IExpertCompute
     public static Tensor SwiGlu(Tensor x, ProjectionWeight gate, ProjectionWeight up, ProjectionWeight down)
     {
         using var scope = NewDisposeScope();
-        var h = SmallMatMul.Applies(x, gate.Values)
-            ? SmallMatMul.Run(x, [new MatMulSegment(gate.Values, Up: up.Values, Scales: gate.Scales, UpScales: up.Scales)])
+        var h = ChunkedMatMul.Applies(x, gate.Values)
+            ? ChunkedMatMul.Run(x, [new MatMulSegment(gate.Values, Up: up.Values, Scales: gate.Scales, UpScales: up.Scales)])
             : nn.functional.silu(nn.functional.linear(x, gate.Dense(x.dtype))) * nn.functional.linear(x, up.Dense(x.dtype));
         return down.Apply(h).MoveToOuterDisposeScope();
     }

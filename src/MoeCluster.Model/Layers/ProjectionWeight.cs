@@ -19,5 +19,5 @@ public readonly record struct ProjectionWeight(Tensor Values, Int8Weights? Int8 
 
     /// <summary>x Wᵀ (+ b) through the kernel where it takes x, else libtorch on the dense weight.</summary>
     public Tensor Apply(Tensor x, Tensor? bias = null) =>
-        SmallMatMul.Applies(x, Values) ? SmallMatMul.Run(x, [new MatMulSegment(Values, bias, Scales: Scales)]) : nn.functional.linear(x, Dense(x.dtype), bias);
+        ChunkedMatMul.Applies(x, Values) ? ChunkedMatMul.Run(x, [new MatMulSegment(Values, bias, Scales: Scales)]) : nn.functional.linear(x, Dense(x.dtype), bias);
 }
