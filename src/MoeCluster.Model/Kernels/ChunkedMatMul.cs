@@ -39,7 +39,7 @@ public static class ChunkedMatMul
     /// above <see cref="SmallMatMul.MaxRows"/> (whatever the switches: they decide <see cref="Applies"/>).</summary>
     public static Tensor Run(Tensor x, IReadOnlyList<MatMulSegment> segments)
     {
-        long M = x.shape[0];
+        long M = x.size(0);   // size(d), not shape: decode calls pass through here (see SmallMatMul)
         if (M <= SmallMatMul.MaxRows) return SmallMatMul.Run(x, segments);
         int rowsPerChunk = Math.Clamp(ChunkRows, 1, SmallMatMul.RowLimit);
         long chunks = (M + rowsPerChunk - 1) / rowsPerChunk;
@@ -54,5 +54,5 @@ public static class ChunkedMatMul
 
     static bool InChunks(Tensor x) =>
         Enabled && !onThisThread.IsOff && SmallMatMul.Enabled && !SmallMatMul.IsOffOnThisThread && Vector512.IsHardwareAccelerated
-        && x.dtype == ScalarType.Float32 && x.dim() == 2 && x.shape[0] > SmallMatMul.MaxRows;
+        && x.dtype == ScalarType.Float32 && x.dim() == 2 && x.size(0) > SmallMatMul.MaxRows;
 }
