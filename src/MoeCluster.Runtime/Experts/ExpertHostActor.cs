@@ -226,7 +226,8 @@ public sealed class ExpertHostActor : ReceiveActor, IWithTimers
             return;
         }
         // The child loads its weights in PreStart; StartExpert is answered after that, so ExpertStarted means loaded.
-        var child = Context.ActorOf(ExpertActor.Props(m.ExpertId, model, faults, loader), ReplicaPrefix + m.ExpertId);
+        // On the host's own dispatcher, as the primaries are (the token path's, when hosted).
+        var child = Context.ActorOf(ExpertActor.Props(m.ExpertId, model, faults, loader).WithDispatcher(Context.Props.Dispatcher), ReplicaPrefix + m.ExpertId);
         Context.Watch(child);
         var replica = new Replica(child);
         replica.Waiting.Add(Sender);
