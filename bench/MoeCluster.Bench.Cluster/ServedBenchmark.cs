@@ -88,10 +88,10 @@ public static class ServedBenchmark
             }
             // Profiling only (named in --setups): the one-node cluster with its token path on the .NET thread pool (as
             // before the token-path dispatcher) or on a two-thread dispatcher, beside the default.
-            foreach (var (variant, tokenThreads, port, sh) in new[] { ("thread pool", 0, 47380, false), ("2 token threads", 2, 47400, false), ("sharding", 1, 47420, true), ("2 sharding", 2, 47440, true) })
+            foreach (var (variant, tokenThreads, port) in new[] { ("thread pool", 0, 47380), ("2 token threads", 2, 47400) })
             {
                 if (include?.Any(i => i.Trim().Equals(variant, StringComparison.OrdinalIgnoreCase)) != true) continue;
-                var c = await LoopbackCluster.StartAsync(port, [NodeRoles.All], _ => Runtime(1) with { TokenPathThreads = tokenThreads, ExpShardingOnTokenPath = sh });
+                var c = await LoopbackCluster.StartAsync(port, [NodeRoles.All], _ => Runtime(1) with { TokenPathThreads = tokenThreads });
                 setups.Add(new($"1-node cluster, {variant}", (prompts, n) => Serve(c.Service, prompts, n), c));
             }
             string[][] three = [[NodeRoles.Gateway, NodeRoles.Attention], [NodeRoles.Expert], [NodeRoles.Expert]];

@@ -42,7 +42,6 @@ public sealed record RuntimeOptions
     /// <summary>Threads of the dispatcher the token path's actors run on (<see cref="Hosting.TokenPathDispatcher"/>);
     /// 0 = the .NET thread pool, as Akka's default dispatcher (how the runtime ran before; for comparison).</summary>
     public int TokenPathThreads { get; init; } = Hosting.TokenPathDispatcher.DefaultThreads;
-    public bool ExpShardingOnTokenPath { get; init; }
     /// <summary>Longest a caller of the gateway waits for a request to end (queued and running together); past it the
     /// request is cancelled and ends with an error, so no caller waits forever whatever goes wrong.</summary>
     public TimeSpan RequestTimeout { get; init; } = TimeSpan.FromMinutes(10);

@@ -34,7 +34,7 @@ public static class MoeClusterHosting
         var seeds = (node.SeedNodes.Count > 0 ? node.SeedNodes.ToArray() : [node.SelfAddress]).Select(node.WithProtocol).ToArray();
 
         builder
-            .AddHocon(ConfigurationFactory.ParseString(Hocon(node) + "\n" + TokenPathDispatcher.Hocon(runtime) + (runtime.ExpShardingOnTokenPath ? "\nakka.cluster.sharding.use-dispatcher = " + TokenPathDispatcher.Id : "")), HoconAddMode.Prepend)
+            .AddHocon(ConfigurationFactory.ParseString(Hocon(node) + "\n" + TokenPathDispatcher.Hocon(runtime)), HoconAddMode.Prepend)
             .AddSetup(new LogFilterBuilder().Add(new RemotingNoiseFilter()).Build())
             .WithRemoting(new RemoteOptions
             {
