@@ -86,6 +86,14 @@ public static class ServedBenchmark
                 var off = await LoopbackCluster.StartAsync(47360, [NodeRoles.All], _ => Runtime(1) with { RoutingStatistics = false });
                 setups.Add(new("1-node cluster, statistics off", (prompts, n) => Serve(off.Service, prompts, n), off));
             }
+            // Profiling only (named in --setups): the one-node cluster with its token path on the .NET thread pool (as
+            // before the token-path dispatcher) or on a two-thread dispatcher, beside the default.
+            foreach (var (variant, tokenThreads, port) in new[] { ("thread pool", 0, 47380), ("2 token threads", 2, 47400) })
+            {
+                if (include?.Any(i => i.Trim().Equals(variant, StringComparison.OrdinalIgnoreCase)) != true) continue;
+                var c = await LoopbackCluster.StartAsync(port, [NodeRoles.All], _ => Runtime(1) with { TokenPathThreads = tokenThreads });
+                setups.Add(new($"1-node cluster, {variant}", (prompts, n) => Serve(c.Service, prompts, n), c));
+            }
             string[][] three = [[NodeRoles.Gateway, NodeRoles.Attention], [NodeRoles.Expert], [NodeRoles.Expert]];
             foreach (var (wire, port) in new[] { ("float32", 47320), ("bfloat16", 47340) })
             {

@@ -39,6 +39,9 @@ public sealed record RuntimeOptions
     public int MinExpertNodes { get; init; } = 1;
     /// <summary>TorchSharp intra-op threads; 0 = leave libtorch's default.</summary>
     public int ComputeThreads { get; init; }
+    /// <summary>Threads of the dispatcher the token path's actors run on (<see cref="Hosting.TokenPathDispatcher"/>);
+    /// 0 = the .NET thread pool, as Akka's default dispatcher (how the runtime ran before; for comparison).</summary>
+    public int TokenPathThreads { get; init; } = Hosting.TokenPathDispatcher.DefaultThreads;
     /// <summary>Longest a caller of the gateway waits for a request to end (queued and running together); past it the
     /// request is cancelled and ends with an error, so no caller waits forever whatever goes wrong.</summary>
     public TimeSpan RequestTimeout { get; init; } = TimeSpan.FromMinutes(10);

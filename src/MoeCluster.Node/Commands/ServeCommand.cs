@@ -27,6 +27,7 @@ public static class ServeCommand
     public static readonly Option<bool?> PrefixCache = new("--prefix-cache") { Description = "reuse the KV cache of prompt prefixes earlier requests computed (default true, as vLLM; --prefix-cache false turns it off)" };
     public static readonly Option<int?> MaxQueue = new("--max-queue") { Description = "requests waiting beyond the batch before 'overloaded', default 256" };
     public static readonly Option<int?> Threads = new("--threads") { Description = "TorchSharp compute threads (default: libtorch's choice)" };
+    public static readonly Option<int?> TokenThreads = new("--token-threads") { Description = $"threads the token path's actors (gateway, routers, attention, experts) run on (default {TokenPathDispatcher.DefaultThreads}; 0 = the .NET thread pool)" };
     public static readonly Option<string?> Engine = new("--engine") { Description = "cluster (default) or local (one process, no cluster)" };
     public static readonly Option<string?> DataDir = new("--data-dir") { Description = "directory for the batch-job journal (SQLite), default ./data" };
     public static readonly Option<string?> Journal = new("--journal-connection-string") { Description = "PostgreSQL connection string for the job journal instead of SQLite" };
@@ -61,7 +62,7 @@ public static class ServeCommand
         var command = new Command("serve", "Run a MoeCluster node (or a whole single-node cluster) and its HTTP API.")
         {
             Config, Model, Roles, Hostname, PublicHostname, Port, HttpHost, HttpPort, SeedNodes, Device, DType, WireDType, ExpertSlots,
-            MaxBatch, Context, PrefixCache, MaxQueue, Threads, Engine, DataDir, Journal, ApiKeysFile, TlsCertificate, TlsKey, TrustedNetwork, DowningStableAfter, MinExpertNodes,
+            MaxBatch, Context, PrefixCache, MaxQueue, Threads, TokenThreads, Engine, DataDir, Journal, ApiKeysFile, TlsCertificate, TlsKey, TrustedNetwork, DowningStableAfter, MinExpertNodes,
             ExpertTimeout, StepTimeout, RequestTimeout,
             Replication, ReplicationInterval, JobRetention, JobBatchShare, MaxUploads, DrainGrace, ChatTemplate,
             RoutingStatistics, RoutingWindow, Placement, PlacementLoadSlack, RoutingProfile, Int8Experts, Int8Budget, ResidentExperts, ExpertLookahead,
@@ -140,6 +141,7 @@ public static class ServeCommand
                 DType = s.Get(DType, (string?)null) ?? "float32",
                 ExpertSlots = s.Get(ExpertSlots, (int?)null) ?? 0,
                 ComputeThreads = s.Get(Threads, (int?)null) ?? 0,
+                TokenPathThreads = s.Get(TokenThreads, (int?)null) ?? TokenPathDispatcher.DefaultThreads,
                 MinExpertNodes = s.Get(MinExpertNodes, (int?)null) ?? 1,
                 ExpertTimeout = Seconds(s.Get(ExpertTimeout, (double?)null), ExpertTimeout.Name) ?? new RuntimeOptions { ModelDirectory = "" }.ExpertTimeout,
                 StepTimeout = Seconds(s.Get(StepTimeout, (double?)null), StepTimeout.Name) ?? new RuntimeOptions { ModelDirectory = "" }.StepTimeout,

@@ -5,7 +5,9 @@ using MoeCluster.Runtime.Faults;
 using MoeCluster.Runtime.Metrics;
 using MoeCluster.Runtime.Protocol;
 using MoeCluster.Runtime.Serialization;
+using TorchSharp;
 using static TorchSharp.torch;
+using HostRows = MoeCluster.Model.Kernels.ExpertRows;
 
 namespace MoeCluster.Runtime.Experts;
 
@@ -128,7 +130,8 @@ public sealed class ExpertHostActor : ReceiveActor, IWithTimers
                 var item = m.Items[i];
                 var id = new ExpertKey(m.Layer, item.Expert).EntityId;
                 // Each expert gets its own rows of the batch (a local message: the tensor moves, it is not copied again).
-                var mine = item.Rows.Length == pending.RowCount ? rows.alias() : rows.index_select(0, Indices(item.Rows));
+                var mine = item.Rows.Length == pending.RowCount ? rows.alias()
+                    : OnHost(rows) ? HostRows.Gather(rows, Longs(item.Rows)) : rows.index_select(0, Indices(item.Rows));
                 var message = new ComputeExpert(id, correlation, TensorPayload.Own(mine));
                 if (item.Replica && replicas.TryGetValue(id, out var replica) && replica.Loaded)
                 {
@@ -141,7 +144,15 @@ public sealed class ExpertHostActor : ReceiveActor, IWithTimers
         if (m.Items.Count == 0) Answer(pending);
     }
 
-    Tensor Indices(int[] rows) => tensor(rows.Select(r => (long)r).ToArray(), ScalarType.Int64, model.Options.Device);
+    Tensor Indices(int[] rows) => tensor(Longs(rows), ScalarType.Int64, model.Options.Device);
+
+    static long[] Longs(int[] rows) => Array.ConvertAll(rows, r => (long)r);
+
+    /// <summary>float32 rows on the CPU: gathered and combined row by row on the host (<see cref="HostRows"/>, bit for
+    /// bit libtorch's index_select and y · w then index_add_), without the index tensors and the half-dozen
+    /// TorchSharp calls per expert that cost more than the arithmetic of a decode step's few rows (2.5 ms a layer at
+    /// 32 sequences). Other dtypes keep the TorchSharp ops: the gate weights would first need rounding to the dtype.</summary>
+    internal static bool OnHost(Tensor x) => x.dtype == ScalarType.Float32 && x.device_type == DeviceType.CPU && x.dim() == 2;
 
     void Collect(ExpertComputed m)
     {
@@ -176,6 +187,11 @@ public sealed class ExpertHostActor : ReceiveActor, IWithTimers
         {
             var item = request.Items[i];
             var y = p.Outputs[i]!.Rows.Take(model.Options);
+            if (OnHost(sum) && y.dtype == sum.dtype && y.device_type == DeviceType.CPU)
+            {
+                HostRows.Accumulate(sum, Longs(item.Rows), item.Gates!, y);
+                continue;
+            }
             var gates = tensor(item.Gates!, ScalarType.Float32, model.Options.Device).to(y.dtype).unsqueeze(1);
             sum.index_add_(0, Indices(item.Rows), y * gates, 1);
         }
@@ -226,7 +242,8 @@ public sealed class ExpertHostActor : ReceiveActor, IWithTimers
             return;
         }
         // The child loads its weights in PreStart; StartExpert is answered after that, so ExpertStarted means loaded.
-        var child = Context.ActorOf(ExpertActor.Props(m.ExpertId, model, faults, loader), ReplicaPrefix + m.ExpertId);
+        // On the host's own dispatcher, as the primaries are (the token path's, when hosted).
+        var child = Context.ActorOf(ExpertActor.Props(m.ExpertId, model, faults, loader).WithDispatcher(Context.Props.Dispatcher), ReplicaPrefix + m.ExpertId);
         Context.Watch(child);
         var replica = new Replica(child);
         replica.Waiting.Add(Sender);

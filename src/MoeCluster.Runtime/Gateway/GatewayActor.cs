@@ -258,7 +258,9 @@ public sealed class GatewayActor : ReceiveActor, IWithTimers
         statistics = options.RoutingStatistics && c.MoeLayers.Any()
             ? Context.ActorOf(RoutingStatisticsActor.Props(c, directory, options.RoutingWindowSteps), RoutingStatisticsActor.Name) : null;
         routers = Enumerable.Range(0, Layers)
-            .Select(l => Context.ActorOf(RouterActor.Props(l, model, expertRegion, directory, options.ExpertTimeout, faults, statistics, options.ExpertLookahead), $"router-{l}"))
+            // The routers are the token path too: on the gateway's own dispatcher (the token path's, when hosted).
+            .Select(l => Context.ActorOf(RouterActor.Props(l, model, expertRegion, directory, options.ExpertTimeout, faults, statistics, options.ExpertLookahead)
+                .WithDispatcher(Context.Props.Dispatcher), $"router-{l}"))
             .ToArray();
         kvBytesPerToken = 2L * c.NumLayers * c.NumKvHeads * c.HeadDim * (model.Options.DType == ScalarType.Float32 ? 4 : 2);
         metrics = new RequestMetricsRecorder(kvBytesPerToken);

@@ -34,7 +34,7 @@ public static class MoeClusterHosting
         var seeds = (node.SeedNodes.Count > 0 ? node.SeedNodes.ToArray() : [node.SelfAddress]).Select(node.WithProtocol).ToArray();
 
         builder
-            .AddHocon(ConfigurationFactory.ParseString(Hocon(node)), HoconAddMode.Prepend)
+            .AddHocon(ConfigurationFactory.ParseString(Hocon(node) + "\n" + TokenPathDispatcher.Hocon(runtime)), HoconAddMode.Prepend)
             .AddSetup(new LogFilterBuilder().Add(new RemotingNoiseFilter()).Build())
             .WithRemoting(new RemoteOptions
             {
@@ -60,11 +60,11 @@ public static class MoeClusterHosting
                 var sharding = ClusterSharding.Get(system);
                 var settings = ClusterShardingSettings.Create(system);
                 var experts = roles.Contains(NodeRoles.Expert)
-                    ? sharding.Start(ExpertTypeName, id => ExpertActor.Props(id, model, runtime.Faults, loader), settings.WithRole(NodeRoles.Expert),
+                    ? sharding.Start(ExpertTypeName, id => TokenPathDispatcher.On(ExpertActor.Props(id, model, runtime.Faults, loader)), settings.WithRole(NodeRoles.Expert),
                         MessageExtractors.Experts(), new ExpertAllocationStrategy(rebalance: true, role: NodeRoles.Expert, placement: placement), PoisonPill.Instance)
                     : sharding.StartProxy(ExpertTypeName, NodeRoles.Expert, MessageExtractors.Experts());
                 var attention = roles.Contains(NodeRoles.Attention)
-                    ? sharding.Start(AttentionTypeName, id => AttentionActor.Props(id, model, runtime.Faults), settings.WithRole(NodeRoles.Attention),
+                    ? sharding.Start(AttentionTypeName, id => TokenPathDispatcher.On(AttentionActor.Props(id, model, runtime.Faults)), settings.WithRole(NodeRoles.Attention),
                         MessageExtractors.Attention(), new ExpertAllocationStrategy(rebalance: false), PoisonPill.Instance)
                     : sharding.StartProxy(AttentionTypeName, NodeRoles.Attention, MessageExtractors.Attention());
                 registry.Register<ExpertRegionKey>(experts);
@@ -72,7 +72,7 @@ public static class MoeClusterHosting
                 if (loader?.Resident is { } resident) system.RegisterOnTermination(resident.Dispose);
                 if (roles.Contains(NodeRoles.Expert))
                 {
-                    system.ActorOf(ExpertHostActor.Props(experts, model, runtime.ExpertTimeout, runtime.Faults, loader), ExpertHostActor.Name);
+                    system.ActorOf(TokenPathDispatcher.On(ExpertHostActor.Props(experts, model, runtime.ExpertTimeout, runtime.Faults, loader)), ExpertHostActor.Name);
                     // Before the region hands its experts off (phase cluster-sharding-shutdown-region), make every
                     // gateway stop sending expert work until the experts answer from their new homes.
                     CoordinatedShutdown.Get(system).AddTask(CoordinatedShutdown.PhaseBeforeClusterShutdown, "moecluster-drain-experts", async () =>
@@ -85,7 +85,7 @@ public static class MoeClusterHosting
                 {
                     registry.Register<PlacementWatcherKey>(system.ActorOf(PlacementWatcherActor.Props(experts, directory), PlacementWatcherActor.Name));
                     var gatewayName = $"gw-{node.PublicHostname ?? node.Hostname}-{node.Port}";
-                    registry.Register<GatewayKey>(system.ActorOf(GatewayActor.Props(gatewayName, model, runtime, attention, experts, directory), GatewayActor.Name));
+                    registry.Register<GatewayKey>(system.ActorOf(TokenPathDispatcher.On(GatewayActor.Props(gatewayName, model, runtime, attention, experts, directory)), GatewayActor.Name));
                     registry.Register<ReplicaDirectoryKey>(system.ActorOf(ReplicaDirectoryActor.Props(directory), ReplicaDirectoryActor.Name));
                 }
             });

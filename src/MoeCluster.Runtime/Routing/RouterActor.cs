@@ -9,7 +9,9 @@ using MoeCluster.Runtime.Metrics;
 using MoeCluster.Runtime.Serialization;
 using MoeCluster.Runtime.Protocol;
 using ReplicaSplitter = MoeCluster.Placement.ReplicaSplitter;
+using TorchSharp;
 using static TorchSharp.torch;
+using HostRows = MoeCluster.Model.Kernels.ExpertRows;
 
 namespace MoeCluster.Runtime.Routing;
 
@@ -303,7 +305,10 @@ public sealed class RouterActor : ReceiveActor, IWithTimers
         {
             using var scope = NewDisposeScope();
             var combined = m.Combined!.Take(model.Options);
-            d.Sum.index_add_(0, tensor(call.tokens, ScalarType.Int64, d.Sum.device), combined, 1);
+            // float32 on the CPU: added row by row on the host, bit for bit index_add_ (see ExpertHostActor.OnHost).
+            if (ExpertHostActor.OnHost(d.Sum) && combined.dtype == d.Sum.dtype && combined.device_type == DeviceType.CPU)
+                HostRows.Accumulate(d.Sum, call.tokens, Ones(call.tokens.Length), combined);
+            else d.Sum.index_add_(0, tensor(call.tokens, ScalarType.Int64, d.Sum.device), combined, 1);
             foreach (var (group, share) in call.items) d.Done[group][share] = true;
         }
         else
@@ -311,6 +316,8 @@ public sealed class RouterActor : ReceiveActor, IWithTimers
                 Accept(d, call.items[i].group, call.items[i].share, m.Items[i].Rows.Take(model.Options));
         TryComplete(call.dispatch, d);
     }
+
+    static float[] Ones(int n) { var w = new float[n]; Array.Fill(w, 1f); return w; }
 
     static void Release(TokensComputed m)
     {
