@@ -86,9 +86,9 @@ public static class ServedBenchmark
                 var off = await LoopbackCluster.StartAsync(47360, [NodeRoles.All], _ => Runtime(1) with { RoutingStatistics = false });
                 setups.Add(new("1-node cluster, statistics off", (prompts, n) => Serve(off.Service, prompts, n), off));
             }
-            // Profiling only (named in --setups): the one-node cluster with its token path on the .NET thread pool (as
-            // before the token-path dispatcher) or on a two-thread dispatcher, beside the default.
-            foreach (var (variant, tokenThreads, port) in new[] { ("thread pool", 0, 47380), ("2 token threads", 2, 47400) })
+            // Profiling only (named in --setups): the one-node cluster with its token path on a dispatcher of one or two
+            // dedicated threads (--token-threads), beside the default (the .NET thread pool).
+            foreach (var (variant, tokenThreads, port) in new[] { ("1 token thread", 1, 47380), ("2 token threads", 2, 47400) })
             {
                 if (include?.Any(i => i.Trim().Equals(variant, StringComparison.OrdinalIgnoreCase)) != true) continue;
                 var c = await LoopbackCluster.StartAsync(port, [NodeRoles.All], _ => Runtime(1) with { TokenPathThreads = tokenThreads });

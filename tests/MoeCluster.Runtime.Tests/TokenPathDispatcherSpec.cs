@@ -57,11 +57,11 @@ public class TokenPathDispatcherSpec
         Assert.IsAssignableFrom<ActorCell>(Assert.IsAssignableFrom<ActorRefWithCell>(actor).Underlying).Dispatcher;
 
     [Fact]
-    public async Task The_gateway_routers_expert_host_and_entities_run_on_the_dedicated_token_path_dispatcher()
+    public async Task With_token_threads_the_gateway_routers_expert_host_and_entities_run_on_the_dedicated_token_path_dispatcher()
     {
         using var model = TinyModels.Random(Architecture.Mixtral);
         var checkpoint = TinyCheckpoint.Write(model);
-        var nodes = await InProcessNode.StartClusterAsync(checkpoint, new RuntimeOptions { ModelDirectory = checkpoint, Batching = Batching }, 1);
+        var nodes = await InProcessNode.StartClusterAsync(checkpoint, new RuntimeOptions { ModelDirectory = checkpoint, Batching = Batching, TokenPathThreads = 1 }, 1);
         try
         {
             var service = await nodes[0].WaitUntilReadyAsync();

@@ -27,7 +27,7 @@ public static class ServeCommand
     public static readonly Option<bool?> PrefixCache = new("--prefix-cache") { Description = "reuse the KV cache of prompt prefixes earlier requests computed (default true, as vLLM; --prefix-cache false turns it off)" };
     public static readonly Option<int?> MaxQueue = new("--max-queue") { Description = "requests waiting beyond the batch before 'overloaded', default 256" };
     public static readonly Option<int?> Threads = new("--threads") { Description = "TorchSharp compute threads (default: libtorch's choice)" };
-    public static readonly Option<int?> TokenThreads = new("--token-threads") { Description = $"threads the token path's actors (gateway, routers, attention, experts) run on (default {TokenPathDispatcher.DefaultThreads}; 0 = the .NET thread pool)" };
+    public static readonly Option<int?> TokenThreads = new("--token-threads") { Description = "threads the token path's actors (gateway, routers, attention, experts) run on; 0 (default) = the .NET thread pool" };
     public static readonly Option<string?> Engine = new("--engine") { Description = "cluster (default) or local (one process, no cluster)" };
     public static readonly Option<string?> DataDir = new("--data-dir") { Description = "directory for the batch-job journal (SQLite), default ./data" };
     public static readonly Option<string?> Journal = new("--journal-connection-string") { Description = "PostgreSQL connection string for the job journal instead of SQLite" };

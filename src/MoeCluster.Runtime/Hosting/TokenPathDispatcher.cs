@@ -15,11 +15,12 @@ public static class TokenPathDispatcher
     /// <summary>Config path of the dispatcher (<c>Props.WithDispatcher</c> takes it).</summary>
     public const string Id = "moecluster.token-path-dispatcher";
 
-    /// <summary>Threads unless <see cref="RuntimeOptions.TokenPathThreads"/> says otherwise: one. The actors of one
-    /// step run one after the other (each waits for the previous one's answer), and every torch op is already parallel
-    /// over the intra-op threads; a second dispatcher thread would only bring a second OpenMP team competing for the
-    /// same cores when two experts of a layer compute at once.</summary>
-    public const int DefaultThreads = 1;
+    /// <summary>Threads unless <see cref="RuntimeOptions.TokenPathThreads"/> says otherwise: none, i.e. the .NET thread
+    /// pool. With one dedicated thread the served benchmark's one-node cluster was within the noise of the thread pool
+    /// (0.99 / 0.97 of the model core against 0.94 / 0.93, load 4 on 2 cores), and ClusterPartitionSpec's cut-off
+    /// expert node, restarted, did not get its experts back within 150 s twice running (it passes on the thread pool):
+    /// one thread serialises weight loading and hand-offs behind the steps it runs. Opt in with --token-threads N.</summary>
+    public const int DefaultThreads = 0;
 
     /// <summary>The dispatcher's HOCON: Akka's <c>ForkJoinDispatcher</c> (a dedicated thread pool of a fixed size,
     /// threads named after the dispatcher id), or with 0 threads a plain dispatcher on the .NET thread pool, as
