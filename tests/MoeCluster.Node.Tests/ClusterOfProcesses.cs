@@ -186,7 +186,8 @@ public sealed class ClusterOfProcesses : IAsyncDisposable
         // Experts first, gateway last, all at once: nothing here needs a graceful shutdown.
         foreach (var n in Enumerable.Reverse(nodes)) n?.Dispose();
         Http.Dispose();
-        try { System.IO.Directory.Delete(Directory, recursive: true); }
+        // MOECLUSTER_TEST_KEEP_LOGS=1 keeps the node logs (docs/OPERATIONS.md): a crash of a node process leaves nothing else.
+        try { if (Environment.GetEnvironmentVariable("MOECLUSTER_TEST_KEEP_LOGS") != "1") System.IO.Directory.Delete(Directory, recursive: true); }
         catch (IOException) { /* a leftover log directory is harmless */ }
         await Task.CompletedTask;
     }

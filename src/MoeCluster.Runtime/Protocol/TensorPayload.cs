@@ -8,7 +8,8 @@ namespace MoeCluster.Runtime.Protocol;
 ///
 /// <para><b>The ownership rule</b> (the one rule every actor follows): a sender puts a tensor it owns into a payload
 /// with <see cref="Own"/> — the tensor is detached from every dispose scope and from then on belongs to the message.
-/// The receiver calls <see cref="Take"/> exactly once and owns the result: it disposes it (or hands it on the same way).
+/// The receiver calls <see cref="Take"/> exactly once and owns the result: called inside a dispose scope, the result
+/// belongs to that scope; outside one, the receiver disposes it (or hands it on the same way).
 /// Within one process the tensor itself travels, never copied or serialised. When a message crosses to another node,
 /// the serializer copies the bytes out and disposes the sender-side tensor: on a remote hop the serializer is the last
 /// local owner. A payload whose message is never delivered (dead letters) is released by the tensor's finalizer.</para>
@@ -53,6 +54,12 @@ public sealed class TensorPayload
             if (taken) throw new InvalidOperationException("tensor payload already taken: a message's tensor has exactly one receiver");
             taken = true;
             var t = tensor ?? FromBytes();
+            // The receiver owns what it takes. Inside a dispose scope the sender's (detached) tensor joins that scope,
+            // as a tensor the receiver made there would: disposed with it, and referenced until then. Left to the
+            // finalizer instead, it could be collected while a TorchSharp call on it is still running (the JIT ends a
+            // local's life at its last use, and THSTensor_sizes calls back into managed code mid-call): that race
+            // crashed expert nodes in THSTensor_sizes.
+            if (tensor is not null) TorchSharp.torch.CurrentDisposeScope?.Attach(t);
             tensor = null;
             if (device is not null && t.device.type != device.type)
             {
