@@ -1,4 +1,7 @@
+using System.Runtime.InteropServices;
+using MoeCluster.Model.Kernels;
 using MoeCluster.Model.Layers;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace MoeCluster.Runtime.Protocol;
@@ -53,6 +56,13 @@ public sealed class TensorPayload
         {
             if (taken) throw new InvalidOperationException("tensor payload already taken: a message's tensor has exactly one receiver");
             taken = true;
+            // bfloat16 off the wire for a float32 host receiver: widened straight into the receiver's tensor.
+            if (tensor is null && bytes is not null && DType == ScalarType.BFloat16 && dtype == ScalarType.Float32 && device is null or { type: DeviceType.CPU })
+            {
+                var widened = empty(Shape, ScalarType.Float32);
+                BFloat16Conversion.Widen(MemoryMarshal.Cast<byte, ushort>(bytes), MemoryMarshal.Cast<byte, float>(widened.bytes));
+                return widened;
+            }
             var t = tensor ?? FromBytes();
             // The receiver owns what it takes. Inside a dispose scope the sender's (detached) tensor joins that scope,
             // as a tensor the receiver made there would: disposed with it, and referenced until then. Left to the
@@ -86,6 +96,23 @@ public sealed class TensorPayload
         {
             var target = wire is { } w && DType == ScalarType.Float32 ? w : DType;
             if (bytes is not null && target == DType) return (bytes, DType);
+            // A host tensor straight into the frame's bytes (float32 as it is, or rounded to bfloat16 in the same pass).
+            if (tensor is { } t && t.device_type == DeviceType.CPU && t.dtype == ScalarType.Float32 && t.is_contiguous()
+                && target is ScalarType.Float32 or ScalarType.BFloat16)
+            {
+                var floats = MemoryMarshal.Cast<byte, float>(t.bytes);
+                byte[] frame;
+                if (target == ScalarType.Float32) frame = t.bytes.ToArray();
+                else
+                {
+                    frame = new byte[floats.Length * 2];
+                    BFloat16Conversion.Narrow(floats, MemoryMarshal.Cast<byte, ushort>(frame.AsSpan()));
+                }
+                t.Dispose();
+                tensor = null;
+                taken = true;
+                return (frame, target);
+            }
             using var scope = NewDisposeScope();
             var source = tensor ?? (bytes is not null ? FromBytes() : throw new InvalidOperationException("tensor payload already taken; it cannot be sent again"));
             var cpu = (source.device.type == TorchSharp.DeviceType.CPU ? source : source.cpu()).to(target).contiguous();
