@@ -19,15 +19,13 @@ public static unsafe class BFloat16Conversion
         {
             if (Vector512.IsHardwareAccelerated)
             {
-                var quietNaN = Vector512.Create(0x7FC0u);
+                var quietNaN = Vector512.Create(0x7FC00000u).AsSingle();
                 for (; i + 16 <= n; i += 16)
                 {
-                    var bits = Vector512.Load((uint*)s + i);
-                    var rounded = (bits + Vector512.Create(0x7FFFu) + ((bits >> 16) & Vector512<uint>.One)) >> 16;
-                    // NaN lanes: |bits| above the infinity pattern.
-                    var nan = Vector512.GreaterThan(bits & Vector512.Create(0x7FFFFFFFu), Vector512.Create(0x7F800000u));
-                    rounded = Vector512.ConditionalSelect(nan, quietNaN, rounded);
-                    Vector512.Narrow(rounded, Vector512<uint>.Zero).GetLower().Store(d + i);
+                    var v = Vector512.Load(s + i);
+                    // The kernels' rounding handles finite lanes only; NaN lanes get the quiet NaN.
+                    var rounded = Vector512.ConditionalSelect(Vector512.Equals(v, v), BFloat16Bits.Round(v), quietNaN);
+                    BFloat16Bits.Store(rounded, d + i);
                 }
             }
             for (; i < n; i++) d[i] = BFloat16Bits.Round(s[i]);

@@ -100,13 +100,13 @@ public sealed class TensorPayload
             if (tensor is { } t && t.device_type == DeviceType.CPU && t.dtype == ScalarType.Float32 && t.is_contiguous()
                 && target is ScalarType.Float32 or ScalarType.BFloat16)
             {
-                var floats = MemoryMarshal.Cast<byte, float>(t.bytes);
+                var host = t.bytes;
                 byte[] frame;
-                if (target == ScalarType.Float32) frame = t.bytes.ToArray();
+                if (target == ScalarType.Float32) frame = host.ToArray();
                 else
                 {
-                    frame = new byte[floats.Length * 2];
-                    BFloat16Conversion.Narrow(floats, MemoryMarshal.Cast<byte, ushort>(frame.AsSpan()));
+                    frame = new byte[host.Length / 2];
+                    BFloat16Conversion.Narrow(MemoryMarshal.Cast<byte, float>(host), MemoryMarshal.Cast<byte, ushort>(frame.AsSpan()));
                 }
                 t.Dispose();
                 tensor = null;
