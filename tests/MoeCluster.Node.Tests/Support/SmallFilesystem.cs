@@ -24,25 +24,64 @@ public sealed class SmallFilesystem : IDisposable
 
     public long FreeBytes => new DriveInfo(Path).AvailableFreeSpace;
 
-    /// <summary>Writes a filler file until only <paramref name="leave"/> bytes are free (0: until the disk refuses).</summary>
+    /// <summary>Writes a filler file until only <paramref name="leave"/> bytes are free. With 0 the disk stays full
+    /// until <see cref="Free"/>: a holder takes back at once whatever room a writer frees, as other writers do on a
+    /// real full disk. Without it the test raced SQLite: every commit deletes its rollback journal, and the pages
+    /// freed let the next commit through, so under load a job could finish on a "full" disk without a failed write.</summary>
     public void Fill(long leave = 0)
     {
-        using var filler = new FileStream(Filler, FileMode.Append, FileAccess.Write, FileShare.None, 1, FileOptions.None);
-        var block = new byte[64 * 1024];
-        try
+        if (leave > 0)
         {
+            using var filler = new FileStream(Filler, FileMode.Append, FileAccess.Write, FileShare.None, 1, FileOptions.None);
+            var block = new byte[64 * 1024];
             long room;
             while ((room = FreeBytes - leave) > 0)
             {
                 filler.Write(block, 0, (int)Math.Min(block.Length, room));
                 filler.Flush();
             }
+            return;
         }
-        catch (IOException) when (leave == 0) { /* full: exactly what was asked */ }
+        if (holder is not null) return;
+        var stop = new ManualResetEventSlim();
+        var full = new ManualResetEventSlim();
+        var thread = new Thread(() => Hold(stop, full)) { IsBackground = true, Name = "small-fs-holder" };
+        thread.Start();
+        full.Wait();
+        holder = (thread, stop);
     }
 
-    /// <summary>Deletes the filler: the store has room again.</summary>
-    public void Free() => File.Delete(Filler);
+    (Thread Thread, ManualResetEventSlim Stop)? holder;
+
+    void Hold(ManualResetEventSlim stop, ManualResetEventSlim full)
+    {
+        using var filler = new FileStream(Filler, FileMode.Append, FileAccess.Write, FileShare.Delete, 1, FileOptions.None);
+        var block = new byte[64 * 1024];
+        var page = new byte[4096];
+        while (true)
+        {   // big blocks until the first refusal, then a page at a time: a page is the least tmpfs hands out
+            try { filler.Write(block); }
+            catch (IOException) { break; }
+        }
+        full.Set();
+        while (!stop.Wait(1))
+        {
+            try { while (true) filler.Write(page); }
+            catch (IOException) { /* full again */ }
+        }
+    }
+
+    /// <summary>Deletes the filler (stopping the holder first): the store has room again.</summary>
+    public void Free()
+    {
+        if (holder is { } h)
+        {
+            h.Stop.Set();
+            h.Thread.Join();
+            holder = null;
+        }
+        File.Delete(Filler);
+    }
 
     static (int Code, string Output) Run(string file, params string[] args)
     {
@@ -56,6 +95,7 @@ public sealed class SmallFilesystem : IDisposable
 
     public void Dispose()
     {
+        if (holder is not null) Free();
         Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
         // Lazy: a connection the host has not closed yet must not keep the mount (and its memory) alive.
         Run("umount", "-l", Path);
