@@ -36,6 +36,20 @@ public class ReplicationSpec
         new($"{tag}-d", [2, 3, 5, 7, 11, 13, 17], 8),
     ];
 
+    /// <summary>Load that warrants three copies from any replica count: hot prompts and one fed-back token each, so
+    /// the hot expert takes nearly 4× the per-replica target (above the 2 × 1.5 that adds a third copy to two).</summary>
+    /// <remarks>Not <see cref="HotRequests"/>: their generated tokens are mostly cold (49, 69, 71, 85, ...), which
+    /// brings the hot expert to 2.9× the target over a whole round. That adds a third copy only when the planner first
+    /// sees it at one copy; a window that first justified two leaves it at two (1.45× per copy, inside the deadband),
+    /// which on a loaded machine made the warm-up wait run out.</remarks>
+    static GenerationRequest[] WarmRequests(string tag) =>
+    [
+        new($"{tag}-a", Enumerable.Range(1, 24).ToArray(), 2),
+        new($"{tag}-b", Enumerable.Range(24, 24).ToArray(), 2),
+        new($"{tag}-c", Enumerable.Range(5, 30).Reverse().ToArray(), 2),
+        new($"{tag}-d", Enumerable.Range(10, 32).Where(t => t % 3 != 0).ToArray(), 2),
+    ];
+
     static GenerationRequest[] ColdRequests(string tag) =>
     [
         new($"{tag}-a", [50, 51, 52, 53, 54, 55], 8),
@@ -79,25 +93,33 @@ public class ReplicationSpec
 
     static string Hot(int layer) => new ExpertKey(layer, HotExpert).EntityId;
 
-    /// <summary>Sends requests (concurrently, in rounds) until <paramref name="done"/> holds.</summary>
-    static async Task DriveUntil(IGenerationService service, Func<int, GenerationRequest[]> round, Func<Task<bool>> done, string what)
+    /// <summary>Sends requests (concurrently, in rounds) until <paramref name="done"/> holds for the replica sets; a
+    /// timeout names the hot expert's sets per layer and the changes made, so a red run says where it stalled.</summary>
+    static async Task DriveUntil(IGenerationService service, InProcessNode gateway, Func<int, GenerationRequest[]> round,
+        Func<IReadOnlyDictionary<string, string[]>, bool> done, string what)
     {
         int n = 0;
+        var layers = gateway.Model.Config.MoeLayers.ToList();
+        string State(IReadOnlyDictionary<string, string[]> sets) =>
+            $"after {n} rounds, copies of the hot expert per layer: {string.Join(", ", layers.Select(l => $"{l}: {(sets.TryGetValue(Hot(l), out var s) ? s.Length : 0)}"))}; "
+            + $"changes so far: {MoeMetrics.ReplicationChanges.WithLabels("add").Value} added, {MoeMetrics.ReplicationChanges.WithLabels("retire").Value} retired";
         await Poll.UntilAsync(async () =>
         {
-            if (await done()) return true;
+            var sets = await ReplicaSets(gateway);
+            if (done(sets)) return (true, State(sets));
             var finished = await Task.WhenAll(round(n++).Select(r => service.GenerateToEndAsync(r)));
             Assert.All(finished, f => Assert.NotEqual(FinishReason.Error, f.Reason));
-            return await done();
-        }, TimeSpan.FromSeconds(90), what);
+            sets = await ReplicaSets(gateway);
+            return (done(sets), State(sets));
+        }, r => r.Item1, TimeSpan.FromSeconds(90), what);
     }
 
     static async Task<IGenerationService> ReplicateHotExperts(InProcessNode[] nodes)
     {
         var service = await nodes[0].WaitUntilReadyAsync();
         var layers = nodes[0].Model.Config.MoeLayers.ToList();
-        await DriveUntil(service, n => HotRequests($"warm{n}"),
-            async () => { var sets = await ReplicaSets(nodes[0]); return layers.All(l => sets[Hot(l)].Length == 3); },
+        await DriveUntil(service, nodes[0], n => WarmRequests($"warm{n}"),
+            sets => layers.All(l => sets.TryGetValue(Hot(l), out var s) && s.Length == 3),
             "the hot expert of every layer replicated on all three nodes");
         return service;
     }
@@ -153,8 +175,8 @@ public class ReplicationSpec
             var service = await ReplicateHotExperts(nodes);
             var layers = nodes[0].Model.Config.MoeLayers.ToList();
             // Cold tokens never pick the hot expert: once the window holds only them, its replicas go.
-            await DriveUntil(service, n => ColdRequests($"cold{n}"),
-                async () => { var sets = await ReplicaSets(nodes[0]); return layers.All(l => sets[Hot(l)].Length == 1); },
+            await DriveUntil(service, nodes[0], n => ColdRequests($"cold{n}"),
+                sets => layers.All(l => sets.TryGetValue(Hot(l), out var s) && s.Length == 1),
                 "the hot expert's redundant replicas retired");
             Assert.True(MoeMetrics.ReplicationChanges.WithLabels("retire").Value >= layers.Count * 2);
         }
