@@ -22,7 +22,7 @@ public sealed record DecodeProfile(ScalarType DType, int Sequences, IReadOnlyLis
         var config = model.Config;
         var layers = model.Layers;
         int sequences = (int)firstTokens.shape[0];
-        var perStep = PartNames.ToDictionary(p => p, _ => new List<double>());
+        var times = new StepPartTimes(PartNames);
         var projections = new List<double>();
         long expertRuns = 0, expertTokens = 0;
         var next = firstTokens.alias().DetachFromDisposeScope();
@@ -32,17 +32,10 @@ public sealed record DecodeProfile(ScalarType DType, int Sequences, IReadOnlyLis
         {
             int position = start + step + 1;
             var layout = new StepLayout(Enumerable.Range(0, sequences).Select(s => new SequenceSegment(s, position, 1)).ToArray());
-            var parts = PartNames.ToDictionary(p => p, _ => 0.0);
             double projectionMs = 0;
             using var scope = NewDisposeScope();
             using var stepContext = StepContext.Create(layout, model.Rotary, config, CPU);
-            T Time<T>(string part, Func<T> body)
-            {
-                long t0 = Stopwatch.GetTimestamp();
-                var result = body();
-                parts[part] += Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
-                return result;
-            }
+            T Time<T>(string part, Func<T> body) => times.Time(part, body);
 
             var x = Time("embed", () => model.Embed(next));
             for (int l = 0; l < config.NumLayers; l++)
@@ -64,14 +57,13 @@ public sealed record DecodeProfile(ScalarType DType, int Sequences, IReadOnlyLis
             var logits = Time("LM head", () => model.Head.Logits(x, layout));
             next.Dispose();
             next = logits.argmax(-1).DetachFromDisposeScope();
-            if (step < 0) continue;
-            foreach (var (part, ms) in parts) perStep[part].Add(ms);
-            projections.Add(projectionMs);
+            times.EndStep(keep: step >= 0);
+            if (step >= 0) projections.Add(projectionMs);
         }
         next.Dispose();
         int runs = steps * config.NumLayers;
-        return new DecodeProfile(model.Options.DType, sequences, PartNames.Select(p => (p, Median(perStep[p]))).ToArray(),
-            Median(projections), (double)expertRuns / runs, (double)expertTokens / expertRuns, steps);
+        return new DecodeProfile(model.Options.DType, sequences, times.Medians(),
+            StepPartTimes.Median(projections), (double)expertRuns / runs, (double)expertTokens / expertRuns, steps);
     }
 
     /// <summary>q, k, v and o projections alone: normalised [B, D]; o_proj gets a zero [B, H·Dh] input.</summary>
@@ -85,11 +77,5 @@ public sealed record DecodeProfile(ScalarType DType, int Sequences, IReadOnlyLis
         a.v_proj.forward(normalised);
         a.o_proj.forward(attended);
         return Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
-    }
-
-    internal static double Median(List<double> values)
-    {
-        var s = values.Order().ToArray();
-        return s.Length % 2 == 1 ? s[s.Length / 2] : (s[s.Length / 2 - 1] + s[s.Length / 2]) / 2;
     }
 }

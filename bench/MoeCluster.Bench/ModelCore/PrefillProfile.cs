@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text;
 using MoeCluster.Bench.Report;
 using MoeCluster.Model;
@@ -24,22 +23,15 @@ public sealed record PrefillProfile(ScalarType DType, int Sequences, IReadOnlyLi
         var caches = model.CreateCaches(sequences, promptTokens);
         try
         {
-            var perStep = PartNames.ToDictionary(p => p, _ => new List<double>());
+            var times = new StepPartTimes(PartNames);
             var layout = new StepLayout(Enumerable.Range(0, sequences).Select(s => new SequenceSegment(s, 0, promptTokens)).ToArray());
             using var tokens = tensor(Enumerable.Range(0, sequences * promptTokens).Select(_ => (long)random.Next(config.VocabSize)).ToArray(), ScalarType.Int64);
             using var _ = no_grad();
             for (int step = -1; step < steps; step++)   // one untimed step first
             {
-                var parts = PartNames.ToDictionary(p => p, _ => 0.0);
                 using var scope = NewDisposeScope();
                 using var stepContext = StepContext.Create(layout, model.Rotary, config, CPU);
-                T Time<T>(string part, Func<T> body)
-                {
-                    long t0 = Stopwatch.GetTimestamp();
-                    var result = body();
-                    parts[part] += Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
-                    return result;
-                }
+                T Time<T>(string part, Func<T> body) => times.Time(part, body);
 
                 var x = Time("embed", () => model.Embed(tokens));
                 for (int l = 0; l < config.NumLayers; l++)
@@ -59,12 +51,11 @@ public sealed record PrefillProfile(ScalarType DType, int Sequences, IReadOnlyLi
                     var combined = Time("combine", () => MoeBlock.Combine(n, groups, outputs, moe.SharedOutput(n)));
                     x = Time("norms + residuals", () => h + combined);
                 }
-                parts["attention core"] -= parts["q/k/v projections"] + parts["o projection"];   // the call includes them
+                times.Subtract("attention core", times["q/k/v projections"] + times["o projection"]);   // the call includes them
                 var logits = Time("LM head", () => model.Head.Logits(x, layout));
-                if (step < 0) continue;
-                foreach (var (part, ms) in parts) perStep[part].Add(ms);
+                times.EndStep(keep: step >= 0);
             }
-            return new PrefillProfile(model.Options.DType, sequences, PartNames.Select(p => (p, DecodeProfile.Median(perStep[p]))).ToArray(), steps);
+            return new PrefillProfile(model.Options.DType, sequences, times.Medians(), steps);
         }
         finally { foreach (var c in caches) c.Dispose(); }
     }
