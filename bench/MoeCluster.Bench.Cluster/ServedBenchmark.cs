@@ -231,11 +231,7 @@ public static class ServedBenchmark
 
     static double Sent(Prometheus.Counter c) => c.WithLabels("sent").Value;
 
-    static double Median(IEnumerable<double> values)
-    {
-        var s = values.Order().ToArray();
-        return s.Length % 2 == 1 ? s[s.Length / 2] : (s[s.Length / 2 - 1] + s[s.Length / 2]) / 2;
-    }
+    static double Median(IEnumerable<double> values) => Timings.MedianOf(values);
 
     static string Markdown(Dictionary<string, Dictionary<int, List<Figure>>> figures, Dictionary<(string, int), int> identical, MachineInfo machine, DateTime started, double seconds, int rounds, int generate)
     {

@@ -93,6 +93,9 @@ public class ReplicationSpec
 
     static string Hot(int layer) => new ExpertKey(layer, HotExpert).EntityId;
 
+    /// <summary>Copies of the hot expert of <paramref name="layer"/> in the gateway's replica sets (0 when it has none).</summary>
+    static int Copies(IReadOnlyDictionary<string, string[]> sets, int layer) => sets.TryGetValue(Hot(layer), out var s) ? s.Length : 0;
+
     /// <summary>Sends requests (concurrently, in rounds) until <paramref name="done"/> holds for the replica sets; a
     /// timeout names the hot expert's sets per layer and the changes made, so a red run says where it stalled.</summary>
     static async Task DriveUntil(IGenerationService service, InProcessNode gateway, Func<int, GenerationRequest[]> round,
@@ -101,7 +104,7 @@ public class ReplicationSpec
         int n = 0;
         var layers = gateway.Model.Config.MoeLayers.ToList();
         string State(IReadOnlyDictionary<string, string[]> sets) =>
-            $"after {n} rounds, copies of the hot expert per layer: {string.Join(", ", layers.Select(l => $"{l}: {(sets.TryGetValue(Hot(l), out var s) ? s.Length : 0)}"))}; "
+            $"after {n} rounds, copies of the hot expert per layer: {string.Join(", ", layers.Select(l => $"{l}: {Copies(sets, l)}"))}; "
             + $"changes so far: {MoeMetrics.ReplicationChanges.WithLabels("add").Value} added, {MoeMetrics.ReplicationChanges.WithLabels("retire").Value} retired";
         await Poll.UntilAsync(async () =>
         {
@@ -119,7 +122,7 @@ public class ReplicationSpec
         var service = await nodes[0].WaitUntilReadyAsync();
         var layers = nodes[0].Model.Config.MoeLayers.ToList();
         await DriveUntil(service, nodes[0], n => WarmRequests($"warm{n}"),
-            sets => layers.All(l => sets.TryGetValue(Hot(l), out var s) && s.Length == 3),
+            sets => layers.All(l => Copies(sets, l) == 3),
             "the hot expert of every layer replicated on all three nodes");
         return service;
     }
@@ -176,7 +179,7 @@ public class ReplicationSpec
             var layers = nodes[0].Model.Config.MoeLayers.ToList();
             // Cold tokens never pick the hot expert: once the window holds only them, its replicas go.
             await DriveUntil(service, nodes[0], n => ColdRequests($"cold{n}"),
-                sets => layers.All(l => sets.TryGetValue(Hot(l), out var s) && s.Length == 1),
+                sets => layers.All(l => Copies(sets, l) == 1),
                 "the hot expert's redundant replicas retired");
             Assert.True(MoeMetrics.ReplicationChanges.WithLabels("retire").Value >= layers.Count * 2);
         }

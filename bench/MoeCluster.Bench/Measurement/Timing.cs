@@ -5,13 +5,13 @@ namespace MoeCluster.Bench.Measurement;
 /// <summary>Wall-clock seconds of repeated runs of one body, after warm-up runs that are thrown away.</summary>
 public sealed record Timings(IReadOnlyList<double> Seconds)
 {
-    public double Median
+    public double Median => MedianOf(Seconds);
+
+    /// <summary>The middle value (the mean of the two middle ones for an even count); every benchmark's median.</summary>
+    public static double MedianOf(IEnumerable<double> values)
     {
-        get
-        {
-            var s = Seconds.Order().ToArray();
-            return s.Length % 2 == 1 ? s[s.Length / 2] : (s[s.Length / 2 - 1] + s[s.Length / 2]) / 2;
-        }
+        var s = values.Order().ToArray();
+        return s.Length % 2 == 1 ? s[s.Length / 2] : (s[s.Length / 2 - 1] + s[s.Length / 2]) / 2;
     }
 
     public double Best => Seconds.Min();

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using MoeCluster.Bench.Measurement;
 using MoeCluster.Model;
 using MoeCluster.Model.Layers;
 using static TorchSharp.torch;
@@ -63,7 +64,7 @@ public sealed record DecodeProfile(ScalarType DType, int Sequences, IReadOnlyLis
         next.Dispose();
         int runs = steps * config.NumLayers;
         return new DecodeProfile(model.Options.DType, sequences, times.Medians(),
-            StepPartTimes.Median(projections), (double)expertRuns / runs, (double)expertTokens / expertRuns, steps);
+            Timings.MedianOf(projections), (double)expertRuns / runs, (double)expertTokens / expertRuns, steps);
     }
 
     /// <summary>q, k, v and o projections alone: normalised [B, D]; o_proj gets a zero [B, H·Dh] input.</summary>

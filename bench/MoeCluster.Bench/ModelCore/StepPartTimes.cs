@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using MoeCluster.Bench.Measurement;
 
 namespace MoeCluster.Bench.ModelCore;
 
@@ -33,11 +34,5 @@ sealed class StepPartTimes(IReadOnlyList<string> names)
         }
     }
 
-    public (string Part, double Ms)[] Medians() => names.Select(p => (p, Median(kept[p]))).ToArray();
-
-    public static double Median(IReadOnlyList<double> values)
-    {
-        var s = values.Order().ToArray();
-        return s.Length % 2 == 1 ? s[s.Length / 2] : (s[s.Length / 2 - 1] + s[s.Length / 2]) / 2;
-    }
+    public (string Part, double Ms)[] Medians() => names.Select(p => (p, Timings.MedianOf(kept[p]))).ToArray();
 }

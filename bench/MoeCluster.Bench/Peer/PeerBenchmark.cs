@@ -204,9 +204,5 @@ public sealed class PeerBenchmark(PeerSetup setup, Action<string> log)
         return sb.ToString();
     }
 
-    static double Median(IEnumerable<double> values)
-    {
-        var s = values.Order().ToArray();
-        return s.Length % 2 == 1 ? s[s.Length / 2] : (s[s.Length / 2 - 1] + s[s.Length / 2]) / 2;
-    }
+    static double Median(IEnumerable<double> values) => Timings.MedianOf(values);
 }
