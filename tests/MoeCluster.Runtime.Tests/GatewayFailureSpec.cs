@@ -72,7 +72,7 @@ public sealed class GatewayFailureSpec(ITestOutputHelper output) : Akka.TestKit.
     }
 
     [Fact]
-    public async Task Stopping_the_gateway_answers_its_running_and_its_queued_requests()
+    public async Task Stopping_the_gateway_fails_its_running_request_and_hands_its_queued_one_back()
     {
         using var regions = new ProbeRegions(this, new RuntimeOptions { ModelDirectory = "", Batching = new BatchingOptions { MaxBatchSize = 1, ContextLength = 32 } });
         regions.OnAttention = _ => null;                                      // the running step never finishes
@@ -80,11 +80,11 @@ public sealed class GatewayFailureSpec(ITestOutputHelper output) : Akka.TestKit.
         var queued = regions.Service.GenerateToEndAsync(new GenerationRequest("queued", [3], 3));
         await Poll.UntilAsync(async () => (await regions.Service.GetStatusAsync()) is { Running: 1, Waiting: 1 });
         Sys.Stop(regions.Gateway);
-        foreach (var f in await Task.WhenAll(running, queued))
-        {
-            Assert.Equal(FinishReason.Error, f.Reason);
-            Assert.Contains("gateway stopped", f.Error);
-        }
+        var f = await running;
+        Assert.Equal(FinishReason.Error, f.Reason);
+        Assert.Contains("gateway stopped", f.Error);
+        // The queued request never started: it is handed back, for the caller to send to another gateway.
+        Assert.Contains("gateway stopped", (await Assert.ThrowsAsync<GatewayUnavailableException>(() => queued)).Message);
         // A stopped gateway refuses at once instead of leaving the caller waiting.
         await Assert.ThrowsAsync<GatewayUnavailableException>(() => regions.Service.GenerateToEndAsync(new GenerationRequest("late", [1], 1)));
     }
@@ -123,8 +123,42 @@ public sealed class GatewayFailureSpec(ITestOutputHelper output) : Akka.TestKit.
         var running = regions.Service.GenerateToEndAsync(new GenerationRequest("running", [1, 2], 3));
         await Poll.UntilAsync(async () => (await regions.Service.GetStatusAsync()).Running == 1);
         var drained = await regions.Gateway.Ask<GatewayDrained>(new DrainGateway(TimeSpan.FromMilliseconds(200)), TimeSpan.FromSeconds(10));
-        Assert.Equal(new GatewayDrained(0, 1), drained);
+        Assert.Equal(new GatewayDrained(0, 1, 0), drained);
         Assert.Contains("drain grace", (await running).Error);
+    }
+
+    [Fact]
+    public async Task A_drain_hands_a_queued_request_back_before_any_event_and_fails_a_preempted_one_that_already_streamed()
+    {
+        var batching = new BatchingOptions { MaxBatchSize = 1, ContextLength = 240 };
+        using var regions = new ProbeRegions(this, new RuntimeOptions { ModelDirectory = "", StepTimeout = Long, Batching = batching });
+        bool hangPrefills = false;
+        // Once set, a step that prefills from position 0 (a request's first step) never finishes; decode steps go on.
+        regions.OnAttention = m => hangPrefills && m.Layout.Segments.Any(s => s.Start == 0) ? null : ProbeRegions.Identity(m);
+        var job = CreateTestProbe();
+        var chat = CreateTestProbe();
+        var queued = CreateTestProbe();
+        regions.Gateway.Tell(new SubmitGeneration(new GenerationRequest("job", [1, 2, 3], 200) { Priority = 10 }), job.Ref);
+        job.ExpectMsg<GenerationAccepted>(Long);
+        job.FishForMessage<TokenGenerated>(_ => true, Long);              // the job has streamed a token
+        hangPrefills = true;
+        regions.Gateway.Tell(new SubmitGeneration(new GenerationRequest("chat", [2, 7], 4)), chat.Ref);
+        chat.ExpectMsg<GenerationAccepted>(Long);
+        regions.Gateway.Tell(new SubmitGeneration(new GenerationRequest("queued", [4, 5], 4) { Priority = 20 }), queued.Ref);
+        queued.ExpectMsg<GenerationAccepted>(Long);
+        // The chat outranks the job and takes the only slot; the job waits preempted, behind it the queued request.
+        await Poll.UntilAsync(async () => (await regions.Service.GetStatusAsync()).Waiting == 2);
+
+        var drained = regions.Gateway.Ask<GatewayDrained>(new DrainGateway(TimeSpan.FromMilliseconds(300)), Long);
+        var handedBack = queued.ExpectMsg<GenerationRejected>(Long);
+        Assert.Equal(RejectionKind.Draining, handedBack.Kind);
+        Assert.Contains("did not start this request", handedBack.Message);
+        var preempted = job.FishForMessage<SequenceFinished>(_ => true, Long);
+        Assert.Equal(FinishReason.Error, preempted.Reason);
+        Assert.NotEmpty(preempted.Generated);                              // what it streamed is in its answer
+        Assert.Contains("drain grace", chat.FishForMessage<SequenceFinished>(_ => true, Long).Error);
+        Assert.Equal(new GatewayDrained(0, 2, 1), await drained);
+        queued.ExpectNoMsg(TimeSpan.FromMilliseconds(200));               // a refusal is its only answer
     }
 
     [Fact]

@@ -395,15 +395,21 @@ public sealed class BatchScheduler(BatchingOptions options, int vocabSize)
         foreach (var s in running.Values.ToList()) Finish(s, FinishReason.Error, events, error);
     }
 
-    /// <summary>Ends every queued request with an error (a draining gateway will never run them).</summary>
-    public void FailWaiting(string error, List<GenerationEvent> events)
+    /// <summary>Takes every queued request out (a gateway that drains or stops will never run them). Returns the ids of
+    /// those nothing was reported for yet, for the caller to refuse so that their clients send them to another gateway,
+    /// as they would a request refused at the door; those preempted after they streamed tokens or prompt scores end
+    /// with <paramref name="error"/>, since a client cannot resend half a stream.</summary>
+    public IReadOnlyList<string> ReleaseWaiting(string error, List<GenerationEvent> events)
     {
+        var unreported = new List<string>();
         foreach (var w in waiting)
         {
             cancelled.Remove(w.Request.Id);
-            events.Add(new SequenceFinished(w.Request.Id, FinishReason.Error, w.Request.PromptTokens.Count, w.Generated.ToArray(), error));
+            if (w.Generated.Count == 0 && w.PromptScored == 0) unreported.Add(w.Request.Id);
+            else events.Add(new SequenceFinished(w.Request.Id, FinishReason.Error, w.Request.PromptTokens.Count, w.Generated.ToArray(), error));
         }
         waiting.Clear();
+        return unreported;
     }
 
     /// <summary>Ends these running requests with an error (a step that keeps failing on their tokens); the rest go on.</summary>

@@ -71,6 +71,10 @@ public sealed class ClusterGenerationService(ActorSystem system, IActorRef gatew
                     case GatewayStopped:
                         yield return Failure(request, generated, "the gateway stopped while this request was running");
                         yield break;
+                    case GenerationRejected { Kind: RejectionKind.Draining } r:
+                        // Queued when the gateway began to drain: it is handed back before any event, so the caller
+                        // can resend it elsewhere exactly as if it had been refused at the door.
+                        throw new GatewayUnavailableException(r.Message);
                     case GenerationEvent e:
                         if (e is TokenGenerated t) generated.Add(t.Token);
                         yield return e;

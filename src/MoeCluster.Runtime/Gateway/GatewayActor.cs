@@ -52,7 +52,7 @@ public sealed class GatewayActor : ReceiveActor, IWithTimers
     sealed record CheckDrained;
 
     /// <summary>A drain in progress: who waits for it, and the finish counters when it began.</summary>
-    sealed record Drain(List<IActorRef> ReplyTo, long FinishedBefore, long FailedBefore);
+    sealed record Drain(List<IActorRef> ReplyTo, long FinishedBefore, long FailedBefore, int Refused);
 
     const string StepTimer = "step-timeout", RecoveryTimer = "recovery-check", ProbeTimer = "move-probe", WarmUpTimer = "warm-up", DrainTimer = "drain-grace";
 
@@ -276,7 +276,8 @@ public sealed class GatewayActor : ReceiveActor, IWithTimers
     {
         cluster.Unsubscribe(Self);
         events.Clear();
-        scheduler.FailWaiting("the gateway stopped before this request started", events);
+        ReleaseQueue("the gateway stopped before it started this request; send it to another gateway",
+            "the gateway stopped while this preempted request waited to resume");
         scheduler.FailRunning("the gateway stopped while this request was running", events);
         Deliver();
         UpdateGauges();
@@ -316,13 +317,32 @@ public sealed class GatewayActor : ReceiveActor, IWithTimers
         Sender.Tell(new GenerationRejected(m.Request.Id, RejectionKind.Draining, "", "the gateway is draining (its node is shutting down); send the request to another gateway"));
     }
 
+    /// <summary>Empties the queue for good: requests nothing was streamed for are refused as <see cref="RejectionKind.Draining"/>
+    /// (their clients resend them to another gateway, as they would a request refused at the door), preempted ones that
+    /// already streamed end with <paramref name="preemptedError"/>. Returns how many were refused.</summary>
+    int ReleaseQueue(string refusal, string preemptedError)
+    {
+        events.Clear();
+        var unstarted = scheduler.ReleaseWaiting(preemptedError, events);
+        foreach (var id in unstarted)
+        {
+            if (!clients.Remove(id, out var client)) continue;
+            metrics.Forget(id);
+            MoeMetrics.RequestsRejected.WithLabels("draining").Inc();
+            client.Tell(new GenerationRejected(id, RejectionKind.Draining, "", refusal));
+        }
+        Deliver();
+        return unstarted.Count;
+    }
+
     void BeginDrain(DrainGateway m)
     {
-        var drain = new Drain([Sender], finished, failed);
-        log.Info("draining: {0} queued requests refused, {1} running get {2:0.#}s to finish", scheduler.Waiting, scheduler.Running, m.Grace.TotalSeconds);
-        events.Clear();
-        scheduler.FailWaiting("the gateway is draining (its node is shutting down) and did not start this request; retry on another gateway", events);
-        Deliver();
+        long finishedBefore = finished, failedBefore = failed;
+        int running = scheduler.Running;
+        int refused = ReleaseQueue("the gateway is draining (its node is shutting down) and did not start this request; send it to another gateway",
+            "the gateway is draining (its node is shutting down) and will not resume this preempted request");
+        var drain = new Drain([Sender], finishedBefore, failedBefore, refused);
+        log.Info("draining: {0} queued requests handed back to their clients, {1} running get {2:0.#}s to finish", refused, running, m.Grace.TotalSeconds);
         UpdateGauges();
         Timers.StartSingleTimer(DrainTimer, new DrainGraceEnded(), m.Grace);
         Admit(() => Draining(drain));
@@ -346,9 +366,9 @@ public sealed class GatewayActor : ReceiveActor, IWithTimers
 
     void CompleteDrain(Drain drain)
     {
-        var result = new GatewayDrained((int)(finished - drain.FinishedBefore), (int)(failed - drain.FailedBefore));
+        var result = new GatewayDrained((int)(finished - drain.FinishedBefore), (int)(failed - drain.FailedBefore), drain.Refused);
         Timers.Cancel(DrainTimer);
-        log.Info("drained: {0} sequences finished, {1} requests answered with an error", result.Finished, result.Failed);
+        log.Info("drained: {0} sequences finished, {1} requests answered with an error, {2} handed back", result.Finished, result.Failed, result.Refused);
         foreach (var a in drain.ReplyTo) a.Tell(result);
         Admit(() => Drained(result));
     }

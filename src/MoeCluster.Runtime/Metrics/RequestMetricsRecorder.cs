@@ -15,6 +15,9 @@ public sealed class RequestMetricsRecorder(long kvBytesPerToken)
 
     public void Arrived(string requestId) => requests[requestId] = new Timing(Stopwatch.GetTimestamp());
 
+    /// <summary>The request left without an answer of its own (refused after it was accepted): no latency is recorded.</summary>
+    public void Forget(string requestId) => requests.Remove(requestId);
+
     /// <summary>The request's first step (it left the queue).</summary>
     public void Scheduled(IEnumerable<string> requestIds)
     {
