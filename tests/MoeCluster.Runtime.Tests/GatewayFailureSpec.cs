@@ -132,22 +132,30 @@ public sealed class GatewayFailureSpec(ITestOutputHelper output) : Akka.TestKit.
     {
         var batching = new BatchingOptions { MaxBatchSize = 1, ContextLength = 240 };
         using var regions = new ProbeRegions(this, new RuntimeOptions { ModelDirectory = "", StepTimeout = Long, Batching = batching });
-        bool hangPrefills = false;
-        // Once set, a step that prefills from position 0 (a request's first step) never finishes; decode steps go on.
-        regions.OnAttention = m => hangPrefills && m.Layout.Segments.Any(s => s.Start == 0) ? null : ProbeRegions.Identity(m);
+        bool hangPrefills = false, holdDecodes = true;
+        // A step that prefills from position 0 (a request's first) is answered until hangPrefills; a decode step is
+        // held (left in the probe's queue unanswered) while holdDecodes.
+        regions.OnAttention = m => m.Layout.Segments.Any(s => s.Start == 0)
+            ? (hangPrefills ? null : ProbeRegions.Identity(m))
+            : (holdDecodes ? null : ProbeRegions.Identity(m));
         var job = CreateTestProbe();
         var chat = CreateTestProbe();
         var queued = CreateTestProbe();
         regions.Gateway.Tell(new SubmitGeneration(new GenerationRequest("job", [1, 2, 3], 200) { Priority = 10 }), job.Ref);
         job.ExpectMsg<GenerationAccepted>(Long);
-        job.FishForMessage<TokenGenerated>(_ => true, Long);              // the job has streamed a token
+        job.ExpectMsg<TokenGenerated>(Long);                                   // its prefill sampled a first token
+        var heldDecode = regions.Attention.FishForMessage<AttentionStep>(m => m.Layout.Segments.All(s => s.Start > 0), Long);
         hangPrefills = true;
         regions.Gateway.Tell(new SubmitGeneration(new GenerationRequest("chat", [2, 7], 4)), chat.Ref);
         chat.ExpectMsg<GenerationAccepted>(Long);
         regions.Gateway.Tell(new SubmitGeneration(new GenerationRequest("queued", [4, 5], 4) { Priority = 20 }), queued.Ref);
         queued.ExpectMsg<GenerationAccepted>(Long);
-        // The chat outranks the job and takes the only slot; the job waits preempted, behind it the queued request.
-        await Poll.UntilAsync(async () => (await regions.Service.GetStatusAsync()).Waiting == 2);
+        // The job's decode step ends; the chat outranks the job and takes the only slot, whose prefill never finishes;
+        // the job waits preempted, the queued request behind it.
+        holdDecodes = false;
+        regions.Gateway.Tell(ProbeRegions.Identity(heldDecode));
+        regions.Attention.FishForMessage<AttentionStep>(m => m.Layout.Segments.Any(s => s.Start == 0 && s.Length == 2), Long);   // the chat's prefill
+        Assert.Equal(2, (await regions.Service.GetStatusAsync()).Waiting);
 
         var drained = regions.Gateway.Ask<GatewayDrained>(new DrainGateway(TimeSpan.FromMilliseconds(300)), Long);
         var handedBack = queued.ExpectMsg<GenerationRejected>(Long);
