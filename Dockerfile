@@ -16,6 +16,9 @@ ARG DEMO_MODEL=
 
 FROM mcr.microsoft.com/dotnet/sdk:10.0-noble AS build
 ARG TORCH_BACKEND
+# gcc builds libmoecluster_kernels.so (the AVX512-BF16 tile, build/NativeKernels.targets); without it the build warns
+# and bfloat16 products run on the managed kernel.
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Restore from project files alone, so the ~1 GB of TorchSharp/libtorch packages stays cached until a project,
 # the central package versions or the build props change.

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs and starts what the test suite uses (idempotent; needs root or sudo on a fresh Debian machine): Prometheus,
+# Installs and starts what the test suite uses (idempotent; needs root or sudo on a fresh Debian machine): gcc (the
+# native bfloat16 kernel), Prometheus,
 # a PostgreSQL server (the shared job journal of several gateways; CI runs as root without systemd, so it is started
 # with pg_ctlcluster, not a service manager), Debian's python3 with SentencePiece and Jinja2 (cross-check references
 # only, never runtime dependencies), and the real tokenizer files the tokenizer tests compare against
@@ -13,6 +14,8 @@ command -v pg_ctlcluster >/dev/null 2>&1 && ls /usr/lib/postgresql/*/bin/postgre
 /usr/bin/python3 -c "import sentencepiece" >/dev/null 2>&1 || need+=(python3-sentencepiece)
 /usr/bin/python3 -c "import jinja2" >/dev/null 2>&1 || need+=(python3-jinja2)
 command -v npm >/dev/null 2>&1 || need+=(npm)
+# The build compiles the native bfloat16 tile with it (build/NativeKernels.targets), and a test checks it loads.
+command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using MoeCluster.Bench.Measurement;
 using MoeCluster.Bench.ModelCore;
 using MoeCluster.Bench.Report;
+using MoeCluster.Model.Kernels;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -17,6 +18,7 @@ public static class BenchCommands
                moecluster-bench ceilings [--quick]
                moecluster-bench gemv [--quick]
                moecluster-bench decode-calls [--dtype float32|bfloat16]
+               moecluster-bench native-ab [--rounds N] [--batch N]
                moecluster-bench peer [--peer-dir DIR] [--rounds N] [--no-write] [--doc PATH]
                moecluster-bench priority [--no-write] [--doc PATH]
           model-core  hardware ceilings, prefill and decode throughput of bench-small (float32 and bfloat16),
@@ -35,6 +37,8 @@ public static class BenchCommands
           decode-calls what a batch-1 decode step's kernel calls cost beyond the bytes they stream: fixed costs,
                       each call shape with SmallMatMul's row streaming on and off, a replay of a step's calls
                       beside the step itself, the attention half's parts; prints only
+          native-ab   bfloat16 decode steps (default 32 sequences) with the native AVX512-BF16 tile on and off,
+                      alternating in one process for N rounds (default 6); prints min and median of the rounds
           priority    time to first token of interactive requests with and without a running batch job, with and
                       without priorities; writes docs/BENCHMARKS.md between <!-- priority:begin --> and <!-- priority:end -->
         """;
@@ -62,6 +66,7 @@ public static class BenchCommands
                 "decode-calls" => DecodeCallsRun(dtype),
                 "peer" => PeerRun(peerDir ?? "/tmp/moecluster-peer", rounds, !noWrite, doc),
                 "priority" => PriorityRun(!noWrite, doc),
+                "native-ab" => NativeAb(settings, rounds, batch),
                 _ => Fail($"unknown command '{args[0]}'"),
             };
         }
@@ -203,6 +208,40 @@ public static class BenchCommands
             profiles.Add(new ModelCoreBenchmark(model, settings, Console.WriteLine).Profile(batch));
         }
         Console.WriteLine(ModelCoreReport.ProfileMarkdown(profiles, []));
+        return 0;
+    }
+
+    /// <summary>Decode steps of bench-small in bfloat16 with <see cref="NativeBFloat16Dot"/> on and off, alternating
+    /// (which goes first alternates too), so both settings see the same machine load.</summary>
+    static int NativeAb(BenchSettings settings, string? roundsText, string? batchText)
+    {
+        int rounds = 6, batch = settings.DecodeBatch;
+        if (roundsText is not null && (!int.TryParse(roundsText, out rounds) || rounds < 1 || rounds > 100))
+            throw new ArgumentException($"--rounds '{roundsText}' must be a whole number in [1, 100]");
+        if (batchText is not null && (!int.TryParse(batchText, out batch) || batch < 1 || batch > 256))
+            throw new ArgumentException($"--batch '{batchText}' must be a whole number of sequences in [1, 256]");
+        if (!NativeBFloat16Dot.Available) return Fail($"the native bfloat16 tile is not available: {NativeBFloat16Dot.Unavailable}");
+        var machine = MachineInfo.Read();
+        Console.WriteLine($"{machine.CpuModel}, {machine.Cores} cores, load {machine.LoadAverage}; torch threads: {UseAllCores()}");
+        using var model = ModelCoreBenchmark.CreateModel(ScalarType.BFloat16, maxPositions: 512);
+        var bench = new ModelCoreBenchmark(model, settings, _ => { });
+        var steps = new Dictionary<bool, List<double>> { [true] = [], [false] = [] };
+        bool was = NativeBFloat16Dot.Enabled;
+        try
+        {
+            for (int round = 0; round < rounds; round++)
+                foreach (bool on in round % 2 == 0 ? new[] { true, false } : [false, true])
+                {
+                    NativeBFloat16Dot.Enabled = on;
+                    double ms = bench.Decode(batch).StepMs;
+                    steps[on].Add(ms);
+                    Console.WriteLine($"  round {round + 1}, native {(on ? "on " : "off")}: {ms:0.00} ms per step (median of the round)");
+                }
+        }
+        finally { NativeBFloat16Dot.Enabled = was; }
+        double on_ = Timings.MedianOf(steps[true]), off = Timings.MedianOf(steps[false]);
+        Console.WriteLine($"decode batch {batch} bfloat16, {rounds} rounds (load at end {MachineInfo.CurrentLoad()}): native on min {steps[true].Min():0.00} / median {on_:0.00} ms, " +
+            $"off min {steps[false].Min():0.00} / median {off:0.00} ms; off ÷ on {off / on_:0.00}× (medians), {steps[false].Min() / steps[true].Min():0.00}× (mins)");
         return 0;
     }
 

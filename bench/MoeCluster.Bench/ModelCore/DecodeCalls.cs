@@ -196,9 +196,6 @@ public static class DecodeCalls
             $"DecodeAttention (~160 keys) {Median(attention, 20):0.0}; one norm {Median(norm, 20):0.0}; one residual add {Median(add, 20):0.0}");
     }
 
-    static double Median(List<double> values, int skip)
-    {
-        var s = values.Skip(skip).Order().ToArray();
-        return s[s.Length / 2];
-    }
+    /// <summary>The median after the first <paramref name="skip"/> (warm-up) values.</summary>
+    static double Median(List<double> values, int skip) => Timings.MedianOf(values.Skip(skip));
 }

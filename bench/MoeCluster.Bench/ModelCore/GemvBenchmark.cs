@@ -16,14 +16,15 @@ public sealed record GemvResult(string Shape, ScalarType DType, int Rows, string
 /// <summary>
 /// Which small-batch product path streams the weights fastest (issue 12, point 2): <c>linear(x, W)</c> on the
 /// checkpoint's [N, K] weight, <c>x.matmul(Wᵀ)</c> on a contiguous [K, N] copy, <c>mv</c> at one row, MKL's packed SGEMM
-/// (<c>cblas_sgemm_pack</c>/<c>_compute</c> exported by libtorch, float32 only) and the project's <see cref="SmallMatMul"/>,
+/// (<c>cblas_sgemm_pack</c>/<c>_compute</c> exported by libtorch, float32 only) and the project's <see cref="SmallMatMul"/>
+/// (its managed AVX-512 tiles; in bfloat16 also its native AVX512-BF16 tile, <see cref="NativeBFloat16Dot"/>),
 /// also on the weight's int8 form (a cold expert's; GB/s of that column count the int8 bytes and scales).
 /// Shapes: an expert's w1 [1408, 512] and w2 [512, 1408], and the LM head [32000, 512].
 /// </summary>
 public static class GemvBenchmark
 {
     static readonly (string Name, int N, int K)[] Shapes = [("expert w1 1408×512", 1408, 512), ("expert w2 512×1408", 512, 1408), ("LM head 32000×512", 32000, 512)];
-    static readonly int[] RowCounts = [1, 4, 8, 16, 32];
+    static readonly int[] RowCounts = [1, 4, 8, 12, 16, 32];
 
     public static IReadOnlyList<GemvResult> Run(bool quick, Action<string> log)
     {
@@ -50,7 +51,9 @@ public static class GemvBenchmark
                     Add("x.matmul(Wᵀ copy)", () => x.matmul(wt).Dispose());
                     if (m == 1) Add("mv(W, x)", () => mv(w, x[0]).Dispose());
                     if (packed is not null) Add("MKL packed SGEMM", () => packed.Compute(x).Dispose());
-                    Add("SmallMatMul", () => SmallMatMul.Run(x, [new MatMulSegment(w)]).Dispose());
+                    Add("SmallMatMul", () => SmallMatMul.Run(x, [new MatMulSegment(w)], KernelPath.Vector512).Dispose());
+                    if (dtype == ScalarType.BFloat16 && NativeBFloat16Dot.Available)
+                        Add("SmallMatMul, native bf16 dot", () => SmallMatMul.Run(x, [new MatMulSegment(w)], KernelPath.BFloat16Dot).Dispose());
                     Add("SmallMatMul, int8 weights", () => SmallMatMul.Run(x, [new MatMulSegment(q.Values, Scales: q.Scales)]).Dispose(), q.Bytes);
                 }
             }

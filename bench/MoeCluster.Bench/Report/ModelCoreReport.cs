@@ -1,6 +1,7 @@
 using System.Text;
 using MoeCluster.Bench.Measurement;
 using MoeCluster.Bench.ModelCore;
+using MoeCluster.Model.Kernels;
 using static TorchSharp.torch;
 
 namespace MoeCluster.Bench.Report;
@@ -25,6 +26,9 @@ public sealed record ModelCoreReport(
         md.AppendLine($"- **Machine:** {Machine.CpuModel}, {Machine.Cores} cores, shared with other agents " +
                       $"(load average at start: {Machine.LoadAverage}; at end: {LoadAtEnd}); SIMD flags: {string.Join(", ", Machine.SimdFlags)}.");
         md.AppendLine($"- **TorchSharp:** {TorchThreads} intra-op threads (`torch.set_num_threads` = core count), CPU libtorch.");
+        md.AppendLine(NativeBFloat16Dot.Usable
+            ? "- **bfloat16 products of 2–32 rows:** the native AVX512-BF16 tile (`libmoecluster_kernels.so`, `MOECLUSTER_NATIVE_BF16=0` turns it off)."
+            : $"- **bfloat16 products:** the managed tile up to {SmallMatMul.MaxRowsBFloat16} rows, oneDNN above (native tile: {NativeBFloat16Dot.Unavailable ?? "turned off"}).");
         md.AppendLine($"- **Model:** {BenchSmall.Name} — {BenchSmall.Describe(c)}; {cost.TotalParams / 1e6:0.0}M parameters, " +
                       $"{(c.NumLayers * cost.LayerActiveParams + cost.HeadParams) / 1e6:0.0}M active per token with the LM head.");
         md.AppendLine($"- **Method:** each figure is the best of {Settings.Rounds} round(s) that interleave the dtypes and the ceilings; " +

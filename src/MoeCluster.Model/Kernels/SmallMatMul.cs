@@ -18,9 +18,10 @@ public readonly record struct MatMulSegment(Tensor Weight, Tensor? Bias = null, 
 /// <summary>How a call's weights are stored.</summary>
 enum WeightKind { Float32, BFloat16, Int8 }
 
-/// <summary>Which inner loops <see cref="SmallMatMul"/> runs: the AVX-512 tiles, or the scalar loop (used where
-/// <see cref="Vector512"/> is not accelerated, and by the tests to cross-check the tiles).</summary>
-public enum KernelPath { Vector512, Scalar }
+/// <summary>Which inner loops <see cref="SmallMatMul"/> runs: the AVX-512 tiles, the scalar loop (used where
+/// <see cref="Vector512"/> is not accelerated, and by the tests to cross-check the tiles), or for bfloat16 × bfloat16
+/// calls the native AVX512-BF16 tile (<see cref="NativeBFloat16Dot"/>; other dtypes take the AVX-512 tiles).</summary>
+public enum KernelPath { Vector512, Scalar, BFloat16Dot }
 
 /// <summary>
 /// y = x Wᵀ for few activation rows (decode, per-expert groups), streaming each weight once from memory. At batch 1–16
@@ -41,9 +42,19 @@ public static unsafe class SmallMatMul
     /// team: ahead of every libtorch path (MKL SGEMM, packed SGEMM) at 1–32 rows of every bench-small weight.</summary>
     public static int MaxRows { get; set; } = 32;
 
-    /// <summary>Largest M in bfloat16 (int8 weights take <see cref="MaxRows"/>: their alternative dequantises per call): from 8 rows oneDNN's bfloat16 dot-product instructions (which .NET 10 does not
-    /// expose) win on compute over the kernel's widen-then-FMA.</summary>
+    /// <summary>Largest M in bfloat16 on the managed tile (int8 weights take <see cref="MaxRows"/>: their alternative
+    /// dequantises per call): from 8 rows oneDNN's bfloat16 dot-product instructions (which .NET 10 does not expose) win
+    /// on compute over the managed widen-then-FMA. Where the native tile runs (<see cref="NativeBFloat16Dot.Usable"/>),
+    /// bfloat16 takes <see cref="MaxRowsNativeBFloat16"/> instead.</summary>
     public static int MaxRowsBFloat16 { get; set; } = 4;
+
+    /// <summary>Largest M in bfloat16 on the native AVX512-BF16 tile (<see cref="NativeBFloat16Dot"/>). Set by the
+    /// whole decode step, not by one product: `bench … native-ab` (bfloat16 batch 32, tile on and off alternating in one
+    /// process) measured the step 1.29× faster with 32 rows, 1.20× with 24, 1.05× with 16 and 0.94–1.04× with 8, though
+    /// `bench … gemv` has oneDNN ahead from 16–32 rows on one hot weight repeated (docs/BENCHMARKS.md, "Native bfloat16
+    /// tile"). MOECLUSTER_NATIVE_BF16_ROWS=N (1–32) at start sets it, for A/B runs.</summary>
+    public static int MaxRowsNativeBFloat16 { get; set; } =
+        int.TryParse(Environment.GetEnvironmentVariable("MOECLUSTER_NATIVE_BF16_ROWS"), out var r) && r is >= 1 and <= 32 ? r : 32;
 
     /// <summary>Off: every product goes to libtorch (set with MOECLUSTER_SMALL_MATMUL=0 for A/B runs).</summary>
     public static bool Enabled { get; set; } = Environment.GetEnvironmentVariable("MOECLUSTER_SMALL_MATMUL") != "0";
@@ -108,7 +119,8 @@ public static unsafe class SmallMatMul
     /// against weights of the same dtype or int8, M ≤ <see cref="MaxRows"/>, K a multiple of 32, contiguous weights, and no gradient wanted.</summary>
     public static bool Applies(Tensor x, Tensor weight) =>
         Enabled && !onThisThread.IsOff && Vector512.IsHardwareAccelerated
-        && Supports(x, weight, x.dtype == ScalarType.BFloat16 && weight.dtype == ScalarType.BFloat16 ? MaxRowsBFloat16 : MaxRows);
+        && Supports(x, weight, x.dtype == ScalarType.BFloat16 && weight.dtype == ScalarType.BFloat16
+            ? (NativeBFloat16Dot.Usable ? MaxRowsNativeBFloat16 : MaxRowsBFloat16) : MaxRows);
 
     /// <summary>The shape and dtype conditions alone (what the scalar path needs too).</summary>
     public static bool Supports(Tensor x, Tensor weight, int maxRows) =>
@@ -117,8 +129,11 @@ public static unsafe class SmallMatMul
         && x.size(0) >= 1 && x.size(0) <= maxRows && x.size(1) == weight.size(1) && x.size(1) % 32 == 0
         && weight.is_contiguous() && !(is_grad_enabled() && (weight.requires_grad || x.requires_grad));
 
-    /// <summary>x [M, K] → [M, Σ segment rows] in x's dtype, the segments' outputs side by side in order.</summary>
-    public static Tensor Run(Tensor x, IReadOnlyList<MatMulSegment> segments, KernelPath path = KernelPath.Vector512)
+    /// <summary>x [M, K] → [M, Σ segment rows] in x's dtype, the segments' outputs side by side in order. Without a
+    /// <paramref name="path"/>, bfloat16 × bfloat16 calls of 2 rows or more take the native tile where it is usable
+    /// (one row streams its weight rows through the managed loop, at the bandwidth already), everything else the
+    /// AVX-512 tiles.</summary>
+    public static Tensor Run(Tensor x, IReadOnlyList<MatMulSegment> segments, KernelPath? path = null)
     {
         bool bf16 = x.dtype == ScalarType.BFloat16;
         int M = (int)x.size(0), K = (int)x.size(1);
@@ -133,14 +148,23 @@ public static unsafe class SmallMatMul
                 throw new ArgumentException($"SmallMatMul: the segments of one call share a weight dtype, got {segments[0].Weight.dtype} and {s.Weight.dtype}");
         }
         var kind = segments[0].Weight.dtype switch { ScalarType.Int8 => WeightKind.Int8, ScalarType.BFloat16 => WeightKind.BFloat16, _ => WeightKind.Float32 };
+        bool pairs = bf16 && kind == WeightKind.BFloat16;
+        var loops = path switch
+        {
+            null => pairs && M >= 2 && NativeBFloat16Dot.Usable ? KernelPath.BFloat16Dot : KernelPath.Vector512,
+            KernelPath.BFloat16Dot when !pairs => KernelPath.Vector512,
+            { } p => p,
+        };
         int N = segments.Sum(s => s.Rows);
         var output = empty([M, N], x.dtype, CPU);
         using var xc = x.contiguous();
-        float* packed = (float*)NativeMemory.AlignedAlloc((nuint)(M * K * sizeof(float)), 64);
+        // The native tile reads the bfloat16 activations as they are; the managed loops take float32 in their layout.
+        bool native = loops == KernelPath.BFloat16Dot;
+        float* packed = native ? null : (float*)NativeMemory.AlignedAlloc((nuint)(M * K * sizeof(float)), 64);
         var floats = new List<nint>();
         try
         {
-            Pack(Data(xc), bf16, M, K, packed, path == KernelPath.Vector512 ? kind : WeightKind.Float32);
+            if (!native) Pack(Data(xc), bf16, M, K, packed, loops == KernelPath.Vector512 ? kind : WeightKind.Float32);
             var jobs = new Job[segments.Count];
             int column = 0;
             for (int i = 0; i < segments.Count; i++)
@@ -150,13 +174,14 @@ public static unsafe class SmallMatMul
                     Floats(s.Bias, s.Rows, floats), Floats(s.Scales, s.Rows, floats), Floats(s.UpScales, s.Rows, floats), s.Rows, column);
                 column += s.Rows;
             }
-            var call = new Call(packed, M, K, bf16, kind, jobs, (byte*)Data(output), N, path, Streaming && !streamingOnThisThread.IsOff);
+            var call = new Call(packed, native ? (ushort*)Data(xc) : null, M, K, bf16, kind, jobs, (byte*)Data(output), N, loops,
+                Streaming && !streamingOnThisThread.IsOff);
             OmpTeam.Run(call, Math.Min(Threads, Math.Max(1, N / RowsPerThread)));
             GC.KeepAlive(segments);
         }
         finally
         {
-            NativeMemory.AlignedFree(packed);
+            if (packed is not null) NativeMemory.AlignedFree(packed);
             foreach (var f in floats) NativeMemory.Free((void*)f);
         }
         return output;
@@ -197,7 +222,7 @@ public static unsafe class SmallMatMul
     }
 
     /// <summary>One call's operands; <see cref="Blocks"/> computes 4-row output blocks [from, to) over all segments.</summary>
-    sealed class Call(float* x, int M, int K, bool bf16, WeightKind kind, Job[] jobs, byte* output, int N, KernelPath path, bool streaming) : IParallelWork
+    sealed class Call(float* x, ushort* raw, int M, int K, bool bf16, WeightKind kind, Job[] jobs, byte* output, int N, KernelPath path, bool streaming) : IParallelWork
     {
         readonly int blocks = jobs.Sum(j => (j.Rows + 3) / 4);
         readonly bool prefetch = M >= PrefetchFromRows && Sse.IsSupported;
@@ -243,6 +268,12 @@ public static unsafe class SmallMatMul
                         SmallMatMulTiles.Scalar(x + m0 * K, mc, Row(i), kind, K, t);
                         for (int m = 0; m < mc; m++) r[(m0 + m) * 4 + i] = t[m * 4];
                     }
+                return;
+            }
+            if (path == KernelPath.BFloat16Dot)
+            {
+                int ahead = prefetch ? Math.Max(0, Math.Min(4, jobRows - row - 4)) : 0;
+                NativeBFloat16Dot.Dot4(raw, M, K, Row(0), Row(1), Row(2), Row(3), r, w + (row + 4) * stride, ahead * stride);
                 return;
             }
             if (M == 1 && streaming)
