@@ -56,12 +56,13 @@ public class GatewayDrainSpec
     {
         var (node, service, gateway) = await StartAsync();
         await using var _ = node;
-        var running = service.GenerateToEndAsync(new GenerationRequest("long", [1, 2, 3], 230));
-        await Poll.UntilAsync(async () => (await service.GetStatusAsync()).Running == 1);
+        var running = service.GenerateAsync(new GenerationRequest("long", [1, 2, 3], 230)).GetAsyncEnumerator();
+        Assert.True(await running.MoveNextAsync());                          // it has streamed its first token
 
         var drained = await gateway.Ask<GatewayDrained>(new DrainGateway(TimeSpan.Zero), TimeSpan.FromSeconds(30));
-        var failed = await running;
-        Assert.Equal(FinishReason.Error, failed.Reason);
+        SequenceFinished? failed = null;
+        while (await running.MoveNextAsync()) failed = running.Current as SequenceFinished ?? failed;
+        Assert.Equal(FinishReason.Error, failed!.Reason);
         Assert.Contains("drain grace", failed.Error);
         Assert.Equal(new GatewayDrained(0, 1, 0), drained);
     }

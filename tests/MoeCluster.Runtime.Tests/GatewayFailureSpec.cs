@@ -12,7 +12,7 @@ namespace MoeCluster.Runtime.Tests;
 
 /// <summary>The gateway's failure paths, with TestKit probes standing in for the attention and expert shard regions:
 /// failures answered by a layer are retried at once, a step that never finishes cannot hang a request, a stopped or
-/// restarted gateway answers everything it holds, a drain's grace is enforced, and expert moves pause the steps.</summary>
+/// restarted gateway answers everything it holds (an error for what streamed, a hand-back for what did not), a drain's grace is enforced, and expert moves pause the steps.</summary>
 public sealed class GatewayFailureSpec(ITestOutputHelper output) : Akka.TestKit.Xunit2.TestKit(ProbeRegions.ClusterConfig, output: output)
 {
     static readonly TimeSpan Long = TimeSpan.FromSeconds(60);
@@ -72,7 +72,7 @@ public sealed class GatewayFailureSpec(ITestOutputHelper output) : Akka.TestKit.
     }
 
     [Fact]
-    public async Task Stopping_the_gateway_fails_its_running_request_and_hands_its_queued_one_back()
+    public async Task Stopping_the_gateway_hands_back_the_requests_it_had_not_streamed_running_or_queued()
     {
         using var regions = new ProbeRegions(this, new RuntimeOptions { ModelDirectory = "", Batching = new BatchingOptions { MaxBatchSize = 1, ContextLength = 32 } });
         regions.OnAttention = _ => null;                                      // the running step never finishes
@@ -80,13 +80,28 @@ public sealed class GatewayFailureSpec(ITestOutputHelper output) : Akka.TestKit.
         var queued = regions.Service.GenerateToEndAsync(new GenerationRequest("queued", [3], 3));
         await Poll.UntilAsync(async () => (await regions.Service.GetStatusAsync()) is { Running: 1, Waiting: 1 });
         Sys.Stop(regions.Gateway);
-        var f = await running;
-        Assert.Equal(FinishReason.Error, f.Reason);
-        Assert.Contains("gateway stopped", f.Error);
-        // The queued request never started: it is handed back, for the caller to send to another gateway.
+        // Neither has seen an event, so both are resent elsewhere (503 + Retry-After at the HTTP layer), not failed.
+        Assert.Contains("gateway stopped", (await Assert.ThrowsAsync<GatewayUnavailableException>(() => running)).Message);
         Assert.Contains("gateway stopped", (await Assert.ThrowsAsync<GatewayUnavailableException>(() => queued)).Message);
         // A stopped gateway refuses at once instead of leaving the caller waiting.
         await Assert.ThrowsAsync<GatewayUnavailableException>(() => regions.Service.GenerateToEndAsync(new GenerationRequest("late", [1], 1)));
+    }
+
+    [Fact]
+    public void Stopping_the_gateway_ends_a_running_request_that_already_streamed_with_an_error_holding_its_tokens()
+    {
+        using var regions = new ProbeRegions(this, new RuntimeOptions { ModelDirectory = "", StepTimeout = Long });
+        // A request's first step (its prefill, from position 0) is answered; its decode steps never are.
+        regions.OnAttention = m => m.Layout.Segments.All(s => s.Start == 0) ? ProbeRegions.Identity(m) : null;
+        var client = CreateTestProbe();
+        regions.Gateway.Tell(new SubmitGeneration(new GenerationRequest("r", [1, 2], 5)), client.Ref);
+        client.ExpectMsg<GenerationAccepted>(Long);
+        var first = client.ExpectMsg<TokenGenerated>(Long);
+        Sys.Stop(regions.Gateway);
+        var f = client.ExpectMsg<SequenceFinished>(Long);
+        Assert.Equal(FinishReason.Error, f.Reason);
+        Assert.Contains("gateway stopped", f.Error);
+        Assert.Equal([first.Token], f.Generated);
     }
 
     [Fact]
@@ -97,9 +112,8 @@ public sealed class GatewayFailureSpec(ITestOutputHelper output) : Akka.TestKit.
         var running = regions.Service.GenerateToEndAsync(new GenerationRequest("running", [1, 2], 3));
         await Poll.UntilAsync(async () => (await regions.Service.GetStatusAsync()).Running == 1);
         regions.Gateway.Tell(Kill.Instance);                                   // its supervisor restarts it
-        var f = await running;
-        Assert.Equal(FinishReason.Error, f.Reason);
-        Assert.Contains("gateway stopped", f.Error);
+        // It had streamed nothing: handed back to be resent (here or elsewhere), not failed.
+        Assert.Contains("gateway stopped", (await Assert.ThrowsAsync<GatewayUnavailableException>(() => running)).Message);
         regions.OnAttention = ProbeRegions.Identity;
         Assert.Equal(FinishReason.Length, (await regions.Service.GenerateToEndAsync(new GenerationRequest("after", [1], 2))).Reason);
     }
@@ -116,19 +130,20 @@ public sealed class GatewayFailureSpec(ITestOutputHelper output) : Akka.TestKit.
     }
 
     [Fact]
-    public async Task When_the_drain_grace_ends_a_step_that_never_finishes_is_abandoned_and_its_sequences_fail()
+    public async Task When_the_drain_grace_ends_a_step_that_never_finishes_is_abandoned_and_its_request_handed_back()
     {
         using var regions = new ProbeRegions(this, new RuntimeOptions { ModelDirectory = "", StepTimeout = Long });
         regions.OnAttention = _ => null;
         var running = regions.Service.GenerateToEndAsync(new GenerationRequest("running", [1, 2], 3));
         await Poll.UntilAsync(async () => (await regions.Service.GetStatusAsync()).Running == 1);
         var drained = await regions.Gateway.Ask<GatewayDrained>(new DrainGateway(TimeSpan.FromMilliseconds(200)), TimeSpan.FromSeconds(10));
-        Assert.Equal(new GatewayDrained(0, 1, 0), drained);
-        Assert.Contains("drain grace", (await running).Error);
+        Assert.Equal(new GatewayDrained(0, 0, 1), drained);
+        // It never produced anything: resent elsewhere, not failed.
+        Assert.Contains("drain grace", (await Assert.ThrowsAsync<GatewayUnavailableException>(() => running)).Message);
     }
 
     [Fact]
-    public async Task A_drain_hands_a_queued_request_back_before_any_event_and_fails_a_preempted_one_that_already_streamed()
+    public async Task A_drain_hands_back_the_requests_that_streamed_nothing_and_fails_a_preempted_one_that_already_streamed()
     {
         var batching = new BatchingOptions { MaxBatchSize = 1, ContextLength = 240 };
         using var regions = new ProbeRegions(this, new RuntimeOptions { ModelDirectory = "", StepTimeout = Long, Batching = batching });
@@ -164,8 +179,11 @@ public sealed class GatewayFailureSpec(ITestOutputHelper output) : Akka.TestKit.
         var preempted = job.FishForMessage<SequenceFinished>(_ => true, Long);
         Assert.Equal(FinishReason.Error, preempted.Reason);
         Assert.NotEmpty(preempted.Generated);                              // what it streamed is in its answer
-        Assert.Contains("drain grace", chat.FishForMessage<SequenceFinished>(_ => true, Long).Error);
-        Assert.Equal(new GatewayDrained(0, 2, 1), await drained);
+        // The chat's prefill never finished: when the grace ends it is handed back too, having streamed nothing.
+        var chatBack = chat.ExpectMsg<GenerationRejected>(Long);
+        Assert.Equal(RejectionKind.Draining, chatBack.Kind);
+        Assert.Contains("drain grace", chatBack.Message);
+        Assert.Equal(new GatewayDrained(0, 1, 2), await drained);
         queued.ExpectNoMsg(TimeSpan.FromMilliseconds(200));               // a refusal is its only answer
     }
 

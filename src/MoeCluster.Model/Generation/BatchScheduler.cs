@@ -395,6 +395,27 @@ public sealed class BatchScheduler(BatchingOptions options, int vocabSize)
         foreach (var s in running.Values.ToList()) Finish(s, FinishReason.Error, events, error);
     }
 
+    /// <summary>Takes every running request out (a gateway that stops, or whose drain grace ran out, will not finish
+    /// them), as <see cref="ReleaseWaiting"/> does the queue: returns the ids of those nothing was reported for yet (still
+    /// in prefill), for the caller to refuse so that they are resent elsewhere; the others end with
+    /// <paramref name="error"/>.</summary>
+    public IReadOnlyList<string> ReleaseRunning(string error, List<GenerationEvent> events)
+    {
+        var unreported = new List<string>();
+        foreach (var s in running.Values.ToList())
+        {
+            if (!Unreported(s)) { Finish(s, FinishReason.Error, events, error); continue; }
+            running.Remove(s.Request.Id);
+            cancelled.Remove(s.Request.Id);
+            freeSlots.Push(s.Slot);
+            unreported.Add(s.Request.Id);
+        }
+        return unreported;
+    }
+
+    /// <summary>No event of this sequence has gone out: no token, no prompt score (a client could resend it unseen).</summary>
+    static bool Unreported(Sequence s) => s.Generated.Count == 0 && s.PromptScored == 0;
+
     /// <summary>Takes every queued request out (a gateway that drains or stops will never run them). Returns the ids of
     /// those nothing was reported for yet, for the caller to refuse so that their clients send them to another gateway,
     /// as they would a request refused at the door; those preempted after they streamed tokens or prompt scores end
@@ -405,7 +426,7 @@ public sealed class BatchScheduler(BatchingOptions options, int vocabSize)
         foreach (var w in waiting)
         {
             cancelled.Remove(w.Request.Id);
-            if (w.Generated.Count == 0 && w.PromptScored == 0) unreported.Add(w.Request.Id);
+            if (Unreported(w)) unreported.Add(w.Request.Id);
             else events.Add(new SequenceFinished(w.Request.Id, FinishReason.Error, w.Request.PromptTokens.Count, w.Generated.ToArray(), error));
         }
         waiting.Clear();

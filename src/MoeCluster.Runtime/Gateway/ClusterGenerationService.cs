@@ -57,6 +57,7 @@ public sealed class ClusterGenerationService(ActorSystem system, IActorRef gatew
             }
             using var registration = cancellation.Register(() => gateway.Tell(new CancelGeneration(request.Id)));
             using var expiry = new CancellationTokenSource(deadline);
+            bool reported = false;
             while (true)
             {
                 object? item = null;
@@ -68,15 +69,20 @@ public sealed class ClusterGenerationService(ActorSystem system, IActorRef gatew
                         gateway.Tell(new CancelGeneration(request.Id));
                         yield return Failure(request, generated, $"the request did not finish within its {deadline.TotalSeconds:0}s deadline");
                         yield break;
+                    case GatewayStopped when !reported:
+                        // The gateway hands back what it had not streamed (below), but its Terminated can overtake
+                        // that refusal: a request that saw no event is resent elsewhere either way.
+                        throw new GatewayUnavailableException("the gateway stopped before this request produced anything; send it to another gateway");
                     case GatewayStopped:
                         yield return Failure(request, generated, "the gateway stopped while this request was running");
                         yield break;
                     case GenerationRejected { Kind: RejectionKind.Draining } r:
-                        // Queued when the gateway began to drain: it is handed back before any event, so the caller
-                        // can resend it elsewhere exactly as if it had been refused at the door.
+                        // Nothing of it had been streamed when the gateway drained or stopped: handed back before any
+                        // event, so the caller can resend it elsewhere exactly as if it had been refused at the door.
                         throw new GatewayUnavailableException(r.Message);
                     case GenerationEvent e:
                         if (e is TokenGenerated t) generated.Add(t.Token);
+                        reported = true;
                         yield return e;
                         if (e is SequenceFinished) yield break;
                         break;

@@ -52,7 +52,7 @@ public sealed class GatewayActor : ReceiveActor, IWithTimers
     sealed record CheckDrained;
 
     /// <summary>A drain in progress: who waits for it, and the finish counters when it began.</summary>
-    sealed record Drain(List<IActorRef> ReplyTo, long FinishedBefore, long FailedBefore, int Refused);
+    sealed record Drain(List<IActorRef> ReplyTo, long FinishedBefore, long FailedBefore, long RefusedBefore);
 
     const string StepTimer = "step-timeout", RecoveryTimer = "recovery-check", ProbeTimer = "move-probe", WarmUpTimer = "warm-up", DrainTimer = "drain-grace";
 
@@ -77,7 +77,7 @@ public sealed class GatewayActor : ReceiveActor, IWithTimers
     long nextAttemptId;
     long kvBytesPerToken;
     /// <summary>Requests that ended normally / with an error since the gateway started (a drain reports its share).</summary>
-    long finished, failed;
+    long finished, failed, refused;
     Phase phase;
     Action stepState, admission;
     public ITimerScheduler Timers { get; set; } = null!;
@@ -276,10 +276,10 @@ public sealed class GatewayActor : ReceiveActor, IWithTimers
     {
         cluster.Unsubscribe(Self);
         events.Clear();
-        ReleaseQueue("the gateway stopped before it started this request; send it to another gateway",
-            "the gateway stopped while this preempted request waited to resume");
-        scheduler.FailRunning("the gateway stopped while this request was running", events);
-        Deliver();
+        HandBack(scheduler.ReleaseWaiting("the gateway stopped while this preempted request waited to resume", events),
+            "the gateway stopped before it started this request; send it to another gateway");
+        HandBack(scheduler.ReleaseRunning("the gateway stopped while this request was running", events),
+            "the gateway stopped before this request produced anything; send it to another gateway");
         UpdateGauges();
         embedding?.Dispose(); head?.Dispose();
     }
@@ -317,47 +317,47 @@ public sealed class GatewayActor : ReceiveActor, IWithTimers
         Sender.Tell(new GenerationRejected(m.Request.Id, RejectionKind.Draining, "", "the gateway is draining (its node is shutting down); send the request to another gateway"));
     }
 
-    /// <summary>Empties the queue for good: requests nothing was streamed for are refused as <see cref="RejectionKind.Draining"/>
-    /// (their clients resend them to another gateway, as they would a request refused at the door), preempted ones that
-    /// already streamed end with <paramref name="preemptedError"/>. Returns how many were refused.</summary>
-    int ReleaseQueue(string refusal, string preemptedError)
+    /// <summary>What a release of the scheduler (<see cref="BatchScheduler.ReleaseWaiting"/>, <see cref="BatchScheduler.ReleaseRunning"/>)
+    /// returned: requests nothing was streamed for are refused as <see cref="RejectionKind.Draining"/> (their clients
+    /// resend them to another gateway, as they would a request refused at the door); the errors of those that had
+    /// streamed, which the release put in <see cref="events"/>, are delivered. Returns how many were refused.</summary>
+    int HandBack(IReadOnlyList<string> unreported, string refusal)
     {
-        events.Clear();
-        var unstarted = scheduler.ReleaseWaiting(preemptedError, events);
-        foreach (var id in unstarted)
+        foreach (var id in unreported)
         {
             if (!clients.Remove(id, out var client)) continue;
             metrics.Forget(id);
+            refused++;
             MoeMetrics.RequestsRejected.WithLabels("draining").Inc();
             client.Tell(new GenerationRejected(id, RejectionKind.Draining, "", refusal));
         }
         Deliver();
-        return unstarted.Count;
+        return unreported.Count;
     }
 
     void BeginDrain(DrainGateway m)
     {
-        long finishedBefore = finished, failedBefore = failed;
-        int running = scheduler.Running;
-        int refused = ReleaseQueue("the gateway is draining (its node is shutting down) and did not start this request; send it to another gateway",
-            "the gateway is draining (its node is shutting down) and will not resume this preempted request");
-        var drain = new Drain([Sender], finishedBefore, failedBefore, refused);
-        log.Info("draining: {0} queued requests handed back to their clients, {1} running get {2:0.#}s to finish", refused, running, m.Grace.TotalSeconds);
+        var drain = new Drain([Sender], finished, failed, refused);
+        events.Clear();
+        int handedBack = HandBack(scheduler.ReleaseWaiting("the gateway is draining (its node is shutting down) and will not resume this preempted request", events),
+            "the gateway is draining (its node is shutting down) and did not start this request; send it to another gateway");
+        log.Info("draining: {0} queued requests handed back to their clients, {1} running get {2:0.#}s to finish", handedBack, scheduler.Running, m.Grace.TotalSeconds);
         UpdateGauges();
         Timers.StartSingleTimer(DrainTimer, new DrainGraceEnded(), m.Grace);
         Admit(() => Draining(drain));
         Self.Tell(new CheckDrained());
     }
 
-    /// <summary>The grace is over: what still runs ends with an error, and a step in flight is abandoned.</summary>
+    /// <summary>The grace is over: what still runs ends with an error (or, if it streamed nothing yet, is handed back to
+    /// be resent elsewhere), and a step in flight is abandoned.</summary>
     void EndGrace()
     {
-        if (scheduler.Running > 0) log.Warning("drain grace ended; failing the {0} sequences still running", scheduler.Running);
+        if (scheduler.Running > 0) log.Warning("drain grace ended; ending the {0} sequences still running", scheduler.Running);
         Timers.Cancel(StepTimer);
         Timers.Cancel(RecoveryTimer);
         events.Clear();
-        scheduler.FailRunning("the gateway is shutting down and the sequence did not finish within the drain grace", events);
-        Deliver();
+        HandBack(scheduler.ReleaseRunning("the gateway is shutting down and the sequence did not finish within the drain grace", events),
+            "the gateway is shutting down and this request produced nothing within the drain grace; send it to another gateway");
         UpdateGauges();
         barrier.Acknowledge();
         Go(Phase.Idle, Idle);
@@ -366,7 +366,7 @@ public sealed class GatewayActor : ReceiveActor, IWithTimers
 
     void CompleteDrain(Drain drain)
     {
-        var result = new GatewayDrained((int)(finished - drain.FinishedBefore), (int)(failed - drain.FailedBefore), drain.Refused);
+        var result = new GatewayDrained((int)(finished - drain.FinishedBefore), (int)(failed - drain.FailedBefore), (int)(refused - drain.RefusedBefore));
         Timers.Cancel(DrainTimer);
         log.Info("drained: {0} sequences finished, {1} requests answered with an error, {2} handed back", result.Finished, result.Failed, result.Refused);
         foreach (var a in drain.ReplyTo) a.Tell(result);

@@ -53,6 +53,27 @@ public class SchedulingSpec
     }
 
     [Fact]
+    public void Releasing_the_running_requests_hands_back_those_that_streamed_nothing_and_ends_the_others_with_an_error()
+    {
+        using var model = TinyModels.Random(Architecture.Mixtral);
+        using var engine = new LocalEngine(model, Options with { MaxBatchSize = 2, MaxPrefillTokensPerStep = 4 });
+        var events = new List<GenerationEvent>();
+        engine.Scheduler.TryEnqueue(new GenerationRequest("streamed", [1, 2], 10));
+        while (!events.OfType<TokenGenerated>().Any()) engine.Step(events);
+        engine.Scheduler.TryEnqueue(new GenerationRequest("prefilling", Enumerable.Range(1, 20).ToArray(), 10));
+        engine.Step(events);                                                    // 20 prompt tokens, at most 4 a step
+        Assert.Equal(2, engine.Scheduler.Running);
+        Assert.DoesNotContain(events, e => e.RequestId == "prefilling");
+
+        var released = new List<GenerationEvent>();
+        Assert.Equal(["prefilling"], engine.Scheduler.ReleaseRunning("stopped", released));
+        var ended = Assert.IsType<SequenceFinished>(Assert.Single(released));
+        Assert.Equal(("streamed", FinishReason.Error, "stopped"), (ended.RequestId, ended.Reason, ended.Error));
+        Assert.Equal(events.OfType<TokenGenerated>().Select(t => t.Token), ended.Generated);
+        Assert.True(engine.Scheduler.IsIdle);
+    }
+
+    [Fact]
     public void Requests_of_equal_priority_never_preempt_each_other()
     {
         using var model = TinyModels.Random(Architecture.Mixtral);
