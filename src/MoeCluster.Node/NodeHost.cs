@@ -117,7 +117,7 @@ public static class NodeHost
         try
         {
             var drained = gateway.Ask<GatewayDrained>(new DrainGateway(o.DrainGrace), o.DrainGrace + TimeSpan.FromSeconds(10)).GetAwaiter().GetResult();
-            log($"gateway drained: {drained.Finished} sequences finished, {drained.Failed} requests answered with an error, {drained.Refused} queued requests handed back to be resent elsewhere");
+            log($"gateway drained: {drained.Finished} sequences finished, {drained.Failed} requests answered with an error, {drained.Refused} requests that had streamed nothing handed back to be resent elsewhere");
         }
         catch (AskTimeoutException) { log("the gateway did not report drained in time; shutting down anyway"); }
     }

@@ -27,7 +27,7 @@ public sealed record ModelCoreReport(
                       $"(load average at start: {Machine.LoadAverage}; at end: {LoadAtEnd}); SIMD flags: {string.Join(", ", Machine.SimdFlags)}.");
         md.AppendLine($"- **TorchSharp:** {TorchThreads} intra-op threads (`torch.set_num_threads` = core count), CPU libtorch.");
         md.AppendLine(NativeBFloat16Dot.Usable
-            ? "- **bfloat16 products of 2–32 rows:** the native AVX512-BF16 tile (`libmoecluster_kernels.so`, `MOECLUSTER_NATIVE_BF16=0` turns it off)."
+            ? $"- **bfloat16 products of 2–{SmallMatMul.MaxRowsNativeBFloat16} rows:** the native AVX512-BF16 tile (`libmoecluster_kernels.so`, `MOECLUSTER_NATIVE_BF16=0` turns it off)."
             : $"- **bfloat16 products:** the managed tile up to {SmallMatMul.MaxRowsBFloat16} rows, oneDNN above (native tile: {NativeBFloat16Dot.Unavailable ?? "turned off"}).");
         md.AppendLine($"- **Model:** {BenchSmall.Name} — {BenchSmall.Describe(c)}; {cost.TotalParams / 1e6:0.0}M parameters, " +
                       $"{(c.NumLayers * cost.LayerActiveParams + cost.HeadParams) / 1e6:0.0}M active per token with the LM head.");

@@ -405,9 +405,7 @@ public sealed class BatchScheduler(BatchingOptions options, int vocabSize)
         foreach (var s in running.Values.ToList())
         {
             if (!Unreported(s)) { Finish(s, FinishReason.Error, events, error); continue; }
-            running.Remove(s.Request.Id);
-            cancelled.Remove(s.Request.Id);
-            freeSlots.Push(s.Slot);
+            Remove(s);
             unreported.Add(s.Request.Id);
         }
         return unreported;
@@ -456,12 +454,18 @@ public sealed class BatchScheduler(BatchingOptions options, int vocabSize)
 
     void Finish(Sequence s, FinishReason reason, List<GenerationEvent> events, string? error = null)
     {
-        running.Remove(s.Request.Id);
-        cancelled.Remove(s.Request.Id);
-        freeSlots.Push(s.Slot);
+        Remove(s);
         events.Add(new SequenceFinished(s.Request.Id, reason, s.Request.PromptTokens.Count, s.Generated.ToArray(), error)
         {
             CachedPromptTokens = s.CachedPromptTokens ?? 0,
         });
+    }
+
+    /// <summary>A running sequence leaves: its slot is free again and a cancellation of it is moot.</summary>
+    void Remove(Sequence s)
+    {
+        running.Remove(s.Request.Id);
+        cancelled.Remove(s.Request.Id);
+        freeSlots.Push(s.Slot);
     }
 }

@@ -55,10 +55,8 @@ public static unsafe class NativeBFloat16Dot
 
     /// <summary>r[m·4 + i] = x[m] · w_i for M bfloat16 rows x [M, K] in plain order and four weight rows, prefetching
     /// <paramref name="nextBytes"/> from <paramref name="next"/> along the way (see bfloat16_dot.c). A call is a few
-    /// microseconds at most, so it skips the GC transition.</summary>
-    internal static void Dot4(ushort* x, int M, int K, byte* w0, byte* w1, byte* w2, byte* w3, float* r, byte* next, long nextBytes)
-    {
-        if (!Available) throw new InvalidOperationException($"the native bfloat16 tile is not available: {Unavailable}");
+    /// microseconds at most, so it skips the GC transition. Only where <see cref="Available"/> (the caller checks once
+    /// per product, not per block).</summary>
+    internal static void Dot4(ushort* x, int M, int K, byte* w0, byte* w1, byte* w2, byte* w3, float* r, byte* next, long nextBytes) =>
         dot4(x, M, K, (ushort*)w0, (ushort*)w1, (ushort*)w2, (ushort*)w3, r, next, nextBytes);
-    }
 }

@@ -51,8 +51,8 @@ public static unsafe class SmallMatMul
     /// <summary>Largest M in bfloat16 on the native AVX512-BF16 tile (<see cref="NativeBFloat16Dot"/>). Set by the
     /// whole decode step, not by one product: `bench … native-ab` (bfloat16 batch 32, tile on and off alternating in one
     /// process) measured the step 1.29× faster with 32 rows, 1.20× with 24, 1.05× with 16 and 0.94–1.04× with 8, though
-    /// `bench … gemv` has oneDNN ahead from 16–32 rows on one hot weight repeated (docs/BENCHMARKS.md, "Native bfloat16
-    /// tile"). MOECLUSTER_NATIVE_BF16_ROWS=N (1–32) at start sets it, for A/B runs.</summary>
+    /// `bench … gemv` has oneDNN ahead from 16–32 rows on one hot weight repeated (docs/BENCHMARKS.md, issue 12,
+    /// "Fourth pass"). MOECLUSTER_NATIVE_BF16_ROWS=N (1–32) at start sets it, for A/B runs.</summary>
     public static int MaxRowsNativeBFloat16 { get; set; } =
         int.TryParse(Environment.GetEnvironmentVariable("MOECLUSTER_NATIVE_BF16_ROWS"), out var r) && r is >= 1 and <= 32 ? r : 32;
 
@@ -160,6 +160,8 @@ public static unsafe class SmallMatMul
         using var xc = x.contiguous();
         // The native tile reads the bfloat16 activations as they are; the managed loops take float32 in their layout.
         bool native = loops == KernelPath.BFloat16Dot;
+        if (native && !NativeBFloat16Dot.Available)
+            throw new InvalidOperationException($"the native bfloat16 tile is not available: {NativeBFloat16Dot.Unavailable}");
         float* packed = native ? null : (float*)NativeMemory.AlignedAlloc((nuint)(M * K * sizeof(float)), 64);
         var floats = new List<nint>();
         try
@@ -270,10 +272,14 @@ public static unsafe class SmallMatMul
                     }
                 return;
             }
+            // With prefetch, the next block's weight rows are requested a share before each row tile, so they arrive
+            // while this block computes from cache (prefill-sized M: a weight row is used M times once loaded).
+            int nextRows = prefetch ? Math.Max(0, Math.Min(4, jobRows - row - 4)) : 0;
+            long nextBytes = nextRows * stride;
+            byte* next = w + (row + 4) * stride;
             if (path == KernelPath.BFloat16Dot)
             {
-                int ahead = prefetch ? Math.Max(0, Math.Min(4, jobRows - row - 4)) : 0;
-                NativeBFloat16Dot.Dot4(raw, M, K, Row(0), Row(1), Row(2), Row(3), r, w + (row + 4) * stride, ahead * stride);
+                NativeBFloat16Dot.Dot4(raw, M, K, Row(0), Row(1), Row(2), Row(3), r, next, nextBytes);
                 return;
             }
             if (M == 1 && streaming)
@@ -288,11 +294,7 @@ public static unsafe class SmallMatMul
                 return;
             }
 
-            // With prefetch, the next block's weight rows are requested a share before each row tile, so they arrive
-            // while this block computes from cache (prefill-sized M: a weight row is used M times once loaded).
-            int nextRows = prefetch ? Math.Max(0, Math.Min(4, jobRows - row - 4)) : 0;
-            long nextBytes = nextRows * stride, perTile = nextBytes / ((M + 3) / 4) + 64, fetched = 0;
-            byte* next = w + (row + 4) * stride;
+            long perTile = nextBytes / ((M + 3) / 4) + 64, fetched = 0;
             for (int m = 0; m < M;)
             {
                 int left = M - m;

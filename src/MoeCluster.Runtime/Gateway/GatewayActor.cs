@@ -76,7 +76,7 @@ public sealed class GatewayActor : ReceiveActor, IWithTimers
     OutputHead? head;
     long nextAttemptId;
     long kvBytesPerToken;
-    /// <summary>Requests that ended normally / with an error since the gateway started (a drain reports its share).</summary>
+    /// <summary>Requests that ended normally / with an error / were handed back since the gateway started (a drain reports its share).</summary>
     long finished, failed, refused;
     Phase phase;
     Action stepState, admission;
@@ -323,6 +323,7 @@ public sealed class GatewayActor : ReceiveActor, IWithTimers
     /// streamed, which the release put in <see cref="events"/>, are delivered. Returns how many were refused.</summary>
     int HandBack(IReadOnlyList<string> unreported, string refusal)
     {
+        long before = refused;
         foreach (var id in unreported)
         {
             if (!clients.Remove(id, out var client)) continue;
@@ -332,7 +333,7 @@ public sealed class GatewayActor : ReceiveActor, IWithTimers
             client.Tell(new GenerationRejected(id, RejectionKind.Draining, "", refusal));
         }
         Deliver();
-        return unreported.Count;
+        return (int)(refused - before);
     }
 
     void BeginDrain(DrainGateway m)
